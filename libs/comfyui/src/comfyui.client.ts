@@ -1,0 +1,38 @@
+import type {
+  ComfyGraph, ComfyImageRef, ConnectionState, PromptLocation, PromptOutcome, SubmitResult, SystemStats, WaitOptions,
+} from './comfyui.types';
+
+/**
+ * The port the worker and health checks use to drive one ComfyUI server. The HTTP + WebSocket
+ * adapter implements it; unit tests use fakes.
+ */
+export abstract class ComfyUiClient {
+  abstract readonly baseUrl: string;
+  abstract readonly clientId: string;
+  abstract readonly state: ConnectionState;
+
+  /** Starts the WebSocket state machine; returns at once (never waits for ComfyUI to be up). */
+  abstract connect(): void;
+  /** Waits up to timeoutMs for the socket to be open; false when it is not. */
+  abstract waitOpen(timeoutMs: number): Promise<boolean>;
+  /** Stops every timer and socket; pending waits reject with ClientClosedError. */
+  abstract close(): Promise<void>;
+
+  /** POST /prompt with our own prompt_id and our client_id. */
+  abstract submit(graph: ComfyGraph, opts: { promptId: string; signal?: AbortSignal }): Promise<SubmitResult>;
+  /** Follows a submitted prompt to its end (WS events, /history as the safety net). */
+  abstract wait(promptId: string, opts: WaitOptions): Promise<PromptOutcome>;
+  /** Where the prompt stands now (one /queue + /history look); throws ComfyUnavailableError if unreachable. */
+  abstract locate(promptId: string, signal?: AbortSignal): Promise<PromptLocation>;
+  /** Outcome of a finished prompt from /history, or undefined when history has no entry. */
+  abstract outcome(promptId: string, signal?: AbortSignal): Promise<PromptOutcome | undefined>;
+  /** GET /view: the bytes of one output. */
+  abstract view(ref: ComfyImageRef, signal?: AbortSignal): Promise<Buffer>;
+  /** Deletes the prompt if pending, interrupts it if running, nothing if done. */
+  abstract cancel(promptId: string): Promise<PromptLocation>;
+  abstract systemStats(signal?: AbortSignal, timeoutMs?: number): Promise<SystemStats>;
+  /** GET /models/{folder}: file names ComfyUI can load from that folder. */
+  abstract listModels(folder: string, signal?: AbortSignal): Promise<string[]>;
+  /** POST /free (unload models, free memory) — used after an out-of-memory failure. */
+  abstract free(): Promise<void>;
+}

@@ -1,0 +1,3 @@
+export * from './comfyui.types';
+export * from './comfyui.errors';
+export * from './comfyui.client';

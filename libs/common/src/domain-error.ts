@@ -1,0 +1,46 @@
+/**
+ * An error a lib throws on purpose: a stable code for programs, a message for people, optional
+ * details that are safe to show. Only the API maps codes to HTTP statuses.
+ */
+export class DomainError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly details?: unknown,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** Stable error codes of the public API. Never rename a value once deployed. */
+export enum ErrorCode {
+  ValidationFailed = 'validation_failed',
+  InvalidJson = 'invalid_json',
+  PayloadTooLarge = 'payload_too_large',
+  UnknownModel = 'unknown_model',
+  JobNotFound = 'job_not_found',
+  JobExpired = 'job_expired',
+  ImageNotFound = 'image_not_found',
+  JobFinished = 'job_finished',
+  QueueFull = 'queue_full',
+  RedisUnavailable = 'redis_unavailable',
+  SyncTimeout = 'sync_timeout',
+  IdempotencyKeyReused = 'idempotency_key_reused',
+  InvalidWebhookUrl = 'invalid_webhook_url',
+  Unauthorized = 'unauthorized',
+  RateLimited = 'rate_limited',
+  QuotaExceeded = 'quota_exceeded',
+  ContentPolicy = 'content_policy',
+  NotFound = 'not_found',
+  InternalError = 'internal_error',
+  // failures recorded on a job
+  ComfyUiRejected = 'comfyui_rejected',
+  ComfyUiExecutionError = 'comfyui_execution_error',
+  ComfyUiUnavailable = 'comfyui_unavailable',
+  ComfyUiTimeout = 'comfyui_timeout',
+  PromptLost = 'prompt_lost',
+  OutputFetchFailed = 'output_fetch_failed',
+  JobStalled = 'job_stalled',
+  Canceled = 'canceled',
+}

@@ -1,0 +1,173 @@
+import { plainToInstance, Transform } from 'class-transformer';
+import {
+  IsBoolean, IsIn, IsInt, IsOptional, IsString, IsUrl, Matches, Max, Min, validateSync,
+} from 'class-validator';
+
+const toInt = ({ value }: { value: unknown }) =>
+  value === undefined || value === '' ? undefined : /^-?\d+$/.test(String(value).trim()) ? Number(value) : value;
+const toBool = ({ value }: { value: unknown }) => {
+  if (value === undefined || value === '') return undefined;
+  const v = String(value).trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  return value;
+};
+const toList = ({ value }: { value: unknown }) =>
+  value === undefined ? undefined : String(value).split(',').map((s) => s.trim()).filter(Boolean);
+
+/**
+ * Every environment variable the service reads, with its default. Validated once at start-up:
+ * a wrong value stops the process with a line naming the variable.
+ */
+export class Env {
+  // --- HTTP ---
+  @Transform(toInt) @IsInt() @Min(0) @Max(65535)
+  PORT = 8000;
+
+  @IsString()
+  HOST = '0.0.0.0';
+
+  /** Base of absolute links (job Location, image URLs in webhooks). Empty: derived from the request. */
+  @IsOptional() @IsUrl({ require_tld: false, require_protocol: true, protocols: ['http', 'https'] })
+  PUBLIC_BASE_URL?: string;
+
+  @Transform(toList) @IsString({ each: true })
+  CORS_ORIGINS: string[] = [];
+
+  @IsIn(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+  LOG_LEVEL = 'info';
+
+  @Transform(toInt) @IsInt() @Min(1024) @Max(10 * 1024 * 1024)
+  BODY_LIMIT_BYTES = 64 * 1024;
+
+  /** How long POST /images/generate waits before answering 504 with the job id. */
+  @Transform(toInt) @IsInt() @Min(100) @Max(15 * 60 * 1000)
+  SYNC_TIMEOUT_MS = 120_000;
+
+  // --- Redis / queue ---
+  @Matches(/^rediss?:\/\/.+/, { message: 'REDIS_URL must look like redis://host:port[/db]' })
+  REDIS_URL = 'redis://127.0.0.1:6379';
+
+  /** BullMQ key prefix. Wrap it in braces ({fictures}) for Redis Cluster. */
+  @Matches(/^[A-Za-z0-9_{}.-]{1,64}$/, { message: 'QUEUE_PREFIX may hold letters, digits and _ { } . - only' })
+  QUEUE_PREFIX = 'fictures';
+
+  @Transform(toInt) @IsInt() @Min(1)
+  QUEUE_MAX_WAITING = 10_000;
+
+  @Transform(toInt) @IsInt() @Min(1) @Max(100)
+  JOB_ATTEMPTS = 3;
+
+  @Transform(toInt) @IsInt() @Min(0)
+  JOB_BACKOFF_MS = 5_000;
+
+  // --- ComfyUI / worker ---
+  @Transform(toList) @IsUrl({ require_tld: false, require_protocol: true, protocols: ['http', 'https'] }, { each: true })
+  COMFYUI_URLS: string[] = ['http://127.0.0.1:8188'];
+
+  /** No progress from ComfyUI for this long (no WS event, history empty) = hung: interrupt and retry. */
+  @Transform(toInt) @IsInt() @Min(100)
+  COMFYUI_IDLE_TIMEOUT_MS = 120_000;
+
+  /** Safety-net poll of /queue + /history while a prompt is in flight (the socket is the fast path). */
+  @Transform(toInt) @IsInt() @Min(50)
+  COMFYUI_POLL_INTERVAL_MS = 5_000;
+
+  @Transform(toInt) @IsInt() @Min(100)
+  COMFYUI_REQUEST_TIMEOUT_MS = 10_000;
+
+  @Transform(toInt) @IsInt() @Min(500)
+  WORKER_LOCK_DURATION_MS = 30_000;
+
+  @Transform(toInt) @IsInt() @Min(100)
+  WORKER_STALLED_INTERVAL_MS = 30_000;
+
+  @Transform(toInt) @IsInt() @Min(0) @Max(100)
+  WORKER_MAX_STALLED_COUNT = 2;
+
+  @Transform(toInt) @IsInt() @Min(0)
+  WORKER_SHUTDOWN_GRACE_MS = 30_000;
+
+  // --- results ---
+  @IsIn(['redis', 'fs'])
+  RESULT_STORE: 'redis' | 'fs' = 'redis';
+
+  @IsString()
+  RESULT_DIR = 'data/results';
+
+  @Transform(toInt) @IsInt() @Min(60)
+  RESULT_TTL_SECONDS = 86_400;
+
+  // --- workflows ---
+  @IsString()
+  WORKFLOWS_DIR = 'workflows';
+
+  // --- webhooks ---
+  /** Standard Webhooks secret, whsec_<base64 of 24-64 random bytes>. Required to send webhooks. */
+  @IsOptional() @Matches(/^whsec_[A-Za-z0-9+/=]{32,}$/, { message: 'WEBHOOK_SECRET must be whsec_<base64 of at least 24 bytes>' })
+  WEBHOOK_SECRET?: string;
+
+  @Transform(toList) @IsString({ each: true })
+  WEBHOOK_ALLOWED_HOSTS: string[] = [];
+
+  @Transform(toInt) @IsInt() @Min(100)
+  WEBHOOK_TIMEOUT_MS = 10_000;
+
+  /** Delay before each retry, in ms, comma-separated. */
+  @Transform(toList) @Matches(/^\d+$/, { each: true, message: 'WEBHOOK_RETRY_SCHEDULE_MS must be comma-separated whole milliseconds' })
+  WEBHOOK_RETRY_SCHEDULE_MS: string[] = ['5000', '30000', '120000', '600000', '1800000', '3600000', '10800000', '21600000'];
+
+  // --- health ---
+  @Transform(toBool) @IsBoolean()
+  GPU_REQUIRED = true;
+
+  @IsOptional() @Transform(toInt) @IsInt() @Min(0)
+  HEALTH_MIN_FREE_VRAM_MB?: number;
+
+  @Transform(toInt) @IsInt() @Min(0)
+  SHUTDOWN_DRAIN_MS = 5_000;
+
+  @IsOptional() @IsString()
+  ADMIN_TOKEN?: string;
+
+  @IsOptional() @Transform(toInt) @IsInt() @Min(0) @Max(65535)
+  METRICS_PORT?: number;
+
+  // --- auth ---
+  @Transform(toBool) @IsBoolean()
+  AUTH_REQUIRED = false;
+
+  @Transform(toInt) @IsInt() @Min(1)
+  RATE_LIMIT_PER_MINUTE = 300;
+
+  @IsOptional() @IsString()
+  CONTENT_POLICY_FILE?: string;
+
+  get webhookRetryScheduleMs(): number[] {
+    return this.WEBHOOK_RETRY_SCHEDULE_MS.map(Number);
+  }
+}
+
+export class EnvValidationError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+}
+
+/**
+ * Builds the Env from a plain record (process.env by default). Unknown variables are ignored;
+ * every known one is checked, and all problems are reported at once.
+ */
+export function loadEnv(source: Record<string, string | undefined> = process.env, overrides: Partial<Record<keyof Env, unknown>> = {}): Env {
+  const known = new Set(Object.keys(new Env()).concat(['PUBLIC_BASE_URL', 'WEBHOOK_SECRET', 'HEALTH_MIN_FREE_VRAM_MB', 'ADMIN_TOKEN', 'METRICS_PORT', 'CONTENT_POLICY_FILE']));
+  const raw: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(source)) if (known.has(k) && v !== undefined) raw[k] = v;
+  const env = plainToInstance(Env, { ...raw, ...overrides }, { exposeDefaultValues: true });
+  const errors = validateSync(env, { forbidUnknownValues: false });
+  if (errors.length) {
+    throw new EnvValidationError(
+      errors.map((e) => `${e.property}=${JSON.stringify(raw[e.property] ?? (overrides as Record<string, unknown>)[e.property])}: ${Object.values(e.constraints ?? {}).join('; ')}`),
+    );
+  }
+  return env;
+}

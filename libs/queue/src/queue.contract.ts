@@ -1,0 +1,129 @@
+import type { JobsOptions } from 'bullmq';
+
+/** Queue names. Never rename a deployed value: workers and producers meet on it in Redis. */
+export enum QueueName {
+  Generation = 'generation',
+  Webhook = 'webhook',
+}
+
+/** Job names, one per kind of work; the map below ties each to its payload and result. */
+export enum JobName {
+  Generate = 'generate',
+  DeliverWebhook = 'deliver-webhook',
+}
+
+/** Public generation parameters after defaults and limits of the model were applied. */
+export interface GenerationParams {
+  model: string;
+  prompt: string;
+  negative_prompt: string;
+  width: number;
+  height: number;
+  num_inference_steps: number;
+  guidance_scale: number;
+  seed: number;
+}
+
+export type WebhookEvent = 'running' | 'succeeded' | 'failed' | 'canceled';
+export const WEBHOOK_EVENTS: readonly WebhookEvent[] = ['running', 'succeeded', 'failed', 'canceled'];
+export const DEFAULT_WEBHOOK_EVENTS: readonly WebhookEvent[] = ['succeeded', 'failed', 'canceled'];
+
+export interface GenerationJobData {
+  params: GenerationParams;
+  /** Id of the API key that owns the job; absent when the server runs open. Never the key itself. */
+  owner?: string;
+  webhook?: { url: string; events: WebhookEvent[] };
+  metadata?: Record<string, string>;
+  /** Epoch ms when the API accepted the job. */
+  submitted_at: number;
+  request_id?: string;
+}
+
+export interface StoredImageRef {
+  index: number;
+  key: string;
+  content_type: string;
+  bytes: number;
+  sha256: string;
+  width: number;
+  height: number;
+}
+
+export interface JobTimings {
+  /** accepted → a worker took it (last attempt). */
+  queue_ms: number;
+  /** ComfyUI execution as ComfyUI timed it (execution_start → execution_success), when known. */
+  comfyui_ms?: number;
+  /** submit to ComfyUI → outputs stored. */
+  execution_ms: number;
+  /** accepted → result recorded. */
+  total_ms: number;
+}
+
+export interface GenerationResult {
+  images: StoredImageRef[];
+  seed: number;
+  model: string;
+  prompt_id: string;
+  comfyui: string;
+  timings: JobTimings;
+  warnings?: string[];
+}
+
+/** Progress as the processor reports it with job.updateProgress (and SSE streams it). */
+export interface GenerationProgress {
+  step: number;
+  total_steps: number;
+  fraction: number;
+  /** ComfyUI prompt id in flight for this job, so a recovering worker can re-attach to it. */
+  prompt_id?: string;
+  comfyui?: string;
+  started_at?: number;
+}
+
+export interface WebhookJobData {
+  job_id: string;
+  event: WebhookEvent;
+  /** Stable per event: the same for every retry (receivers deduplicate on it). */
+  webhook_id: string;
+  url: string;
+  /** The event body, serialised once so every attempt signs the same bytes. */
+  body: string;
+}
+
+export interface WebhookJobResult {
+  status: number;
+  attempts: number;
+}
+
+/** One typed map from job name to payload and result: producer and processor cannot disagree. */
+export interface JobMap {
+  [JobName.Generate]: { data: GenerationJobData; result: GenerationResult };
+  [JobName.DeliverWebhook]: { data: WebhookJobData; result: WebhookJobResult };
+}
+export type JobDataOf<N extends JobName> = JobMap[N]['data'];
+export type JobResultOf<N extends JobName> = JobMap[N]['result'];
+
+/** Lowest number = served first (BullMQ priorities run 1..2_097_151). Every job gets one explicitly. */
+export const DEFAULT_PRIORITY = 100;
+
+export interface GenerationJobOptionsInput {
+  jobId: string;
+  priority?: number;
+  attempts: number;
+  backoffMs: number;
+  resultTtlSeconds: number;
+}
+
+/** The one place where generation job options are decided. */
+export function generationJobOptions(o: GenerationJobOptionsInput): JobsOptions {
+  return {
+    jobId: o.jobId,
+    priority: o.priority ?? DEFAULT_PRIORITY,
+    attempts: o.attempts,
+    backoff: { type: 'exponential', delay: o.backoffMs, jitter: 0.5 },
+    // The job record lives as long as its images; failures a little longer for debugging.
+    removeOnComplete: { age: o.resultTtlSeconds },
+    removeOnFail: { age: o.resultTtlSeconds },
+  };
+}

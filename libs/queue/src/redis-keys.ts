@@ -1,0 +1,43 @@
+/**
+ * Redis keys and channels the service owns besides BullMQ's, all under the queue prefix so one
+ * Redis can host several deployments (and a {hash tag} prefix keeps them on one Cluster slot).
+ */
+export class RedisKeys {
+  constructor(readonly prefix: string) {}
+
+  /** Pub/sub channel the API publishes cancel requests on; workers subscribe. */
+  get cancelChannel(): string {
+    return `${this.prefix}:cancel`;
+  }
+  /** Marks a job as canceled by the user (read by the worker that holds it, and on recovery). */
+  cancelFlag(jobId: string): string {
+    return `${this.prefix}:canceled:${jobId}`;
+  }
+  /** Pub/sub channel for live job events (status, progress) read by SSE on any API instance. */
+  jobEvents(jobId: string): string {
+    return `${this.prefix}:events:${jobId}`;
+  }
+  /** Final job record kept for RESULT_TTL_SECONDS after BullMQ prunes the job. */
+  jobRecord(jobId: string): string {
+    return `${this.prefix}:job:${jobId}`;
+  }
+  /** Tombstone so a job past retention answers 410 instead of 404. */
+  jobTombstone(jobId: string): string {
+    return `${this.prefix}:gone:${jobId}`;
+  }
+  image(jobId: string, index: number): string {
+    return `${this.prefix}:img:${jobId}:${index}`;
+  }
+  idempotency(owner: string, key: string): string {
+    return `${this.prefix}:idem:${owner}:${key}`;
+  }
+  workerHeartbeat(workerId: string): string {
+    return `${this.prefix}:worker:${workerId}`;
+  }
+  get workerHeartbeatPattern(): string {
+    return `${this.prefix}:worker:*`;
+  }
+  webhookState(jobId: string): string {
+    return `${this.prefix}:webhook:${jobId}`;
+  }
+}
