@@ -1,3 +1,4 @@
 export * from './comfyui.types';
 export * from './comfyui.errors';
 export * from './comfyui.client';
+export * from './comfyui-http.client';

@@ -1,2 +1,6 @@
 export * from './queue.contract';
 export * from './redis-keys';
+export * from './redis-connection';
+export * from './job-failure';
+export * from './job-events';
+export * from './job-resource';

@@ -1,0 +1,66 @@
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logger } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import type { Request, Response } from 'express';
+import { DomainError, ErrorCode } from '@app/common';
+import { ApiError, isRedisUnavailable, STATUS_BY_CODE } from './api-error';
+
+interface BodyParserError extends Error {
+  type?: string;
+  status?: number;
+}
+
+/**
+ * Every error leaves the API in one shape: {error: {code, message, details}, request_id}. Domain
+ * errors keep their code; framework errors get one; anything unexpected is a 500 with an error id
+ * that appears in the log and nothing internal in the body.
+ */
+@Catch()
+export class AllExceptionsFilter implements ExceptionFilter {
+  private readonly logger = new Logger('HTTP');
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const ctx = host.switchToHttp();
+    const req = ctx.getRequest<Request & { id?: string }>();
+    const res = ctx.getResponse<Response>();
+    const { status, code, message, details, headers } = this.describe(exception, req);
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+    const body: Record<string, unknown> = { error: { code, message, ...(details !== undefined ? { details } : {}) }, request_id: req.id };
+    res.status(status).json(body);
+  }
+
+  private describe(exception: unknown, req: Request & { id?: string }) {
+    const none: Record<string, string> = {};
+    if (exception instanceof DomainError) {
+      const status = STATUS_BY_CODE[exception.code] ?? 400;
+      return { status, code: exception.code, message: exception.message, details: exception.details, headers: exception instanceof ApiError ? exception.headers : none };
+    }
+    const bp = exception as BodyParserError;
+    if (bp?.type === 'entity.parse.failed') return { status: 400, code: ErrorCode.InvalidJson, message: 'The body is not valid JSON', details: undefined, headers: none };
+    if (bp?.type === 'entity.too.large') return { status: 413, code: ErrorCode.PayloadTooLarge, message: 'The body is too large', details: undefined, headers: none };
+    if (bp?.type && typeof bp.status === 'number' && bp.status < 500) {
+      return { status: bp.status, code: ErrorCode.ValidationFailed, message: 'The body could not be read', details: undefined, headers: none };
+    }
+    if (exception instanceof HttpException) {
+      const status = exception.getStatus();
+      const code =
+        status === HttpStatus.NOT_FOUND ? ErrorCode.NotFound
+        : status === HttpStatus.TOO_MANY_REQUESTS ? ErrorCode.RateLimited
+        : status === HttpStatus.UNAUTHORIZED ? ErrorCode.Unauthorized
+        : status === HttpStatus.PAYLOAD_TOO_LARGE ? ErrorCode.PayloadTooLarge
+        : status < 500 ? ErrorCode.ValidationFailed : ErrorCode.InternalError;
+      const message = status === HttpStatus.NOT_FOUND ? `No route ${req.method} ${req.path}` : status < 500 ? exception.message : 'Internal error';
+      return { status, code, message, details: undefined, headers: none };
+    }
+    if (isRedisUnavailable(exception)) {
+      this.logger.warn({ request_id: req.id, msg: 'redis unavailable', error: (exception as Error).message });
+      return { status: 503, code: ErrorCode.RedisUnavailable, message: 'The job store is unavailable; try again shortly', details: undefined, headers: { 'Retry-After': '5' } };
+    }
+    const errorId = randomUUID();
+    this.logger.error({ request_id: req.id, error_id: errorId, msg: 'unhandled error', error: exception instanceof Error ? exception.stack : String(exception) });
+    return { status: 500, code: ErrorCode.InternalError, message: 'Internal error', details: { error_id: errorId }, headers: none };
+  }
+}

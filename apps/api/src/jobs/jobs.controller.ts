@@ -1,0 +1,80 @@
+import { Body, Controller, Delete, Get, HttpCode, Param, ParseUUIDPipe, Post, Req, Res } from '@nestjs/common';
+import { ApiAcceptedResponse, ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
+import type { Response } from 'express';
+import { ErrorCode } from '@app/common';
+import { Env } from '@app/config';
+import { buildJobResource, JobResource } from '@app/queue';
+import { ApiError } from '../common/api-error';
+import { CreateJobDto } from './dto/create-job.dto';
+import { JobsService } from './jobs.service';
+import { ApiRequest, callerOf, requestBase } from './request-context';
+import { WebhookUrlPolicy } from './webhook-url.policy';
+
+const jobIdPipe = new ParseUUIDPipe({
+  version: '4',
+  exceptionFactory: () => new ApiError(ErrorCode.JobNotFound, 'No such job'),
+});
+
+@ApiTags('jobs')
+@Controller('api/v1/images/jobs')
+export class JobsController {
+  constructor(
+    private readonly jobs: JobsService,
+    private readonly webhookUrls: WebhookUrlPolicy,
+    private readonly env: Env,
+  ) {}
+
+  @Post()
+  @HttpCode(202)
+  @ApiOperation({ summary: 'Submit a generation job (asynchronous)' })
+  @ApiAcceptedResponse({ description: 'The job resource; Location points at it' })
+  async create(@Body() dto: CreateJobDto, @Req() req: ApiRequest, @Res({ passthrough: true }) res: Response): Promise<JobResource> {
+    const caller = callerOf(req);
+    const webhookUrl = dto.webhook_url ? await this.webhookUrls.check(dto.webhook_url) : undefined;
+    const job = await this.jobs.submit(dto, caller, { webhookUrl });
+    const base = this.jobs.baseUrl(requestBase(req));
+    const snapshot = await this.jobs.snapshot(job.id as string);
+    const resource = snapshot
+      ? buildJobResource(snapshot, base)
+      : buildJobResource({ id: job.id as string, state: 'waiting', data: job.data, attemptsMade: 0, timestamp: job.timestamp }, base);
+    res.setHeader('Location', resource.links.self);
+    return resource;
+  }
+
+  @Get(':id')
+  @ApiOperation({ summary: 'The job: status, queue position, progress, timings, image links, error' })
+  @ApiOkResponse()
+  get(@Param('id', jobIdPipe) id: string, @Req() req: ApiRequest): Promise<JobResource> {
+    return this.jobs.get(id, callerOf(req), requestBase(req));
+  }
+
+  @Delete(':id')
+  @ApiOperation({ summary: 'Cancel: removes a queued job, interrupts a running one' })
+  cancel(@Param('id', jobIdPipe) id: string, @Req() req: ApiRequest): Promise<JobResource> {
+    return this.jobs.cancel(id, callerOf(req), requestBase(req));
+  }
+
+  @Get(':id/images/:index')
+  @ApiOperation({ summary: 'The image bytes' })
+  @ApiProduces('image/png', 'image/jpeg', 'image/webp')
+  async image(
+    @Param('id', jobIdPipe) id: string,
+    @Param('index') indexParam: string,
+    @Req() req: ApiRequest,
+    @Res() res: Response,
+  ): Promise<void> {
+    if (!/^\d{1,3}$/.test(indexParam)) throw new ApiError(ErrorCode.ImageNotFound, `No image ${indexParam}`);
+    const { bytes, contentType, sha256 } = await this.jobs.image(id, Number(indexParam), callerOf(req), requestBase(req));
+    const etag = `"${sha256}"`;
+    res.setHeader('ETag', etag);
+    // Private: images belong to the key that made them; immutable: a job's image never changes.
+    res.setHeader('Cache-Control', `private, max-age=${this.env.RESULT_TTL_SECONDS}, immutable`);
+    if (req.headers['if-none-match'] === etag) {
+      res.status(304).end();
+      return;
+    }
+    res.setHeader('Content-Type', contentType);
+    res.setHeader('Content-Length', String(bytes.length));
+    res.status(200).end(bytes);
+  }
+}

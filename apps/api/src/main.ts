@@ -1,0 +1,30 @@
+import 'reflect-metadata';
+import { Logger } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { Env, EnvValidationError, loadEnv } from '@app/config';
+import { ApiModule } from './api.module';
+import { setupApp } from './setup-app';
+
+async function bootstrap(): Promise<void> {
+  let env: Env;
+  try {
+    env = loadEnv();
+  } catch (e) {
+    if (e instanceof EnvValidationError) {
+      process.stderr.write(`${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const app = await NestFactory.create<NestExpressApplication>(ApiModule.forRoot(env), { bodyParser: false });
+  setupApp(app, env);
+  app.enableShutdownHooks();
+  await app.listen(env.PORT, env.HOST);
+  new Logger('Bootstrap').log(`API listening on http://${env.HOST}:${env.PORT} (docs at /docs)`);
+}
+
+bootstrap().catch((err: Error) => {
+  process.stderr.write(`api failed to start: ${err.message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,88 @@
+import { Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
+import { ComfyUiClient, ComfyUiHttpClient } from '@app/comfyui';
+import { Env } from '@app/config';
+import { ModelLimits, WorkflowRegistry } from '@app/workflows';
+
+export interface ModelResource {
+  id: string;
+  display_name: string;
+  description: string;
+  default: boolean;
+  defaults: { width: number; height: number; num_inference_steps: number; guidance_scale: number; negative_prompt: string };
+  limits: ModelLimits;
+  required_models: Array<{ folder: string; file: string }>;
+  /** Per ComfyUI: true when it has every file, false when some are missing, null when it did not answer. */
+  available: Record<string, boolean | null>;
+}
+
+const CACHE_MS = 30_000;
+
+/** ComfyUI URL → folder → file names; null when that ComfyUI did not answer. */
+type FilesByServer = Map<string, Map<string, Set<string>> | null>;
+
+/** The models of workflows/, and whether the GPUs have their files (asked of ComfyUI, cached). */
+@Injectable()
+export class ModelsService implements OnModuleDestroy {
+  private readonly logger = new Logger(ModelsService.name);
+  private readonly comfy: ComfyUiClient[];
+  private cache?: { at: number; value: Promise<FilesByServer> };
+
+  constructor(private readonly env: Env, private readonly workflows: WorkflowRegistry) {
+    // HTTP only: the API never opens ComfyUI's WebSocket.
+    this.comfy = env.COMFYUI_URLS.map((u) => new ComfyUiHttpClient(u, { requestTimeoutMs: 1_000 }));
+  }
+
+  async list(): Promise<ModelResource[]> {
+    const files = await this.modelFiles();
+    return this.workflows.list().map(({ manifest: m }) => {
+      const p = m.parameters;
+      const available: Record<string, boolean | null> = {};
+      for (const [url, folders] of files) {
+        available[url] = folders === null ? null : m.required_models.every((r) => folders.get(r.folder)?.has(r.file) ?? false);
+      }
+      return {
+        id: m.id,
+        display_name: m.display_name,
+        description: m.description,
+        default: m.id === this.workflows.defaultId,
+        defaults: {
+          width: p.width.default ?? 1328,
+          height: p.height.default ?? 1328,
+          num_inference_steps: p.num_inference_steps.default ?? 1,
+          guidance_scale: p.guidance_scale.default ?? 0,
+          negative_prompt: p.negative_prompt.default ?? '',
+        },
+        limits: this.workflows.limits(m.id),
+        required_models: m.required_models,
+        available,
+      };
+    });
+  }
+
+  private modelFiles(): Promise<FilesByServer> {
+    if (!this.cache || Date.now() - this.cache.at > CACHE_MS) this.cache = { at: Date.now(), value: this.fetchModelFiles() };
+    return this.cache.value;
+  }
+
+  private async fetchModelFiles(): Promise<FilesByServer> {
+    const folders = [...new Set(this.workflows.list().flatMap((w) => w.manifest.required_models.map((r) => r.folder)))];
+    const out: FilesByServer = new Map();
+    await Promise.all(
+      this.comfy.map(async (c) => {
+        try {
+          const byFolder = new Map<string, Set<string>>();
+          for (const f of folders) byFolder.set(f, new Set(await c.listModels(f)));
+          out.set(c.baseUrl, byFolder);
+        } catch (e) {
+          this.logger.debug(`model files of ${c.baseUrl}: ${(e as Error).message}`);
+          out.set(c.baseUrl, null);
+        }
+      }),
+    );
+    return out;
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await Promise.all(this.comfy.map((c) => c.close()));
+  }
+}

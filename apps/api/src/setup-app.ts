@@ -1,0 +1,53 @@
+import { INestApplication, ValidationError, ValidationPipe } from '@nestjs/common';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import type { Express, Request, Response } from 'express';
+import { DomainError, ErrorCode } from '@app/common';
+import { Env } from '@app/config';
+import { AllExceptionsFilter } from './common/all-exceptions.filter';
+import { requestIdMiddleware } from './common/request-id.middleware';
+
+function flatten(errors: ValidationError[], parent = ''): Array<{ field: string; message: string }> {
+  return errors.flatMap((e) => {
+    const field = parent ? `${parent}.${e.property}` : e.property;
+    const own = Object.values(e.constraints ?? {}).map((message) => ({ field, message }));
+    return [...own, ...flatten(e.children ?? [], field)];
+  });
+}
+
+/** Everything main.ts and the e2e tests share: parsing, validation, errors, docs. */
+export function setupApp(app: INestApplication, env: Env): void {
+  const express = app as NestExpressApplication;
+  express.set('trust proxy', 'loopback, linklocal, uniquelocal');
+  express.disable('x-powered-by');
+  express.use(requestIdMiddleware);
+  express.useBodyParser('json', { limit: env.BODY_LIMIT_BYTES, strict: true });
+  if (env.CORS_ORIGINS.length) app.enableCors({ origin: env.CORS_ORIGINS, credentials: false });
+  app.useGlobalFilters(new AllExceptionsFilter());
+  app.useGlobalPipes(
+    new ValidationPipe({
+      whitelist: true,
+      forbidNonWhitelisted: true,
+      transform: true,
+      transformOptions: { enableImplicitConversion: false },
+      forbidUnknownValues: true,
+      exceptionFactory: (errors) => new DomainError(ErrorCode.ValidationFailed, 'The request has invalid fields', flatten(errors)),
+    }),
+  );
+  const doc = SwaggerModule.createDocument(
+    app,
+    new DocumentBuilder()
+      .setTitle('Fictures AI Server')
+      .setDescription('Image generation on ComfyUI GPUs: synchronous, polled jobs, server-sent events or signed webhooks.')
+      .setVersion('1')
+      .addBearerAuth()
+      .build(),
+  );
+  SwaggerModule.setup('docs', app, doc, { jsonDocumentUrl: 'docs-json' });
+  (express.getHttpAdapter().getInstance() as Express).get('/redoc', (_req: Request, res: Response) => {
+    res.type('html').send(
+      '<!doctype html><html><head><title>Fictures AI Server API</title><meta charset="utf-8"/></head><body>' +
+        '<redoc spec-url="/docs-json"></redoc><script src="https://cdn.redoc.ly/redoc/latest/bundles/redoc.standalone.js"></script></body></html>',
+    );
+  });
+}

@@ -1,0 +1,119 @@
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { Worker } from 'bullmq';
+import Redis from 'ioredis';
+import { ComfyUiClient, ComfyUiHttpClient } from '@app/comfyui';
+import { Env } from '@app/config';
+import {
+  bullConnection, GenerationJobData, GenerationResult, JobEventPublisher, QueueName, RedisKeys, redisOptionsFromUrl, statusOf,
+} from '@app/queue';
+import { REDIS_CLIENT } from '@app/storage';
+import { ABORT_CANCELED, ABORT_SHUTDOWN, GenerationProcessor } from './generation.processor';
+
+interface Slot {
+  comfy: ComfyUiClient;
+  worker: Worker<GenerationJobData, GenerationResult>;
+}
+
+/**
+ * One BullMQ worker per ComfyUI in COMFYUI_URLS, concurrency 1 each: a GPU runs one prompt at a
+ * time. Also listens for cancel requests and hands them to whichever local worker holds the job.
+ */
+@Injectable()
+export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger(GenerationWorkerPool.name);
+  private readonly slots: Slot[] = [];
+  private readonly keys: RedisKeys;
+  private readonly events: JobEventPublisher;
+  private subscriber?: Redis;
+
+  constructor(
+    private readonly env: Env,
+    private readonly processor: GenerationProcessor,
+    @Inject(REDIS_CLIENT) redis: Redis,
+  ) {
+    this.keys = new RedisKeys(env.QUEUE_PREFIX);
+    this.events = new JobEventPublisher(redis, this.keys);
+  }
+
+  get comfyClients(): ComfyUiClient[] {
+    return this.slots.map((s) => s.comfy);
+  }
+
+  get workers(): Worker[] {
+    return this.slots.map((s) => s.worker);
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    for (const url of this.env.COMFYUI_URLS) this.slots.push(this.createSlot(url));
+    await this.listenForCancels();
+    this.logger.log(`${this.slots.length} generation worker(s) for ${this.env.COMFYUI_URLS.join(', ')}`);
+  }
+
+  private createSlot(url: string): Slot {
+    const comfy = new ComfyUiHttpClient(url, {
+      requestTimeoutMs: this.env.COMFYUI_REQUEST_TIMEOUT_MS,
+      pollIntervalMs: this.env.COMFYUI_POLL_INTERVAL_MS,
+      logger: {
+        debug: (m, c) => this.logger.debug({ comfyui: url, msg: m, ...c }),
+        info: (m, c) => this.logger.log({ comfyui: url, msg: m, ...c }),
+        warn: (m, c) => this.logger.warn({ comfyui: url, msg: m, ...c }),
+        error: (m, c) => this.logger.error({ comfyui: url, msg: m, ...c }),
+      },
+    });
+    comfy.connect();
+    const worker = new Worker<GenerationJobData, GenerationResult>(
+      QueueName.Generation,
+      (job, token, signal) => this.processor.process(job, token, signal ?? new AbortController().signal, comfy),
+      {
+        connection: bullConnection(this.env.REDIS_URL, 'worker'),
+        prefix: this.env.QUEUE_PREFIX,
+        concurrency: 1,
+        lockDuration: this.env.WORKER_LOCK_DURATION_MS,
+        stalledInterval: this.env.WORKER_STALLED_INTERVAL_MS,
+        maxStalledCount: this.env.WORKER_MAX_STALLED_COUNT,
+        name: `comfyui:${url}`,
+      },
+    );
+    worker.on('completed', (job) => {
+      void this.events.publish({ type: 'status', job_id: job.id as string, status: 'succeeded', at: Date.now() });
+    });
+    worker.on('failed', (job) => {
+      if (!job) return;
+      // A failed attempt with attempts left goes back to the queue (delayed): tell watchers it is queued again.
+      const final = job.finishedOn !== undefined && job.finishedOn !== null;
+      const status = final ? statusOf({ state: 'failed', failedReason: job.failedReason }) : 'queued';
+      void this.events.publish({ type: 'status', job_id: job.id as string, status, at: Date.now() });
+    });
+    worker.on('error', (err) => this.logger.error({ comfyui: url, msg: 'worker error', error: err.message }));
+    return { comfy, worker };
+  }
+
+  private async listenForCancels(): Promise<void> {
+    this.subscriber = new Redis({ ...redisOptionsFromUrl(this.env.REDIS_URL), maxRetriesPerRequest: null });
+    this.subscriber.on('error', () => undefined); // ioredis reconnects and resubscribes by itself
+    this.subscriber.on('message', (_channel, jobId: string) => {
+      for (const s of this.slots) {
+        if (s.worker.cancelJob(jobId, ABORT_CANCELED)) this.logger.log({ job_id: jobId, msg: 'cancel requested, interrupting' });
+      }
+    });
+    await this.subscriber.subscribe(this.keys.cancelChannel).catch((e: Error) => this.logger.warn(`cancel channel: ${e.message}`));
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    const grace = this.env.WORKER_SHUTDOWN_GRACE_MS;
+    await Promise.all(
+      this.slots.map(async ({ worker }) => {
+        // Stop taking jobs; let the running prompt finish within the grace time, else hand it back.
+        const closing = worker.close();
+        const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), grace).unref());
+        if ((await Promise.race([closing.then(() => 'closed' as const), timer])) === 'timeout') {
+          this.logger.warn('grace time over: interrupting the running job and handing it back');
+          worker.cancelAllJobs(ABORT_SHUTDOWN);
+          await Promise.race([closing, new Promise((r) => setTimeout(r, 5000).unref())]);
+        }
+      }),
+    );
+    await Promise.all(this.slots.map((s) => s.comfy.close()));
+    this.subscriber?.disconnect();
+  }
+}

@@ -1,0 +1,3 @@
+export * from './with-timeout';
+export * from './redis.health';
+export * from './comfyui.health';

@@ -1,0 +1,3 @@
+export * from './workflow.types';
+export * from './workflow.registry';
+export * from './workflows.module';

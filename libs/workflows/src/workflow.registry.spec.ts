@@ -1,0 +1,60 @@
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DomainError } from '@app/common';
+import { WorkflowConfigError, WorkflowRegistry } from './workflow.registry';
+
+const registry = WorkflowRegistry.fromDirectory(join(__dirname, '../../../workflows'));
+
+function problemFields(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(DomainError);
+    return ((e as DomainError).details as Array<{ field: string }>).map((p) => p.field);
+  }
+  throw new Error('expected a validation error');
+}
+
+describe('WorkflowRegistry', () => {
+  it('loads the shipped workflows with qwen as the default', () => {
+    expect(registry.list().map((w) => w.manifest.id).sort()).toEqual(['qwen-image-lightning-4step', 'smoke-test']);
+    expect(registry.defaultId).toBe('qwen-image-lightning-4step');
+  });
+
+  it('applies the model defaults and a random seed', () => {
+    const p = registry.resolve({ prompt: 'a lighthouse' }, () => 7);
+    expect(p).toMatchObject({ model: 'qwen-image-lightning-4step', width: 1328, height: 1328, num_inference_steps: 4, guidance_scale: 1, negative_prompt: '', seed: 224 });
+  });
+
+  it('rejects sizes outside the limits or off the multiple, listing every field', () => {
+    expect(problemFields(() => registry.resolve({ prompt: 'x', width: 4000, height: 1000 }))).toEqual(['width', 'height']);
+    expect(problemFields(() => registry.resolve({ prompt: 'x', model: 'smoke-test', num_inference_steps: 4 }))).toEqual(['num_inference_steps']);
+  });
+
+  it('rejects an unknown model with the list of models', () => {
+    expect(() => registry.resolve({ prompt: 'x', model: 'sdxl' })).toThrow(expect.objectContaining({ code: 'unknown_model' }));
+  });
+
+  it('binds parameters on a copy of the graph, leaving the template untouched', () => {
+    const params = registry.resolve({ prompt: 'he said "hi" {x}', width: 512, height: 768, seed: 9007199254740991 });
+    const g = registry.buildGraph(params, { filenamePrefix: 'fictures/job1' });
+    expect(g['6'].inputs.text).toBe('he said "hi" {x}');
+    expect(g['58'].inputs).toMatchObject({ width: 512, height: 768 });
+    expect(g['3'].inputs).toMatchObject({ seed: 9007199254740991, steps: 4, cfg: 1 });
+    expect(g['60'].inputs.filename_prefix).toBe('fictures/job1');
+    expect(registry.get('qwen-image-lightning-4step')!.graph['6'].inputs.text).toBe('');
+  });
+
+  it('refuses to start with a manifest bound to a missing node or input', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wf-'));
+    mkdirSync(join(dir, 'broken'));
+    const manifest = JSON.parse(JSON.stringify(registry.get('smoke-test')!.manifest));
+    manifest.id = 'broken';
+    manifest.parameters.seed.bind = [{ node: '2', input: 'noise_seed' }];
+    writeFileSync(join(dir, 'broken', 'manifest.json'), JSON.stringify(manifest));
+    writeFileSync(join(dir, 'broken', 'workflow.json'), JSON.stringify(registry.get('smoke-test')!.graph));
+    expect(() => WorkflowRegistry.fromDirectory(dir)).toThrow(WorkflowConfigError);
+    expect(() => WorkflowRegistry.fromDirectory(dir)).toThrow(/node "2" input "noise_seed"/);
+  });
+});

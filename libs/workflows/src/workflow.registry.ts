@@ -1,0 +1,195 @@
+import { randomInt } from 'node:crypto';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ComfyGraph } from '@app/comfyui';
+import { DomainError, ErrorCode } from '@app/common';
+import type { GenerationParams } from '@app/queue';
+import type { LoadedWorkflow, ModelLimits, NumericParameterSpec, WorkflowManifest } from './workflow.types';
+
+/** Public bounds that no manifest can widen (DESIGN §2). */
+export const PROMPT_MAX_LENGTH = 1000;
+export const SEED_MAX = Number.MAX_SAFE_INTEGER; // 2^53 - 1
+const GLOBAL = { sideMin: 256, sideMax: 2048, multiple: 16, stepsMax: 150, guidanceMax: 30 };
+const PARAM_NAMES = ['prompt', 'negative_prompt', 'width', 'height', 'num_inference_steps', 'guidance_scale', 'seed'] as const;
+
+export class WorkflowConfigError extends Error {}
+
+/** What a client may ask for; everything optional but the prompt. Types already checked by the DTO. */
+export interface GenerationRequest {
+  prompt: string;
+  negative_prompt?: string;
+  width?: number;
+  height?: number;
+  num_inference_steps?: number;
+  guidance_scale?: number;
+  seed?: number;
+  model?: string;
+}
+
+export interface FieldProblem {
+  field: string;
+  message: string;
+}
+
+/**
+ * The models this deployment serves, read from workflows/<id>/{manifest.json, graph}. Adding a
+ * model is adding a folder; a manifest that binds a missing node or input stops start-up.
+ */
+export class WorkflowRegistry {
+  private readonly byId = new Map<string, LoadedWorkflow>();
+  readonly defaultId: string;
+
+  constructor(workflows: LoadedWorkflow[]) {
+    if (!workflows.length) throw new WorkflowConfigError('no workflows found');
+    for (const wf of workflows) {
+      if (this.byId.has(wf.manifest.id)) throw new WorkflowConfigError(`duplicate workflow id ${wf.manifest.id}`);
+      this.byId.set(wf.manifest.id, wf);
+    }
+    const defaults = workflows.filter((w) => w.manifest.default);
+    if (defaults.length > 1) throw new WorkflowConfigError(`more than one default workflow: ${defaults.map((d) => d.manifest.id).join(', ')}`);
+    this.defaultId = (defaults[0] ?? workflows[0]).manifest.id;
+  }
+
+  static fromDirectory(dir: string): WorkflowRegistry {
+    let entries: string[];
+    try {
+      entries = readdirSync(dir).sort();
+    } catch (e) {
+      throw new WorkflowConfigError(`WORKFLOWS_DIR ${dir} cannot be read: ${(e as Error).message}`);
+    }
+    const loaded: LoadedWorkflow[] = [];
+    for (const name of entries) {
+      const folder = join(dir, name);
+      if (!statSync(folder).isDirectory()) continue;
+      const manifestPath = join(folder, 'manifest.json');
+      let manifest: WorkflowManifest;
+      let graph: ComfyGraph;
+      try {
+        manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as WorkflowManifest;
+        graph = JSON.parse(readFileSync(join(folder, manifest.graph), 'utf8')) as ComfyGraph;
+      } catch (e) {
+        throw new WorkflowConfigError(`${manifestPath}: ${(e as Error).message}`);
+      }
+      validateManifest(manifest, graph, manifestPath);
+      loaded.push({ manifest, graph });
+    }
+    return new WorkflowRegistry(loaded);
+  }
+
+  list(): LoadedWorkflow[] {
+    return [...this.byId.values()];
+  }
+
+  get(id: string): LoadedWorkflow | undefined {
+    return this.byId.get(id);
+  }
+
+  limits(id: string): ModelLimits {
+    const m = this.require(id).manifest;
+    const p = m.parameters;
+    const side = (s: NumericParameterSpec) => ({
+      min: s.min ?? GLOBAL.sideMin,
+      max: s.max ?? GLOBAL.sideMax,
+      multiple_of: s.multiple_of ?? GLOBAL.multiple,
+    });
+    return {
+      width: side(p.width),
+      height: side(p.height),
+      num_inference_steps: { min: p.num_inference_steps.min ?? 1, max: p.num_inference_steps.max ?? GLOBAL.stepsMax },
+      guidance_scale: { min: p.guidance_scale.min ?? 0, max: p.guidance_scale.max ?? GLOBAL.guidanceMax },
+      seed: { min: 0, max: SEED_MAX },
+      max_pixels: m.max_pixels ?? GLOBAL.sideMax * GLOBAL.sideMax,
+      prompt_max_length: PROMPT_MAX_LENGTH,
+    };
+  }
+
+  /**
+   * Applies the model's defaults and checks the model's limits. Throws unknown_model or
+   * validation_failed (with every problem listed), so bad input never reaches the queue.
+   */
+  resolve(req: GenerationRequest, random: (max: number) => number = (max) => randomInt(0, max)): GenerationParams {
+    const modelId = req.model ?? this.defaultId;
+    const wf = this.byId.get(modelId);
+    if (!wf) {
+      throw new DomainError(ErrorCode.UnknownModel, `Unknown model "${modelId}"`, { model: modelId, available: [...this.byId.keys()] });
+    }
+    const p = wf.manifest.parameters;
+    const lim = this.limits(modelId);
+    const params: GenerationParams = {
+      model: modelId,
+      prompt: req.prompt,
+      negative_prompt: req.negative_prompt ?? p.negative_prompt.default ?? '',
+      width: req.width ?? p.width.default ?? 1328,
+      height: req.height ?? p.height.default ?? 1328,
+      num_inference_steps: req.num_inference_steps ?? p.num_inference_steps.default ?? lim.num_inference_steps.min,
+      guidance_scale: req.guidance_scale ?? p.guidance_scale.default ?? lim.guidance_scale.min,
+      // randomInt's bound is < 2^48; spread it over the whole 2^53 range for variety.
+      seed: req.seed ?? Math.floor(random(2 ** 48 - 1) * 32) % (SEED_MAX + 1),
+    };
+    const problems: FieldProblem[] = [];
+    const range = (field: string, v: number, min: number, max: number, multiple?: number) => {
+      if (v < min || v > max) problems.push({ field, message: `must be between ${min} and ${max} for model ${modelId}` });
+      else if (multiple && v % multiple !== 0) problems.push({ field, message: `must be a multiple of ${multiple}` });
+    };
+    range('width', params.width, lim.width.min, lim.width.max, lim.width.multiple_of);
+    range('height', params.height, lim.height.min, lim.height.max, lim.height.multiple_of);
+    range('num_inference_steps', params.num_inference_steps, lim.num_inference_steps.min, lim.num_inference_steps.max);
+    range('guidance_scale', params.guidance_scale, lim.guidance_scale.min, lim.guidance_scale.max);
+    range('seed', params.seed, 0, SEED_MAX);
+    if (params.width * params.height > lim.max_pixels) {
+      problems.push({ field: 'width', message: `width × height must be at most ${lim.max_pixels} pixels for model ${modelId}` });
+    }
+    if (problems.length) throw new DomainError(ErrorCode.ValidationFailed, 'The request has invalid fields', problems);
+    return params;
+  }
+
+  /** The ComfyUI graph for these parameters: a fresh copy, values set as data, never by templating. */
+  buildGraph(params: GenerationParams, opts: { filenamePrefix?: string } = {}): ComfyGraph {
+    const wf = this.require(params.model);
+    const graph = structuredClone(wf.graph);
+    for (const name of PARAM_NAMES) {
+      for (const b of wf.manifest.parameters[name].bind) graph[b.node].inputs[b.input] = params[name];
+    }
+    const out = wf.manifest.output;
+    if (opts.filenamePrefix && out.prefix_input) graph[out.node].inputs[out.prefix_input] = opts.filenamePrefix;
+    return graph;
+  }
+
+  private require(id: string): LoadedWorkflow {
+    const wf = this.byId.get(id);
+    if (!wf) throw new DomainError(ErrorCode.UnknownModel, `Unknown model "${id}"`);
+    return wf;
+  }
+}
+
+function validateManifest(m: WorkflowManifest, graph: ComfyGraph, where: string): void {
+  const fail = (msg: string): never => {
+    throw new WorkflowConfigError(`${where}: ${msg}`);
+  };
+  if (typeof m.id !== 'string' || !/^[a-z0-9][a-z0-9._-]{0,63}$/.test(m.id)) fail('id must be lowercase letters, digits, . _ -');
+  if (typeof m.display_name !== 'string' || !m.display_name) fail('display_name is required');
+  if (!m.parameters || typeof m.parameters !== 'object') fail('parameters is required');
+  for (const [id, node] of Object.entries(graph)) {
+    if (!node || typeof node.class_type !== 'string' || typeof node.inputs !== 'object') fail(`graph node ${id} has no class_type or inputs`);
+  }
+  const hasInput = (b: { node: string; input: string }) => !!graph[b.node] && Object.prototype.hasOwnProperty.call(graph[b.node].inputs, b.input);
+  for (const name of PARAM_NAMES) {
+    const spec = m.parameters[name];
+    if (!spec || !Array.isArray(spec.bind)) fail(`parameters.${name}.bind must be a list`);
+    for (const b of spec.bind) {
+      if (!hasInput(b)) fail(`parameters.${name} binds node "${b.node}" input "${b.input}", which the graph does not have`);
+    }
+  }
+  if (!m.parameters.prompt.bind.length && m.required_models?.length) fail('parameters.prompt must bind at least one input');
+  if (!m.output || !graph[m.output.node]) fail(`output node "${m.output?.node}" is not in the graph`);
+  if (m.output.prefix_input && !hasInput({ node: m.output.node, input: m.output.prefix_input })) {
+    fail(`output.prefix_input "${m.output.prefix_input}" is not an input of node ${m.output.node}`);
+  }
+  if (!Array.isArray(m.required_models)) fail('required_models must be a list');
+  for (const side of ['width', 'height'] as const) {
+    const s = m.parameters[side];
+    if ((s.min ?? GLOBAL.sideMin) < GLOBAL.sideMin || (s.max ?? GLOBAL.sideMax) > GLOBAL.sideMax) {
+      fail(`parameters.${side} limits must stay within ${GLOBAL.sideMin}..${GLOBAL.sideMax}`);
+    }
+  }
+}
