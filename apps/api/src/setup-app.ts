@@ -4,7 +4,7 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { Express, Request, Response } from 'express';
 import { DomainError, ErrorCode } from '@app/common';
 import { Env } from '@app/config';
-import { AllExceptionsFilter } from './common/all-exceptions.filter';
+import { AllExceptionsFilter, bodyParserErrorHandler } from './common/all-exceptions.filter';
 import { requestIdMiddleware } from './common/request-id.middleware';
 
 function flatten(errors: ValidationError[], parent = ''): Array<{ field: string; message: string }> {
@@ -22,6 +22,7 @@ export function setupApp(app: INestApplication, env: Env): void {
   express.disable('x-powered-by');
   express.use(requestIdMiddleware);
   express.useBodyParser('json', { limit: env.BODY_LIMIT_BYTES, strict: true });
+  express.use(bodyParserErrorHandler);
   if (env.CORS_ORIGINS.length) app.enableCors({ origin: env.CORS_ORIGINS, credentials: false });
   app.useGlobalFilters(new AllExceptionsFilter());
   app.useGlobalPipes(

@@ -161,7 +161,8 @@ export class EnvValidationError extends Error {
 export function loadEnv(source: Record<string, string | undefined> = process.env, overrides: Partial<Record<keyof Env, unknown>> = {}): Env {
   const known = new Set(Object.keys(new Env()).concat(['PUBLIC_BASE_URL', 'WEBHOOK_SECRET', 'HEALTH_MIN_FREE_VRAM_MB', 'ADMIN_TOKEN', 'METRICS_PORT', 'CONTENT_POLICY_FILE']));
   const raw: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(source)) if (known.has(k) && v !== undefined) raw[k] = v;
+  // An empty value means "not set" (as in .env.example), so the default applies.
+  for (const [k, v] of Object.entries(source)) if (known.has(k) && v !== undefined && v !== '') raw[k] = v;
   const env = plainToInstance(Env, { ...raw, ...overrides }, { exposeDefaultValues: true });
   const errors = validateSync(env, { forbidUnknownValues: false });
   if (errors.length) {

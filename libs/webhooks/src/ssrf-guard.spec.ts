@@ -190,6 +190,14 @@ describe('assertWebhookUrlAllowed', () => {
     await expect(assertWebhookUrlAllowed(`https://[${PUBLIC_V6}]:9000/`, { allowedHosts: [], resolve })).resolves.toBeUndefined();
   });
 
+  it('refuses plain http when httpsOnly, except for allowlisted hosts', async () => {
+    const allowedHosts = parseAllowedHosts(['127.0.0.1:41234']);
+    const err = await assertWebhookUrlAllowed('http://hooks.example.com/', { allowedHosts, resolve: publicResolve, httpsOnly: true }).catch((e: unknown) => e);
+    expectGenericRefusal(err);
+    await expect(assertWebhookUrlAllowed('https://hooks.example.com/', { allowedHosts, resolve: publicResolve, httpsOnly: true })).resolves.toBeUndefined();
+    await expect(assertWebhookUrlAllowed('http://127.0.0.1:41234/', { allowedHosts, httpsOnly: true })).resolves.toBeUndefined();
+  });
+
   it('accepts an allowlisted host:port, and only on that port', async () => {
     const allowedHosts = parseAllowedHosts(['127.0.0.1:41234']);
     await expect(assertWebhookUrlAllowed('http://127.0.0.1:41234/hook', { allowedHosts })).resolves.toBeUndefined();

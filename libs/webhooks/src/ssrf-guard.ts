@@ -39,14 +39,16 @@ export interface WebhookUrlCheckOptions {
   resolve?: HostResolver;
   /** A resolver that hangs must not hang the request that registers the URL. Default 5 s. */
   resolveTimeoutMs?: number;
+  /** Refuse plain http (production), except for allowlisted hosts, which are an explicit opt-in. */
+  httpsOnly?: boolean;
 }
 
 export interface GuardedAgentOptions {
   allowedHosts: readonly AllowedHost[];
   /** Defaults to dns.lookup; tests inject a stub. */
   lookup?: LookupFunction;
-  /** Passed to both agents, e.g. keepAlive. */
-  agentOptions?: http.AgentOptions;
+  /** Passed to both agents, e.g. keepAlive, or `ca` for a test receiver's certificate. */
+  agentOptions?: https.AgentOptions;
 }
 
 export interface GuardedAgents {
@@ -171,6 +173,7 @@ export async function assertWebhookUrlAllowed(url: string, opts: WebhookUrlCheck
   const target = parseWebhookTarget(url);
   if (!target) throw invalidUrl();
   if (isAllowlisted(opts.allowedHosts, target.host, target.port)) return;
+  if (opts.httpsOnly && target.url.protocol !== 'https:') throw invalidUrl();
   if (isLocalhostName(target.host)) throw invalidUrl();
   if (net.isIP(target.host)) {
     if (!isGlobalUnicast(target.host)) throw invalidUrl();
@@ -200,7 +203,7 @@ export function createGuardedLookup(base: LookupFunction = defaultLookup): Looku
         return;
       }
       const list = Array.isArray(address) ? address.map((a) => a.address) : [address];
-      if (list.length === 0 || !isGlobalUnicast(list[0])) {
+      if (list.length === 0 || !list.every(isGlobalUnicast)) {
         process.nextTick(callback, new BlockedDestinationError(), options.all ? [] : '', undefined);
         return;
       }

@@ -1,5 +1,11 @@
 import axios from 'axios';
+import { execFileSync } from 'node:child_process';
 import type { LookupAddress } from 'node:dns';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import * as https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Webhook } from 'standardwebhooks';
 import { assertWebhookUrlAllowed, createGuardedAgents, parseAllowedHosts, type GuardedAgents, type LookupFunction } from './ssrf-guard';
 import { parseRetryAfter, sendWebhook, type SendWebhookInput } from './webhook-sender';
@@ -250,6 +256,67 @@ describe('sendWebhook', () => {
       expect(r.requests.map((q) => q.url)).toEqual(['/hook']);
       expect(proxy.requests).toHaveLength(1);
     });
+  });
+});
+
+/** A self-signed certificate for 127.0.0.1 made by the openssl CLI, or null when it is missing. */
+function selfSignedCert(): { key: Buffer; cert: Buffer } | null {
+  const dir = mkdtempSync(join(tmpdir(), 'webhooks-tls-'));
+  try {
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
+      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
+    ], { stdio: 'ignore' });
+    return { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) };
+  } catch {
+    return null;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const tls = selfSignedCert();
+(tls ? describe : describe.skip)('sendWebhook over https', () => {
+  let server: https.Server;
+  let port: number;
+  const bodies: string[] = [];
+  beforeAll(async () => {
+    server = https.createServer({ key: tls!.key, cert: tls!.cert }, (req, res) => {
+      let b = '';
+      req.on('data', (c: Buffer) => (b += c.toString('utf8')));
+      req.on('end', () => {
+        bodies.push(b);
+        res.end('ok');
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+
+  it('delivers through the guarded https agent to an allowlisted, trusted receiver', async () => {
+    const agents = createGuardedAgents({ allowedHosts: parseAllowedHosts([`127.0.0.1:${port}`]), agentOptions: { ca: tls!.cert } });
+    const attempt = await sendWebhook({ url: `https://127.0.0.1:${port}/hook`, webhookId: 'm', body: BODY, secret: SECRET, timeoutMs: 2000, agents });
+    expect(attempt).toMatchObject({ outcome: 'delivered', status: 200, responseSnippet: 'ok' });
+    expect(bodies).toEqual([BODY]);
+  });
+
+  it('classifies an untrusted certificate as tls_error', async () => {
+    const agents = createGuardedAgents({ allowedHosts: parseAllowedHosts([`127.0.0.1:${port}`]) });
+    const attempt = await sendWebhook({ url: `https://127.0.0.1:${port}/hook`, webhookId: 'm', body: BODY, secret: SECRET, timeoutMs: 2000, agents });
+    expect(attempt).toMatchObject({ outcome: 'retry', error: 'tls_error' });
+  });
+
+  it('blocks the same receiver over https when it is not allowlisted', async () => {
+    const attempt = await sendWebhook({ url: `https://127.0.0.1:${port}/hook`, webhookId: 'm', body: BODY, secret: SECRET, timeoutMs: 2000, agents: createGuardedAgents({ allowedHosts: [] }) });
+    expect(attempt).toMatchObject({ outcome: 'blocked', error: 'blocked_destination' });
   });
 });
 

@@ -14,6 +14,22 @@ interface BodyParserError extends Error {
  * errors keep their code; framework errors get one; anything unexpected is a 500 with an error id
  * that appears in the log and nothing internal in the body.
  */
+/** The one error body of the API. */
+export function sendError(res: Response, req: Request & { id?: string }, status: number, code: string, message: string, details?: unknown): void {
+  res.status(status).json({ error: { code, message, ...(details !== undefined ? { details } : {}) }, request_id: req.id });
+}
+
+/**
+ * Express error middleware placed right after the body parser: Nest would turn a parse error into a
+ * generic 400, losing whether the JSON was malformed or the body too large.
+ */
+export function bodyParserErrorHandler(err: BodyParserError, req: Request & { id?: string }, res: Response, next: (e?: unknown) => void): void {
+  if (err?.type === 'entity.parse.failed') return sendError(res, req, 400, ErrorCode.InvalidJson, 'The body is not valid JSON');
+  if (err?.type === 'entity.too.large') return sendError(res, req, 413, ErrorCode.PayloadTooLarge, 'The body is too large');
+  if (err?.type && typeof err.status === 'number' && err.status < 500) return sendError(res, req, err.status, ErrorCode.ValidationFailed, 'The body could not be read');
+  next(err);
+}
+
 @Catch()
 export class AllExceptionsFilter implements ExceptionFilter {
   private readonly logger = new Logger('HTTP');
@@ -28,8 +44,7 @@ export class AllExceptionsFilter implements ExceptionFilter {
       return;
     }
     for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
-    const body: Record<string, unknown> = { error: { code, message, ...(details !== undefined ? { details } : {}) }, request_id: req.id };
-    res.status(status).json(body);
+    sendError(res, req, status, code, message, details);
   }
 
   private describe(exception: unknown, req: Request & { id?: string }) {
@@ -37,12 +52,6 @@ export class AllExceptionsFilter implements ExceptionFilter {
     if (exception instanceof DomainError) {
       const status = STATUS_BY_CODE[exception.code] ?? 400;
       return { status, code: exception.code, message: exception.message, details: exception.details, headers: exception instanceof ApiError ? exception.headers : none };
-    }
-    const bp = exception as BodyParserError;
-    if (bp?.type === 'entity.parse.failed') return { status: 400, code: ErrorCode.InvalidJson, message: 'The body is not valid JSON', details: undefined, headers: none };
-    if (bp?.type === 'entity.too.large') return { status: 413, code: ErrorCode.PayloadTooLarge, message: 'The body is too large', details: undefined, headers: none };
-    if (bp?.type && typeof bp.status === 'number' && bp.status < 500) {
-      return { status: bp.status, code: ErrorCode.ValidationFailed, message: 'The body could not be read', details: undefined, headers: none };
     }
     if (exception instanceof HttpException) {
       const status = exception.getStatus();

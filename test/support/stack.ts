@@ -1,0 +1,101 @@
+import { randomUUID } from 'node:crypto';
+import type { INestApplication, INestApplicationContext } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import Redis from 'ioredis';
+import { Env, loadEnv } from '@app/config';
+import { ApiModule } from '../../apps/api/src/api.module';
+import { setupApp } from '../../apps/api/src/setup-app';
+import { startSimulator, type SimulatorHandle, type SimulatorOptions } from '../../apps/comfyui-sim/src/simulator';
+import { WorkerModule } from '../../apps/worker/src/worker.module';
+
+export interface StackOptions {
+  /** How many simulators (and so generation workers); 0 for an API pointed at nothing. */
+  comfyui?: number;
+  sim?: SimulatorOptions;
+  /** Start the worker process part (default true). */
+  worker?: boolean;
+  env?: Record<string, string>;
+}
+
+/**
+ * A whole deployment in one test process: simulators on random ports, the API on a random port
+ * and the worker, all against the e2e Redis under a prefix of their own.
+ */
+export class Stack {
+  sims: SimulatorHandle[] = [];
+  api!: INestApplication;
+  worker?: INestApplicationContext;
+  url!: string;
+  env!: Env;
+  redis!: Redis;
+
+  static async start(opts: StackOptions = {}): Promise<Stack> {
+    const s = new Stack();
+    try {
+      await s.boot(opts);
+    } catch (e) {
+      await s.close();
+      throw e;
+    }
+    return s;
+  }
+
+  private async boot(opts: StackOptions): Promise<void> {
+    const redisUrl = process.env.REDIS_URL;
+    if (!redisUrl) throw new Error('REDIS_URL is not set: run the e2e tests through jest (global setup)');
+    for (let i = 0; i < (opts.comfyui ?? 1); i++) this.sims.push(await startSimulator({ stepMs: 10, ...opts.sim }));
+    this.env = loadEnv({
+      REDIS_URL: redisUrl,
+      QUEUE_PREFIX: `t${randomUUID().slice(0, 8)}`,
+      COMFYUI_URLS: this.sims.map((x) => x.url).join(',') || 'http://127.0.0.1:9',
+      WORKFLOWS_DIR: 'workflows',
+      LOG_LEVEL: 'warn',
+      COMFYUI_POLL_INTERVAL_MS: '500',
+      COMFYUI_IDLE_TIMEOUT_MS: '5000',
+      JOB_BACKOFF_MS: '200',
+      WORKER_LOCK_DURATION_MS: '5000',
+      WORKER_STALLED_INTERVAL_MS: '2000',
+      SYNC_TIMEOUT_MS: '20000',
+      ...opts.env,
+    });
+    this.redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
+    if (opts.worker ?? true) {
+      this.worker = await NestFactory.createApplicationContext(WorkerModule.forRoot(this.env), { logger: ['error', 'warn'] });
+      await this.worker.init();
+    }
+    const api = await NestFactory.create<NestExpressApplication>(ApiModule.forRoot(this.env), { bodyParser: false, logger: ['error'] });
+    setupApp(api, this.env);
+    await api.listen(0, '127.0.0.1');
+    this.api = api;
+    const addr = api.getHttpServer().address() as { port: number };
+    this.url = `http://127.0.0.1:${addr.port}`;
+  }
+
+  async close(): Promise<void> {
+    await this.api?.close().catch(() => undefined);
+    await this.worker?.close().catch(() => undefined);
+    await Promise.all(this.sims.map((s) => s.close().catch(() => undefined)));
+    if (this.redis && this.env) {
+      const keys = await this.redis.keys(`${this.env.QUEUE_PREFIX}:*`).catch(() => [] as string[]);
+      if (keys.length) await this.redis.del(...keys).catch(() => undefined);
+    }
+    this.redis?.disconnect();
+  }
+}
+
+/** Polls until check() returns a value (not undefined), or fails after timeoutMs. */
+export async function waitFor<T>(check: () => Promise<T | undefined>, timeoutMs = 15_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
