@@ -8,8 +8,10 @@ import { StorageModule } from '@app/storage';
 import { WorkflowsModule } from '@app/workflows';
 import { HealthController } from './health/health.controller';
 import { GenerateController } from './jobs/generate.controller';
+import { JobEventsController } from './jobs/job-events.controller';
 import { JobEventsService } from './jobs/job-events.service';
 import { JobsController } from './jobs/jobs.controller';
+import { IdempotencyService } from './jobs/idempotency.service';
 import { JobsService } from './jobs/jobs.service';
 import { WebhookUrlPolicy } from './jobs/webhook-url.policy';
 import { ModelsController } from './models/models.controller';
@@ -32,8 +34,8 @@ export class ApiModule {
         BullModule.registerQueue({ name: QueueName.Generation }),
         TerminusModule,
       ],
-      controllers: [GenerateController, JobsController, ModelsController, HealthController],
-      providers: [JobsService, JobEventsService, WebhookUrlPolicy, ModelsService, RedisHealthIndicator, ComfyUiHealthIndicator],
+      controllers: [GenerateController, JobsController, JobEventsController, ModelsController, HealthController],
+      providers: [JobsService, JobEventsService, IdempotencyService, WebhookUrlPolicy, ModelsService, RedisHealthIndicator, ComfyUiHealthIndicator],
     };
   }
 }

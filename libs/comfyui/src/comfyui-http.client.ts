@@ -377,8 +377,12 @@ export class ComfyUiHttpClient extends ComfyUiClient {
   // ---------------------------------------------------------------- socket events
 
   private handleOpen(reconnected: boolean): void {
-    // Whatever happened while we were away (completion, restart) shows up in /queue + /history.
-    if (reconnected && this.waiters.size) this.pollNow();
+    // Whatever happened while we were away or not yet connected (completion, restart) shows up in
+    // /queue + /history; look now rather than at the next tick.
+    if (this.waiters.size) {
+      this.log.debug('comfyui ws open: checking prompts in flight', { reconnected, prompts: this.waiters.size });
+      this.pollNow();
+    }
   }
 
   private handleFrame(f: ComfyFrame): void {

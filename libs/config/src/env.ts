@@ -44,6 +44,10 @@ export class Env {
   @Transform(toInt) @IsInt() @Min(100) @Max(15 * 60 * 1000)
   SYNC_TIMEOUT_MS = 120_000;
 
+  /** Comment lines sent on idle server-sent event streams so proxies keep them open. */
+  @Transform(toInt) @IsInt() @Min(50)
+  SSE_HEARTBEAT_MS = 15_000;
+
   // --- Redis / queue ---
   @Matches(/^rediss?:\/\/.+/, { message: 'REDIS_URL must look like redis://host:port[/db]' })
   REDIS_URL = 'redis://127.0.0.1:6379';

@@ -1,11 +1,13 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, ParseUUIDPipe, Post, Req, Res } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import { Body, Controller, Delete, Get, Headers, HttpCode, Param, ParseUUIDPipe, Post, Req, Res } from '@nestjs/common';
 import { ApiAcceptedResponse, ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
-import { buildJobResource, JobResource } from '@app/queue';
+import { JobResource } from '@app/queue';
 import { ApiError } from '../common/api-error';
 import { CreateJobDto } from './dto/create-job.dto';
+import { IdempotencyService } from './idempotency.service';
 import { JobsService } from './jobs.service';
 import { ApiRequest, callerOf, requestBase } from './request-context';
 import { WebhookUrlPolicy } from './webhook-url.policy';
@@ -21,6 +23,7 @@ export class JobsController {
   constructor(
     private readonly jobs: JobsService,
     private readonly webhookUrls: WebhookUrlPolicy,
+    private readonly idempotency: IdempotencyService,
     private readonly env: Env,
   ) {}
 
@@ -28,15 +31,34 @@ export class JobsController {
   @HttpCode(202)
   @ApiOperation({ summary: 'Submit a generation job (asynchronous)' })
   @ApiAcceptedResponse({ description: 'The job resource; Location points at it' })
-  async create(@Body() dto: CreateJobDto, @Req() req: ApiRequest, @Res({ passthrough: true }) res: Response): Promise<JobResource> {
+  async create(
+    @Body() dto: CreateJobDto,
+    @Req() req: ApiRequest,
+    @Res({ passthrough: true }) res: Response,
+    @Headers('idempotency-key') idempotencyKey?: string,
+  ): Promise<JobResource> {
     const caller = callerOf(req);
+    const base = requestBase(req);
     const webhookUrl = dto.webhook_url ? await this.webhookUrls.check(dto.webhook_url) : undefined;
-    const job = await this.jobs.submit(dto, caller, { webhookUrl });
-    const base = this.jobs.baseUrl(requestBase(req));
-    const snapshot = await this.jobs.snapshot(job.id as string);
-    const resource = snapshot
-      ? buildJobResource(snapshot, base)
-      : buildJobResource({ id: job.id as string, state: 'waiting', data: job.data, attemptsMade: 0, timestamp: job.timestamp }, base);
+    let jobId: string = randomUUID();
+    if (idempotencyKey !== undefined) {
+      const claim = await this.idempotency.claim(caller.owner, idempotencyKey, dto, jobId);
+      if (claim.kind === 'replay') {
+        res.setHeader('Idempotent-Replayed', 'true');
+        const resource = await this.jobs.getWhenVisible(claim.jobId, caller, base);
+        res.setHeader('Location', resource.links.self);
+        return resource;
+      }
+      try {
+        jobId = (await this.jobs.submit(dto, caller, { webhookUrl, jobId })).id as string;
+      } catch (e) {
+        await claim.release(); // bad input or Redis trouble: the key stays free, nothing changed
+        throw e;
+      }
+    } else {
+      jobId = (await this.jobs.submit(dto, caller, { webhookUrl, jobId })).id as string;
+    }
+    const resource = await this.jobs.get(jobId, caller, base);
     res.setHeader('Location', resource.links.self);
     return resource;
   }

@@ -48,7 +48,7 @@ export class JobsService {
   }
 
   /** Validates against the model, checks back-pressure, enqueues. Nothing is written on bad input. */
-  async submit(dto: CreateJobDto, caller: Caller, opts: { webhookUrl?: string } = {}): Promise<Job<GenerationJobData, GenerationResult>> {
+  async submit(dto: CreateJobDto, caller: Caller, opts: { webhookUrl?: string; jobId?: string } = {}): Promise<Job<GenerationJobData, GenerationResult>> {
     const params = this.workflows.resolve(dto);
     await this.assertRoomInQueue();
     const data: GenerationJobData = {
@@ -59,7 +59,7 @@ export class JobsService {
       request_id: caller.requestId,
       ...(opts.webhookUrl ? { webhook: { url: opts.webhookUrl, events: dto.webhook_events ?? [...DEFAULT_WEBHOOK_EVENTS] } } : {}),
     };
-    const jobId = randomUUID();
+    const jobId = opts.jobId ?? randomUUID();
     const job = await this.queue.add(
       JobName.Generate,
       data,
@@ -100,6 +100,19 @@ export class JobsService {
       throw new ApiError(ErrorCode.JobExpired, `Job ${jobId} has expired; results are kept ${this.env.RESULT_TTL_SECONDS} s`);
     }
     throw this.notFound(jobId);
+  }
+
+  /** For an idempotent replay: the first request may still be adding the job; wait for it briefly. */
+  async getWhenVisible(jobId: string, caller: Caller, base: string, timeoutMs = 3_000): Promise<JobResource> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        return await this.get(jobId, caller, base);
+      } catch (e) {
+        if (!(e instanceof ApiError && e.code === ErrorCode.JobNotFound) || Date.now() > deadline) throw e;
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
   }
 
   async snapshot(jobId: string): Promise<JobSnapshot | undefined> {

@@ -9,10 +9,16 @@ import {
 import { REDIS_CLIENT } from '@app/storage';
 import { ABORT_CANCELED, ABORT_SHUTDOWN, GenerationProcessor } from './generation.processor';
 
-interface Slot {
+export interface Slot {
   comfy: ComfyUiClient;
   worker: Worker<GenerationJobData, GenerationResult>;
+  /** Last answer of the availability monitor: false while ComfyUI does not answer. */
+  comfyUp: boolean;
+  monitor?: NodeJS.Timeout;
 }
+
+/** How often each slot asks its ComfyUI whether it answers (cheap: GET /system_stats). */
+const MONITOR_MS = 1_000;
 
 /**
  * One BullMQ worker per ComfyUI in COMFYUI_URLS, concurrency 1 each: a GPU runs one prompt at a
@@ -33,6 +39,10 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
   ) {
     this.keys = new RedisKeys(env.QUEUE_PREFIX);
     this.events = new JobEventPublisher(redis, this.keys);
+  }
+
+  get allSlots(): readonly Slot[] {
+    return this.slots;
   }
 
   get comfyClients(): ComfyUiClient[] {
@@ -72,6 +82,8 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
         stalledInterval: this.env.WORKER_STALLED_INTERVAL_MS,
         maxStalledCount: this.env.WORKER_MAX_STALLED_COUNT,
         name: `comfyui:${url}`,
+        // Started by the availability monitor once ComfyUI answers: no attempt is burned on a GPU that is down.
+        autorun: false,
       },
     );
     worker.on('completed', (job) => {
@@ -85,7 +97,45 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
       void this.events.publish({ type: 'status', job_id: job.id as string, status, at: Date.now() });
     });
     worker.on('error', (err) => this.logger.error({ comfyui: url, msg: 'worker error', error: err.message }));
-    return { comfy, worker };
+    const slot: Slot = { comfy, worker, comfyUp: false };
+    this.watch(slot);
+    return slot;
+  }
+
+  /**
+   * While ComfyUI does not answer, the worker takes no jobs (they wait in the queue, attempts
+   * intact); it resumes by itself when ComfyUI is back.
+   */
+  private watch(slot: Slot): void {
+    const url = slot.comfy.baseUrl;
+    let started = false;
+    let checking = false;
+    const check = async () => {
+      if (checking || this.closing) return;
+      checking = true;
+      try {
+        const up = await slot.comfy.systemStats(undefined, 2_000).then(() => true, () => false);
+        if (this.closing) return;
+        if (up && !started) {
+          started = true;
+          this.logger.log({ comfyui: url, msg: 'ComfyUI answers: taking jobs' });
+          void slot.worker.run().catch((e: Error) => this.logger.error({ comfyui: url, msg: 'worker stopped', error: e.message }));
+        } else if (up && !slot.comfyUp && started) {
+          this.logger.log({ comfyui: url, msg: 'ComfyUI is back: resuming' });
+          slot.worker.resume();
+        } else if (!up && slot.comfyUp) {
+          this.logger.warn({ comfyui: url, msg: 'ComfyUI does not answer: pausing this worker' });
+          await slot.worker.pause(true);
+        } else if (!up && !started && !slot.monitor) {
+          this.logger.warn({ comfyui: url, msg: 'ComfyUI does not answer yet: waiting before taking jobs' });
+        }
+        slot.comfyUp = up;
+      } finally {
+        checking = false;
+      }
+    };
+    void check();
+    slot.monitor = setInterval(() => void check(), MONITOR_MS);
   }
 
   private async listenForCancels(): Promise<void> {
@@ -99,7 +149,11 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
     await this.subscriber.subscribe(this.keys.cancelChannel).catch((e: Error) => this.logger.warn(`cancel channel: ${e.message}`));
   }
 
+  private closing = false;
+
   async onApplicationShutdown(): Promise<void> {
+    this.closing = true;
+    for (const s of this.slots) clearInterval(s.monitor);
     const grace = this.env.WORKER_SHUTDOWN_GRACE_MS;
     await Promise.all(
       this.slots.map(async ({ worker }) => {

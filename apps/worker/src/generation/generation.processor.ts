@@ -3,7 +3,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { Job, UnrecoverableError, WaitingError } from 'bullmq';
 import type Redis from 'ioredis';
 import sharp from 'sharp';
-import { ComfyAbortError, ComfyUiClient, ComfyUiError, type PromptOutcome } from '@app/comfyui';
+import { ComfyAbortError, ComfyUiClient, ComfyUiError, ComfyUiTimeoutError, ExecutionError, type PromptOutcome } from '@app/comfyui';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import {
@@ -149,6 +149,14 @@ export class GenerationProcessor {
       this.logger.warn({ job_id: jobId, msg: 'shutting down: job handed back to the queue', prompt_id: promptId });
       await job.moveToWait(token);
       return new WaitingError();
+    }
+    if (err instanceof ComfyUiTimeoutError && promptId) {
+      // Hung GPU: stop the prompt so the retry does not queue behind it.
+      await comfy.cancel(promptId).catch(() => undefined);
+    }
+    if (err instanceof ExecutionError && /out of memory|OutOfMemory/i.test(`${err.exceptionType} ${err.exceptionMessage}`)) {
+      // CUDA OOM: unload models and free the cache before the retry.
+      await comfy.free().catch(() => undefined);
     }
     if (err instanceof ComfyUiError) {
       const msg = encodeFailure(err.code, err.message);

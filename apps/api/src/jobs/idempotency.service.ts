@@ -1,0 +1,54 @@
+import { createHash } from 'node:crypto';
+import { Inject, Injectable } from '@nestjs/common';
+import type Redis from 'ioredis';
+import { ErrorCode } from '@app/common';
+import { Env } from '@app/config';
+import { RedisKeys } from '@app/queue';
+import { REDIS_CLIENT } from '@app/storage';
+import { ApiError } from '../common/api-error';
+
+const TTL_SECONDS = 24 * 60 * 60;
+const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
+
+export type IdempotencyClaim = { kind: 'new'; jobId: string; release: () => Promise<void> } | { kind: 'replay'; jobId: string };
+
+/** Stable JSON: object keys sorted, so the same body always has the same fingerprint. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value && typeof value === 'object') {
+    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/**
+ * Idempotency-Key on job submission: the same key and body within 24 h return the same job, even
+ * when the duplicates arrive at once (SET NX decides the one that creates it); the same key with
+ * another body is refused.
+ */
+@Injectable()
+export class IdempotencyService {
+  private readonly keys: RedisKeys;
+
+  constructor(env: Env, @Inject(REDIS_CLIENT) private readonly redis: Redis) {
+    this.keys = new RedisKeys(env.QUEUE_PREFIX);
+  }
+
+  async claim(owner: string | undefined, key: string, body: unknown, newJobId: string): Promise<IdempotencyClaim> {
+    if (!KEY_PATTERN.test(key)) throw new ApiError(ErrorCode.ValidationFailed, 'Idempotency-Key must be 1-255 visible ASCII characters');
+    const redisKey = this.keys.idempotency(owner ?? '-', createHash('sha256').update(key).digest('hex'));
+    const fingerprint = createHash('sha256').update(canonical(body)).digest('hex');
+    const mine = JSON.stringify({ fp: fingerprint, job_id: newJobId });
+    const set = await this.redis.set(redisKey, mine, 'EX', TTL_SECONDS, 'NX');
+    if (set === 'OK') {
+      return { kind: 'new', jobId: newJobId, release: async () => void (await this.redis.del(redisKey).catch(() => undefined)) };
+    }
+    const existing = await this.redis.get(redisKey);
+    if (!existing) return this.claim(owner, key, body, newJobId); // expired between SET and GET
+    const prior = JSON.parse(existing) as { fp: string; job_id: string };
+    if (prior.fp !== fingerprint) {
+      throw new ApiError(ErrorCode.IdempotencyKeyReused, 'This Idempotency-Key was used with a different request body');
+    }
+    return { kind: 'replay', jobId: prior.job_id };
+  }
+}
