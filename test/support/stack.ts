@@ -25,9 +25,12 @@ export interface StackOptions {
 export class Stack {
   sims: SimulatorHandle[] = [];
   api!: INestApplication;
+  private readonly apis: INestApplication[] = [];
   worker?: INestApplicationContext;
   url!: string;
   env!: Env;
+  /** The environment the stack was configured with, for processes started by a test. */
+  rawEnv!: Record<string, string>;
   redis!: Redis;
 
   static async start(opts: StackOptions = {}): Promise<Stack> {
@@ -42,10 +45,10 @@ export class Stack {
   }
 
   private async boot(opts: StackOptions): Promise<void> {
-    const redisUrl = process.env.REDIS_URL;
+    const redisUrl = opts.env?.REDIS_URL ?? process.env.REDIS_URL;
     if (!redisUrl) throw new Error('REDIS_URL is not set: run the e2e tests through jest (global setup)');
     for (let i = 0; i < (opts.comfyui ?? 1); i++) this.sims.push(await startSimulator({ stepMs: 10, ...opts.sim }));
-    this.env = loadEnv({
+    this.rawEnv = {
       REDIS_URL: redisUrl,
       QUEUE_PREFIX: `t${randomUUID().slice(0, 8)}`,
       COMFYUI_URLS: this.sims.map((x) => x.url).join(',') || 'http://127.0.0.1:9',
@@ -58,22 +61,31 @@ export class Stack {
       WORKER_STALLED_INTERVAL_MS: '2000',
       SYNC_TIMEOUT_MS: '20000',
       ...opts.env,
-    });
-    this.redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
+    };
+    this.env = loadEnv(this.rawEnv);
+    this.redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, lazyConnect: true });
+    this.redis.on('error', () => undefined); // fault tests stop this Redis on purpose
     if (opts.worker ?? true) {
       this.worker = await NestFactory.createApplicationContext(WorkerModule.forRoot(this.env), { logger: ['error', 'warn'] });
       await this.worker.init();
     }
-    const api = await NestFactory.create<NestExpressApplication>(ApiModule.forRoot(this.env), { bodyParser: false, logger: ['error'] });
-    setupApp(api, this.env);
-    await api.listen(0, '127.0.0.1');
-    this.api = api;
-    const addr = api.getHttpServer().address() as { port: number };
-    this.url = `http://127.0.0.1:${addr.port}`;
+    const first = await this.addApi();
+    this.api = first.app;
+    this.url = first.url;
+  }
+
+  /** Another API instance on the same Redis and prefix (as behind a load balancer). */
+  async addApi(): Promise<{ app: INestApplication; url: string }> {
+    const app = await NestFactory.create<NestExpressApplication>(ApiModule.forRoot(this.env), { bodyParser: false, logger: ['error'] });
+    setupApp(app, this.env);
+    await app.listen(0, '127.0.0.1');
+    this.apis.push(app);
+    const addr = app.getHttpServer().address() as { port: number };
+    return { app, url: `http://127.0.0.1:${addr.port}` };
   }
 
   async close(): Promise<void> {
-    await this.api?.close().catch(() => undefined);
+    for (const app of this.apis) await app.close().catch(() => undefined);
     await this.worker?.close().catch(() => undefined);
     await Promise.all(this.sims.map((s) => s.close().catch(() => undefined)));
     if (this.redis && this.env) {

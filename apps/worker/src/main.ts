@@ -15,7 +15,23 @@ async function bootstrap(): Promise<void> {
     throw e;
   }
   const app = await NestFactory.createApplicationContext(WorkerModule.forRoot(env), { bufferLogs: false });
-  app.enableShutdownHooks();
+  // Our own signal handling rather than enableShutdownHooks(): Nest re-raises the signal after
+  // closing, which would make a clean drain exit by signal instead of with code 0.
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`worker: ${signal} received, draining\n`);
+    app.close().then(
+      () => process.exit(0),
+      (e: Error) => {
+        process.stderr.write(`worker: shutdown failed: ${e.message}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
 }
 
 bootstrap().catch((err: Error) => {

@@ -99,7 +99,7 @@ export class Env {
   @IsString()
   RESULT_DIR = 'data/results';
 
-  @Transform(toInt) @IsInt() @Min(60)
+  @Transform(toInt) @IsInt() @Min(1)
   RESULT_TTL_SECONDS = 86_400;
 
   // --- workflows ---
@@ -138,14 +138,25 @@ export class Env {
   METRICS_PORT?: number;
 
   // --- auth ---
+  /** true: refuse to start while no API key exists (never run open by accident). */
   @Transform(toBool) @IsBoolean()
   AUTH_REQUIRED = false;
 
+  /** Requests per minute per API key (per client IP when the server runs open); keys may override it. */
   @Transform(toInt) @IsInt() @Min(1)
   RATE_LIMIT_PER_MINUTE = 300;
 
+  /** Jobs one API key may have queued or running at once; keys may override it. */
+  @Transform(toInt) @IsInt() @Min(1)
+  QUOTA_MAX_JOBS_PER_KEY = 10;
+
+  /** Blocklist file: one word or /regex/flags per line, # comments. */
   @IsOptional() @IsString()
   CONTENT_POLICY_FILE?: string;
+
+  /** Blocked words or /regex/flags, comma-separated (added to CONTENT_POLICY_FILE's). */
+  @Transform(toList) @IsString({ each: true })
+  CONTENT_POLICY_BLOCKLIST: string[] = [];
 
   get webhookRetryScheduleMs(): number[] {
     return this.WEBHOOK_RETRY_SCHEDULE_MS.map(Number);

@@ -37,6 +37,8 @@ export interface GenerationJobData {
   /** Epoch ms when the API accepted the job. */
   submitted_at: number;
   request_id?: string;
+  /** Public origin the API was reached at; absolute links (webhook payloads) use it when PUBLIC_BASE_URL is unset. */
+  base_url?: string;
 }
 
 export interface StoredImageRef {
@@ -94,6 +96,31 @@ export interface WebhookJobData {
 export interface WebhookJobResult {
   status: number;
   attempts: number;
+}
+
+/** Backoff type of webhook jobs: the webhook worker's backoffStrategy reads WEBHOOK_RETRY_SCHEDULE_MS. */
+export const WEBHOOK_BACKOFF_TYPE = 'webhook-schedule';
+
+export interface WebhookJobOptionsInput {
+  generationJobId: string;
+  event: WebhookEvent;
+  /** The first attempt plus one per retry-schedule entry. */
+  attempts: number;
+  resultTtlSeconds: number;
+}
+
+/**
+ * The one place where webhook job options are decided. The id is deterministic per job and event:
+ * a generation job that runs again after a crash cannot enqueue the same event twice.
+ */
+export function webhookJobOptions(o: WebhookJobOptionsInput): JobsOptions {
+  return {
+    jobId: `wh-${o.generationJobId}-${o.event}`,
+    attempts: o.attempts,
+    backoff: { type: WEBHOOK_BACKOFF_TYPE },
+    removeOnComplete: { age: o.resultTtlSeconds },
+    removeOnFail: { age: o.resultTtlSeconds },
+  };
 }
 
 /** One typed map from job name to payload and result: producer and processor cannot disagree. */

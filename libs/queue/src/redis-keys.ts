@@ -40,4 +40,28 @@ export class RedisKeys {
   webhookState(jobId: string): string {
     return `${this.prefix}:webhook:${jobId}`;
   }
+  /** Set when a webhook URL answered 410 Gone: no more deliveries go to it while the key lives. */
+  webhookGone(urlSha256: string): string {
+    return `${this.prefix}:webhook-gone:${urlSha256}`;
+  }
+  /** API key record (a hash: name, display prefix, SHA-256 of the key, limits; never the key). */
+  apiKey(keyId: string): string {
+    return `${this.prefix}:apikey:${keyId}`;
+  }
+  /** Index SHA-256(key) → key id, for lookup by hash. */
+  get apiKeyIndex(): string {
+    return `${this.prefix}:apikey-index`;
+  }
+  /** Every key id ever created (revoked ones too), scored by creation time. */
+  get apiKeys(): string {
+    return `${this.prefix}:apikeys`;
+  }
+  /** The live (queued or running) job ids of one key, for its concurrency quota. */
+  keyJobs(keyId: string): string {
+    return `${this.prefix}:quota:${keyId}`;
+  }
+  /** Rate-limit counter base for one tracker (key id or client IP). */
+  rateLimit(tracker: string): string {
+    return `${this.prefix}:rl:${tracker}`;
+  }
 }

@@ -1,5 +1,7 @@
 import { Env } from '@app/config';
-import { DEFAULT_WEBHOOK_RETRY_SCHEDULE_MS, maxWebhookAttempts, nextRetryDelayMs } from './retry-schedule';
+import {
+  clampRetryAfterMs, DEFAULT_WEBHOOK_RETRY_SCHEDULE_MS, MAX_RETRY_AFTER_MS, maxWebhookAttempts, MIN_RETRY_AFTER_MS, nextRetryDelayMs,
+} from './retry-schedule';
 
 describe('nextRetryDelayMs', () => {
   const schedule = [1000, 10_000, 60_000];
@@ -37,5 +39,14 @@ describe('nextRetryDelayMs', () => {
     expect(DEFAULT_WEBHOOK_RETRY_SCHEDULE_MS).toEqual([5000, 30_000, 120_000, 600_000, 1_800_000, 3_600_000, 10_800_000, 21_600_000]);
     expect(new Env().webhookRetryScheduleMs).toEqual(DEFAULT_WEBHOOK_RETRY_SCHEDULE_MS);
     expect(maxWebhookAttempts(DEFAULT_WEBHOOK_RETRY_SCHEDULE_MS)).toBe(9);
+  });
+});
+
+describe('clampRetryAfterMs', () => {
+  it('keeps a reasonable Retry-After and bounds the rest', () => {
+    expect(clampRetryAfterMs(5_000)).toBe(5_000);
+    expect(clampRetryAfterMs(0)).toBe(MIN_RETRY_AFTER_MS);
+    expect(clampRetryAfterMs(7 * 86_400_000)).toBe(MAX_RETRY_AFTER_MS);
+    expect(clampRetryAfterMs(Number.POSITIVE_INFINITY)).toBe(MAX_RETRY_AFTER_MS);
   });
 });

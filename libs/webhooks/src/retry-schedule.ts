@@ -24,3 +24,19 @@ export function nextRetryDelayMs(attemptsMade: number, scheduleMs: readonly numb
   const factor = 1 - WEBHOOK_RETRY_JITTER + 2 * WEBHOOK_RETRY_JITTER * random();
   return Math.max(0, Math.round(base * factor));
 }
+
+/** A 429/503 Retry-After is honoured between these bounds: no hammering, and no parking for days. */
+export const MIN_RETRY_AFTER_MS = 1_000;
+export const MAX_RETRY_AFTER_MS = 3_600_000;
+
+/**
+ * How many times Retry-After may postpone one delivery without using up an attempt. Past that, a
+ * receiver that keeps answering 429 is retried on the schedule like any other failure (its
+ * Retry-After still sets the minimum delay), so it cannot keep an event alive forever.
+ */
+export const MAX_RETRY_AFTER_DEFERRALS = 10;
+
+export function clampRetryAfterMs(ms: number): number {
+  if (!Number.isFinite(ms)) return MAX_RETRY_AFTER_MS;
+  return Math.min(MAX_RETRY_AFTER_MS, Math.max(MIN_RETRY_AFTER_MS, Math.round(ms)));
+}

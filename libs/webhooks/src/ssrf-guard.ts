@@ -153,7 +153,8 @@ function invalidUrl(): DomainError {
   return new DomainError(ErrorCode.InvalidWebhookUrl, INVALID_WEBHOOK_URL_MESSAGE);
 }
 
-const defaultResolve: HostResolver = async (host) => (await dns.promises.lookup(host, { all: true, verbatim: true })).map((a) => a.address);
+/** The system resolver (getaddrinfo through dns.lookup, every address): what a connection would use. */
+export const dnsHostResolver: HostResolver = async (host) => (await dns.promises.lookup(host, { all: true, verbatim: true })).map((a) => a.address);
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -181,21 +182,22 @@ export async function assertWebhookUrlAllowed(url: string, opts: WebhookUrlCheck
   }
   let addresses: string[];
   try {
-    addresses = await withTimeout((opts.resolve ?? defaultResolve)(target.host), opts.resolveTimeoutMs ?? 5000);
+    addresses = await withTimeout((opts.resolve ?? dnsHostResolver)(target.host), opts.resolveTimeoutMs ?? 5000);
   } catch {
     throw invalidUrl();
   }
   if (addresses.length === 0 || !addresses.every(isGlobalUnicast)) throw invalidUrl();
 }
 
-const defaultLookup: LookupFunction = (hostname, options, callback) => dns.lookup(hostname, options, callback);
+/** dns.lookup itself, as a LookupFunction. */
+export const dnsLookup: LookupFunction = (hostname, options, callback) => dns.lookup(hostname, options, callback);
 
 /**
  * Wraps a lookup so that it fails with blocked_destination unless EVERY address it returned is
  * global unicast. Because this runs inside the connect, the address checked is the address used:
  * a resolver that changes its answer between registration and delivery gains nothing.
  */
-export function createGuardedLookup(base: LookupFunction = defaultLookup): LookupFunction {
+export function createGuardedLookup(base: LookupFunction = dnsLookup): LookupFunction {
   return (hostname, options, callback) => {
     base(hostname, options, (err, address, family) => {
       if (err) {
@@ -284,7 +286,7 @@ class GuardedHttpsAgent extends https.Agent {
  * connect uses, on every address it returns. Use them for every request to a user-given URL.
  */
 export function createGuardedAgents(opts: GuardedAgentOptions): GuardedAgents {
-  const guard = new ConnectGuard(opts.allowedHosts, opts.lookup ?? defaultLookup);
+  const guard = new ConnectGuard(opts.allowedHosts, opts.lookup ?? dnsLookup);
   return {
     httpAgent: new GuardedHttpAgent(guard, opts.agentOptions),
     httpsAgent: new GuardedHttpsAgent(guard, opts.agentOptions),

@@ -121,6 +121,8 @@ export class JobsService {
     if (state === 'unknown') return undefined;
     const job = await this.queue.getJob(jobId);
     if (!job) return undefined;
+    // BullMQ prunes finished jobs lazily (when later jobs finish): past retention, treat it as gone.
+    if (job.finishedOn && Date.now() - job.finishedOn > this.env.RESULT_TTL_SECONDS * 1000) return undefined;
     const canceled = (await this.redis.exists(this.keys.cancelFlag(jobId))) === 1 && state !== 'completed';
     const snapshot: JobSnapshot = {
       id: jobId,
