@@ -97,7 +97,7 @@ describe('images end to end (API → Redis → worker → ComfyUI simulator)', (
     ['malformed JSON', '{"prompt": "x",', 400, 'invalid_json'],
     ['oversized body', JSON.stringify({ prompt: 'p', metadata: { a: 'x'.repeat(200_000) } }), 413, 'payload_too_large'],
   ];
-  it.each(bad)('%s → %i %s, nothing enqueued', async (_name, body, status, code) => {
+  it.each(bad.map(([name, body, status, code]) => [`${name} → ${status} ${code}`, body, status, code] as const))('%s, nothing enqueued', async (_name, body, status, code) => {
     const before = await jobCount(stack);
     for (const path of ['/api/v1/images/jobs', '/api/v1/images/generate']) {
       const res = await request(stack.url).post(path).set('Content-Type', 'application/json').send(typeof body === 'string' ? body : JSON.stringify(body)).expect(status);

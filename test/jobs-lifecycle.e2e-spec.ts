@@ -125,8 +125,10 @@ describe('retries that mean something', () => {
 
   it('a hung ComfyUI is interrupted by the watchdog and the job is retried', async () => {
     stack.sims[0].faults.set({ hang: true });
+    const before = stack.sims[0].stats().submitted;
     const id = await submit(stack.url, small({ model: 'smoke-test' }));
-    await waitFor(async () => (stack.sims[0].stats().submitted > 0 ? true : undefined));
+    // The watchdog (1 s without a sign of life) interrupts the first prompt and the retry resubmits.
+    await waitFor(async () => (stack.sims[0].stats().submitted >= before + 2 ? true : undefined), 10_000, 'a resubmission');
     stack.sims[0].faults.set({ hang: false });
     const done = await until(stack.url, id, (j) => j.status === 'succeeded' || j.status === 'failed');
     expect(done.status).toBe('succeeded');

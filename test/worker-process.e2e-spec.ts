@@ -70,7 +70,8 @@ describe('worker processes: crash recovery and graceful shutdown', () => {
     const back = (await request(stack.url).get(`/api/v1/images/jobs/${body.id}`).expect(200)).body as Job;
     expect(back.status).toBe('queued');
     expect(back.attempts).toBe(0);
-    expect(stack.sims[0].stats().interrupted).toBe(interruptedBefore + 1);
+    // The interrupt lands at the simulator's next sampling step.
+    await waitFor(async () => (stack.sims[0].stats().interrupted === interruptedBefore + 1 ? true : undefined), 5_000, 'the interrupt');
     worker();
     const done = await until(stack.url, body.id, (j) => j.status === 'succeeded');
     expect(done.attempts).toBe(1);

@@ -67,6 +67,7 @@ export class TestRedisServer {
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
       const client = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+      client.on('error', () => undefined); // refused until the server is up
       try {
         await client.connect();
         if ((await client.ping()) === 'PONG') return;

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { INestApplication, INestApplicationContext } from '@nestjs/common';
+import type { DynamicModule, INestApplication, INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { Test, type TestingModule } from '@nestjs/testing';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import Redis from 'ioredis';
 import { Env, loadEnv } from '@app/config';
@@ -16,6 +17,19 @@ export interface StackOptions {
   /** Start the worker process part (default true). */
   worker?: boolean;
   env?: Record<string, string>;
+  /** Providers replaced by token, as @nestjs/testing overrideProvider does (e.g. a stub DNS lookup). */
+  overrides?: { api?: ProviderOverride[]; worker?: ProviderOverride[] };
+}
+
+export interface ProviderOverride {
+  provide: unknown;
+  useValue: unknown;
+}
+
+async function compileWithOverrides(module: DynamicModule, overrides: ProviderOverride[]): Promise<TestingModule> {
+  let builder = Test.createTestingModule({ imports: [module] });
+  for (const o of overrides) builder = builder.overrideProvider(o.provide).useValue(o.useValue);
+  return builder.compile();
 }
 
 /**
@@ -32,6 +46,7 @@ export class Stack {
   /** The environment the stack was configured with, for processes started by a test. */
   rawEnv!: Record<string, string>;
   redis!: Redis;
+  private overrides: NonNullable<StackOptions['overrides']> = {};
 
   static async start(opts: StackOptions = {}): Promise<Stack> {
     const s = new Stack();
@@ -60,12 +75,20 @@ export class Stack {
       WORKER_LOCK_DURATION_MS: '5000',
       WORKER_STALLED_INTERVAL_MS: '2000',
       SYNC_TIMEOUT_MS: '20000',
+      WORKER_SHUTDOWN_GRACE_MS: '1000',
+      // Specs poll every 50 ms from one IP; only the rate-limit spec wants the real limit.
+      RATE_LIMIT_PER_MINUTE: '1000000',
       ...opts.env,
     };
     this.env = loadEnv(this.rawEnv);
     this.redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, lazyConnect: true });
     this.redis.on('error', () => undefined); // fault tests stop this Redis on purpose
-    if (opts.worker ?? true) {
+    this.overrides = opts.overrides ?? {};
+    if ((opts.worker ?? true) && this.overrides.worker?.length) {
+      const ctx = await compileWithOverrides(WorkerModule.forRoot(this.env), this.overrides.worker);
+      ctx.useLogger(['error', 'warn']);
+      this.worker = await ctx.init();
+    } else if (opts.worker ?? true) {
       this.worker = await NestFactory.createApplicationContext(WorkerModule.forRoot(this.env), { logger: ['error', 'warn'] });
       await this.worker.init();
     }
@@ -76,7 +99,9 @@ export class Stack {
 
   /** Another API instance on the same Redis and prefix (as behind a load balancer). */
   async addApi(): Promise<{ app: INestApplication; url: string }> {
-    const app = await NestFactory.create<NestExpressApplication>(ApiModule.forRoot(this.env), { bodyParser: false, logger: ['error'] });
+    const app = this.overrides.api?.length
+      ? (await compileWithOverrides(ApiModule.forRoot(this.env), this.overrides.api)).createNestApplication<NestExpressApplication>({ bodyParser: false, logger: ['error'] })
+      : await NestFactory.create<NestExpressApplication>(ApiModule.forRoot(this.env), { bodyParser: false, logger: ['error'] });
     setupApp(app, this.env);
     await app.listen(0, '127.0.0.1');
     this.apis.push(app);

@@ -1,12 +1,11 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { BullModule } from '@nestjs/bullmq';
-import { TerminusModule } from '@nestjs/terminus';
 import { ConfigModule, Env } from '@app/config';
-import { ComfyUiHealthIndicator, RedisHealthIndicator } from '@app/health';
 import { bullConnection, QueueName } from '@app/queue';
 import { StorageModule } from '@app/storage';
+import { webhookHostResolverProvider } from '@app/webhooks';
 import { WorkflowsModule } from '@app/workflows';
-import { HealthController } from './health/health.controller';
+import { HealthModule } from './health/health.module';
 import { GenerateController } from './jobs/generate.controller';
 import { JobEventsController } from './jobs/job-events.controller';
 import { JobEventsService } from './jobs/job-events.service';
@@ -16,6 +15,9 @@ import { JobsService } from './jobs/jobs.service';
 import { WebhookUrlPolicy } from './jobs/webhook-url.policy';
 import { ModelsController } from './models/models.controller';
 import { ModelsService } from './models/models.service';
+import { LoggingModule } from './logging/logging.module';
+import { MetricsModule } from './metrics/metrics.module';
+import { SecurityModule } from './security/security.module';
 
 @Module({})
 export class ApiModule {
@@ -32,10 +34,15 @@ export class ApiModule {
           prefix: env.QUEUE_PREFIX,
         }),
         BullModule.registerQueue({ name: QueueName.Generation }),
-        TerminusModule,
+        // Operations (docs/operations.md): JSON logs, /health*, /metrics.
+        LoggingModule.forRoot(env),
+        HealthModule,
+        MetricsModule.forRoot(env),
+        // API keys, rate limit, quotas, content policy (docs/security.md).
+        SecurityModule.forRoot(),
       ],
-      controllers: [GenerateController, JobsController, JobEventsController, ModelsController, HealthController],
-      providers: [JobsService, JobEventsService, IdempotencyService, WebhookUrlPolicy, ModelsService, RedisHealthIndicator, ComfyUiHealthIndicator],
+      controllers: [GenerateController, JobsController, JobEventsController, ModelsController],
+      providers: [JobsService, JobEventsService, IdempotencyService, WebhookUrlPolicy, webhookHostResolverProvider, ModelsService],
     };
   }
 }

@@ -3,7 +3,9 @@ import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { Env, EnvValidationError, loadEnv } from '@app/config';
+import { Logger as PinoLogger } from 'nestjs-pino';
 import { ApiModule } from './api.module';
+import { installGracefulShutdown } from './health/graceful-shutdown';
 import { setupApp } from './setup-app';
 
 async function bootstrap(): Promise<void> {
@@ -17,9 +19,12 @@ async function bootstrap(): Promise<void> {
     }
     throw e;
   }
-  const app = await NestFactory.create<NestExpressApplication>(ApiModule.forRoot(env), { bodyParser: false });
+  const app = await NestFactory.create<NestExpressApplication>(ApiModule.forRoot(env), { bodyParser: false, bufferLogs: true });
+  // Nest's Logger → pino JSON lines (with the request id inside a request).
+  app.useLogger(app.get(PinoLogger));
   setupApp(app, env);
-  app.enableShutdownHooks();
+  // Instead of app.enableShutdownHooks(): readiness 503 at once, drain, finish requests, then hooks.
+  installGracefulShutdown(app, env, { logger: new Logger('Shutdown') });
   await app.listen(env.PORT, env.HOST);
   new Logger('Bootstrap').log(`API listening on http://${env.HOST}:${env.PORT} (docs at /docs)`);
 }

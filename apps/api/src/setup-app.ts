@@ -6,6 +6,9 @@ import { DomainError, ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import { AllExceptionsFilter, bodyParserErrorHandler } from './common/all-exceptions.filter';
 import { requestIdMiddleware } from './common/request-id.middleware';
+import { mountQueueBoard } from './admin/queue-board';
+import { httpMetricsMiddleware } from './metrics/http-metrics.middleware';
+import { corsOptions, rejectPrototypeKeys, securityHeaders } from './security/http-hardening';
 
 function flatten(errors: ValidationError[], parent = ''): Array<{ field: string; message: string }> {
   return errors.flatMap((e) => {
@@ -20,10 +23,15 @@ export function setupApp(app: INestApplication, env: Env): void {
   const express = app as NestExpressApplication;
   express.set('trust proxy', 'loopback, linklocal, uniquelocal');
   express.disable('x-powered-by');
+  // helmet before every other middleware, so even early errors carry the security headers.
+  express.use(securityHeaders());
   express.use(requestIdMiddleware);
-  express.useBodyParser('json', { limit: env.BODY_LIMIT_BYTES, strict: true });
+  express.use(httpMetricsMiddleware(app));
+  // Bull Board at /admin/queues behind ADMIN_TOKEN (nothing mounted without it).
+  mountQueueBoard(app, env);
+  express.useBodyParser('json', { limit: env.BODY_LIMIT_BYTES, strict: true, reviver: rejectPrototypeKeys });
   express.use(bodyParserErrorHandler);
-  if (env.CORS_ORIGINS.length) app.enableCors({ origin: env.CORS_ORIGINS, credentials: false });
+  if (env.CORS_ORIGINS.length) app.enableCors(corsOptions(env.CORS_ORIGINS));
   app.useGlobalFilters(new AllExceptionsFilter());
   app.useGlobalPipes(
     new ValidationPipe({
@@ -41,7 +49,10 @@ export function setupApp(app: INestApplication, env: Env): void {
       .setTitle('Fictures AI Server')
       .setDescription('Image generation on ComfyUI GPUs: synchronous, polled jobs, server-sent events or signed webhooks.')
       .setVersion('1')
-      .addBearerAuth()
+      .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'API key: fk_… (docs/security.md)' })
+      .addApiKey({ type: 'apiKey', in: 'header', name: 'X-API-Key' }, 'api-key')
+      .addSecurityRequirements('bearer')
+      .addSecurityRequirements('api-key')
       .build(),
   );
   SwaggerModule.setup('docs', app, doc, { jsonDocumentUrl: 'docs-json' });

@@ -103,7 +103,8 @@ export class PromptQueue {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
-  private wake(): void {
+  /** Releases anyone blocked in waitForWork (used when the process is killed). */
+  wake(): void {
     const w = this.waiters;
     this.waiters = [];
     for (const fn of w) fn();

@@ -54,11 +54,23 @@ function prng(seedText: string): () => number {
   };
 }
 
+/** Posterizing clamp table: index = value + 512. */
+const CLAMP = (() => {
+  const t = new Uint8Array(1536);
+  for (let v = 0; v < t.length; v++) {
+    const x = v - 512;
+    // Steps of 4: smooth fields with long runs compress fast.
+    t[v] = (x < 0 ? 0 : x > 255 ? 255 : x) & 0xfc;
+  }
+  return t;
+})();
+
+/** A smooth colour field: per-column plus per-row terms (separable), so one add and one lookup per byte. */
 function samplePattern(key: string, width: number, height: number, index: number): Buffer {
   const h = hashBytes(`${key}#${index}`);
   const byte = (i: number): number => h[i % h.length];
-  const ax = new Float32Array(width * 3);
-  const by = new Float32Array(height * 3);
+  const ax = new Int16Array(width * 3);
+  const by = new Int16Array(height * 3);
   for (let c = 0; c < 3; c++) {
     const base = 40 + byte(c) * 0.55;
     const gx = (byte(3 + c) - 128) * 0.5;
@@ -70,32 +82,24 @@ function samplePattern(key: string, width: number, height: number, index: number
     const amp = 20 + (byte(21 + c) % 40);
     for (let x = 0; x < width; x++) {
       const u = width > 1 ? x / (width - 1) : 0;
-      ax[x * 3 + c] = base + gx * u + amp * Math.sin(2 * Math.PI * fx * u + px);
+      ax[x * 3 + c] = Math.round(base + gx * u + amp * Math.sin(2 * Math.PI * fx * u + px));
     }
     for (let y = 0; y < height; y++) {
       const v = height > 1 ? y / (height - 1) : 0;
-      by[y * 3 + c] = gy * v + amp * Math.cos(2 * Math.PI * fy * v + py);
+      by[y * 3 + c] = 512 + Math.round(gy * v + amp * Math.cos(2 * Math.PI * fy * v + py));
     }
   }
   const out = Buffer.allocUnsafe(width * height * 3);
+  const rowLen = width * 3;
   let i = 0;
   for (let y = 0; y < height; y++) {
-    const yo = y * 3;
-    const r0 = by[yo];
-    const g0 = by[yo + 1];
-    const b0 = by[yo + 2];
-    for (let x = 0; x < width; x++) {
-      const xo = x * 3;
-      let r = ax[xo] + r0;
-      let g = ax[xo + 1] + g0;
-      let b = ax[xo + 2] + b0;
-      r = r < 0 ? 0 : r > 255 ? 255 : r;
-      g = g < 0 ? 0 : g > 255 ? 255 : g;
-      b = b < 0 ? 0 : b > 255 ? 255 : b;
-      // Posterize to steps of 4: smooth fields with long runs compress fast.
-      out[i++] = r & 0xfc;
-      out[i++] = g & 0xfc;
-      out[i++] = b & 0xfc;
+    const r0 = by[y * 3];
+    const g0 = by[y * 3 + 1];
+    const b0 = by[y * 3 + 2];
+    for (let x = 0; x < rowLen; x += 3) {
+      out[i++] = CLAMP[ax[x] + r0];
+      out[i++] = CLAMP[ax[x + 1] + g0];
+      out[i++] = CLAMP[ax[x + 2] + b0];
     }
   }
   return out;
@@ -146,12 +150,15 @@ async function drawCaption(img: RawImage, caption: string): Promise<void> {
     .map((l, k) => `<text x="${pad}" y="${Math.round(pad + fontSize * (k + 1) * 1.25 - fontSize * 0.25)}">${escapeXml(l)}</text>`)
     .join('');
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${img.width}" height="${boxH}">`
-    + `<rect width="100%" height="100%" fill="#000" fill-opacity="0.5"/>`
     + `<g font-family="DejaVu Sans, sans-serif" font-size="${fontSize}" fill="#fff">${tspans}</g></svg>`;
   const { data, info } = await sharp(Buffer.from(svg)).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
   const top = img.height - info.height;
+  // Darken the band to half brightness, then blend the (white) glyph pixels in.
+  const bandStart = top * img.width * 3;
+  for (let i = bandStart; i < img.data.length; i++) img.data[i] >>= 1;
+  const w = Math.min(info.width, img.width);
   for (let y = 0; y < info.height; y++) {
-    for (let x = 0; x < Math.min(info.width, img.width); x++) {
+    for (let x = 0; x < w; x++) {
       const s = (y * info.width + x) * 4;
       const a = data[s + 3];
       if (a === 0) continue;
@@ -163,6 +170,13 @@ async function drawCaption(img: RawImage, caption: string): Promise<void> {
 
 export class Renderer {
   constructor(private readonly captions: boolean) {}
+
+  /** Loads fonts once in the background so the first real caption is not slow. */
+  warmUp(): void {
+    if (!this.captions) return;
+    const img = { data: Buffer.alloc(64 * 64 * 3), width: 64, height: 64 };
+    drawCaption(img, 'warm up').catch(() => undefined);
+  }
 
   /** Pixels of image `index` of a batch. */
   async render(recipe: ImageRecipe, width: number, height: number, index: number, withCaption = true): Promise<RawImage> {

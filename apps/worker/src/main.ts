@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { EnvValidationError, loadEnv } from '@app/config';
+import { createWorkerLogger } from './logging/worker-logger';
 import { WorkerModule } from './worker.module';
 
 async function bootstrap(): Promise<void> {
@@ -14,7 +15,8 @@ async function bootstrap(): Promise<void> {
     }
     throw e;
   }
-  const app = await NestFactory.createApplicationContext(WorkerModule.forRoot(env), { bufferLogs: false });
+  // Nest's Logger → pino JSON lines, each carrying the job id when logged while a job runs.
+  const app = await NestFactory.createApplicationContext(WorkerModule.forRoot(env), { logger: createWorkerLogger(env) });
   // Our own signal handling rather than enableShutdownHooks(): Nest re-raises the signal after
   // closing, which would make a clean drain exit by signal instead of with code 0.
   let stopping = false;

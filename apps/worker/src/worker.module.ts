@@ -3,10 +3,16 @@ import { BullModule } from '@nestjs/bullmq';
 import { ConfigModule, Env } from '@app/config';
 import { bullConnection, QueueName } from '@app/queue';
 import { StorageModule } from '@app/storage';
+import { webhookDnsLookupProvider } from '@app/webhooks';
 import { WorkflowsModule } from '@app/workflows';
 import { GenerationProcessor } from './generation/generation.processor';
 import { GenerationWorkerPool } from './generation/generation-worker.pool';
 import { JobNotifier } from './generation/job-notifier';
+import { WorkerActivity } from './heartbeat/worker-activity';
+import { WorkerHeartbeatService } from './heartbeat/worker-heartbeat.service';
+import { WorkerMetrics } from './metrics/worker-metrics.service';
+import { WorkerMetricsServer } from './metrics/worker-metrics-server';
+import { WebhookProcessor } from './webhooks/webhook.processor';
 
 /** The worker process: the only place that provides processors. */
 @Module({})
@@ -24,7 +30,11 @@ export class WorkerModule {
         }),
         BullModule.registerQueue({ name: QueueName.Webhook }),
       ],
-      providers: [GenerationProcessor, GenerationWorkerPool, JobNotifier],
+      providers: [
+        GenerationProcessor, GenerationWorkerPool, JobNotifier, WebhookProcessor, webhookDnsLookupProvider,
+        // After the pool (they attach to its workers when they bootstrap): heartbeat and metrics.
+        WorkerActivity, WorkerHeartbeatService, WorkerMetrics, WorkerMetricsServer,
+      ],
       exports: [GenerationWorkerPool],
     };
   }

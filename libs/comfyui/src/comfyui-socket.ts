@@ -88,13 +88,19 @@ export class ComfySocket {
     this.stopHeartbeat();
     const ws = this.ws;
     if (ws && ws.readyState !== WebSocket.CLOSED) {
-      const closed = new Promise<void>((resolve) => this.closeWaiters.push(resolve));
+      let fallback: NodeJS.Timeout | undefined;
+      const closed = new Promise<void>((resolve) => {
+        this.closeWaiters.push(resolve);
+        // terminate() destroys the TCP socket, so `close` follows within a tick; never hang close() on it.
+        fallback = setTimeout(resolve, 2000);
+      });
       try {
         ws.terminate();
       } catch (err) {
         this.opts.log.debug('comfyui ws terminate failed', { err: String(err) });
       }
       await closed;
+      clearTimeout(fallback);
     }
     this.ws = undefined;
     this.setState('closed');

@@ -28,6 +28,7 @@ export enum ErrorCode {
   SyncTimeout = 'sync_timeout',
   IdempotencyKeyReused = 'idempotency_key_reused',
   InvalidWebhookUrl = 'invalid_webhook_url',
+  WebhooksDisabled = 'webhooks_disabled',
   Unauthorized = 'unauthorized',
   RateLimited = 'rate_limited',
   QuotaExceeded = 'quota_exceeded',

@@ -1,6 +1,6 @@
 import { plainToInstance, Transform } from 'class-transformer';
 import {
-  IsBoolean, IsIn, IsInt, IsOptional, IsString, IsUrl, Matches, Max, Min, validateSync,
+  IsBoolean, IsIn, IsInt, IsOptional, IsString, IsUrl, Matches, Max, Min, MinLength, validateSync,
 } from 'class-validator';
 
 const toInt = ({ value }: { value: unknown }) =>
@@ -114,8 +114,17 @@ export class Env {
   @Transform(toList) @IsString({ each: true })
   WEBHOOK_ALLOWED_HOSTS: string[] = [];
 
-  @Transform(toInt) @IsInt() @Min(100)
+  /** Whole-attempt deadline of one delivery: lookup, connect, TLS, headers and (≤ 64 KiB of) body. */
+  @Transform(toInt) @IsInt() @Min(100) @Max(60_000)
   WEBHOOK_TIMEOUT_MS = 10_000;
+
+  /** Deliveries in flight at once per worker process. A slow receiver holds one of these, never a GPU. */
+  @Transform(toInt) @IsInt() @Min(1) @Max(256)
+  WEBHOOK_CONCURRENCY = 8;
+
+  /** Refuse plain-http webhook URLs at submission (hosts in WEBHOOK_ALLOWED_HOSTS excepted). */
+  @Transform(toBool) @IsBoolean()
+  WEBHOOK_HTTPS_ONLY = true;
 
   /** Delay before each retry, in ms, comma-separated. */
   @Transform(toList) @Matches(/^\d+$/, { each: true, message: 'WEBHOOK_RETRY_SCHEDULE_MS must be comma-separated whole milliseconds' })
@@ -128,14 +137,45 @@ export class Env {
   @IsOptional() @Transform(toInt) @IsInt() @Min(0)
   HEALTH_MIN_FREE_VRAM_MB?: number;
 
+  /** Budget of each readiness check; they run in parallel, so keep it under a probe's 1 s timeout. */
+  @Transform(toInt) @IsInt() @Min(50) @Max(10_000)
+  HEALTH_TIMEOUT_MS = 800;
+
+  /** How long a check's answer is reused, so probe storms never reach Redis or ComfyUI. */
+  @Transform(toInt) @IsInt() @Min(0) @Max(10_000)
+  HEALTH_CACHE_MS = 1_500;
+
+  /** Jobs waiting, none active and no job started for this long while workers are alive: queue check down. */
+  @Transform(toInt) @IsInt() @Min(100)
+  HEALTH_QUEUE_STUCK_MS = 60_000;
+
+  /** Checks that decide /health and /health/ready; an API-only node that cannot reach ComfyUI drops comfyui,gpu. */
+  @Transform(toList) @IsIn(['redis', 'comfyui', 'gpu', 'workers', 'queue'], { each: true })
+  HEALTH_READY_CHECKS: string[] = ['redis', 'comfyui', 'gpu', 'workers', 'queue'];
+
+  /** After SIGTERM: readiness is 503 at once, the API keeps serving this long (≥ LB interval × fall + timeout), then closes. */
   @Transform(toInt) @IsInt() @Min(0)
   SHUTDOWN_DRAIN_MS = 5_000;
 
-  @IsOptional() @IsString()
+  /** After the drain: how long requests in flight may still take before their connections are cut. */
+  @Transform(toInt) @IsInt() @Min(0)
+  SHUTDOWN_TIMEOUT_MS = 20_000;
+
+  /** Bearer token (or basic-auth password) of the queue dashboard at /admin/queues; unset = dashboard off. */
+  @IsOptional() @IsString() @MinLength(16, { message: 'ADMIN_TOKEN must be at least 16 characters' })
   ADMIN_TOKEN?: string;
 
+  /** Serve the API's /metrics on this port instead of the public one. */
   @IsOptional() @Transform(toInt) @IsInt() @Min(0) @Max(65535)
   METRICS_PORT?: number;
+
+  /** The worker's own /metrics (job outcomes and durations, webhook deliveries); unset = not served. */
+  @IsOptional() @Transform(toInt) @IsInt() @Min(0) @Max(65535)
+  WORKER_METRICS_PORT?: number;
+
+  /** Each generation worker writes its heartbeat this often; it expires after three intervals. */
+  @Transform(toInt) @IsInt() @Min(100) @Max(60_000)
+  WORKER_HEARTBEAT_INTERVAL_MS = 5_000;
 
   // --- auth ---
   /** true: refuse to start while no API key exists (never run open by accident). */
@@ -174,7 +214,7 @@ export class EnvValidationError extends Error {
  * every known one is checked, and all problems are reported at once.
  */
 export function loadEnv(source: Record<string, string | undefined> = process.env, overrides: Partial<Record<keyof Env, unknown>> = {}): Env {
-  const known = new Set(Object.keys(new Env()).concat(['PUBLIC_BASE_URL', 'WEBHOOK_SECRET', 'HEALTH_MIN_FREE_VRAM_MB', 'ADMIN_TOKEN', 'METRICS_PORT', 'CONTENT_POLICY_FILE']));
+  const known = new Set(Object.keys(new Env()).concat(['PUBLIC_BASE_URL', 'WEBHOOK_SECRET', 'HEALTH_MIN_FREE_VRAM_MB', 'ADMIN_TOKEN', 'METRICS_PORT', 'WORKER_METRICS_PORT', 'CONTENT_POLICY_FILE']));
   const raw: Record<string, unknown> = {};
   // An empty value means "not set" (as in .env.example), so the default applies.
   for (const [k, v] of Object.entries(source)) if (known.has(k) && v !== undefined && v !== '') raw[k] = v;

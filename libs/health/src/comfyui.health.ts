@@ -1,26 +1,21 @@
 import { Injectable } from '@nestjs/common';
 import { HealthIndicatorService } from '@nestjs/terminus';
-import type { ComfyUiClient } from '@app/comfyui';
-import { withTimeout } from './with-timeout';
+import { ComfyUiProbe } from './comfyui-probe';
 
-/** Every ComfyUI answers /system_stats within the budget; reports its version. */
+/** Every ComfyUI of COMFYUI_URLS answers /system_stats within the budget; reports its version. */
 @Injectable()
 export class ComfyUiHealthIndicator {
-  constructor(private readonly health: HealthIndicatorService) {}
+  constructor(
+    private readonly health: HealthIndicatorService,
+    private readonly probe: ComfyUiProbe,
+  ) {}
 
-  async isHealthy(clients: ComfyUiClient[], key = 'comfyui', timeoutMs = 800) {
+  async isHealthy(key = 'comfyui') {
     const indicator = this.health.check(key);
-    const results = await Promise.all(
-      clients.map(async (c) => {
-        try {
-          const stats = await withTimeout(c.systemStats(undefined, timeoutMs), timeoutMs, `${c.baseUrl}/system_stats`);
-          return { url: c.baseUrl, up: true, version: stats.system.comfyui_version ?? null };
-        } catch (e) {
-          return { url: c.baseUrl, up: false, message: (e as Error).message };
-        }
-      }),
-    );
-    const details = { instances: results };
-    return results.length && results.every((r) => r.up) ? indicator.up(details) : indicator.down(details);
+    const instances = (await this.probe.instances()).map(({ url, up, version, latency_ms, error }) => ({
+      url, up, version, latency_ms, ...(error ? { error } : {}),
+    }));
+    const details = { instances };
+    return instances.length && instances.every((i) => i.up) ? indicator.up(details) : indicator.down(details);
   }
 }

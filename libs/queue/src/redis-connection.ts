@@ -14,10 +14,18 @@ export function redisOptionsFromUrl(url: string): RedisOptions {
   };
 }
 
+/** Reconnect quickly after an outage (BullMQ's default backs off to 20 s between attempts). */
+export const reconnectBackoff = (times: number): number => Math.min(250 * times, 2_000);
+
 /**
  * BullMQ connection options. Workers need maxRetriesPerRequest null (blocking reads); producers in
  * the API fail fast (no offline queue) so a Redis outage is a quick 503, never a hanging request.
  */
-export function bullConnection(url: string, role: 'worker' | 'producer'): { url: string; maxRetriesPerRequest: number | null; enableOfflineQueue?: boolean } {
-  return role === 'worker' ? { url, maxRetriesPerRequest: null } : { url, maxRetriesPerRequest: 1, enableOfflineQueue: false };
+export function bullConnection(
+  url: string,
+  role: 'worker' | 'producer',
+): { url: string; maxRetriesPerRequest: number | null; enableOfflineQueue?: boolean; retryStrategy: (times: number) => number } {
+  return role === 'worker'
+    ? { url, maxRetriesPerRequest: null, retryStrategy: reconnectBackoff }
+    : { url, maxRetriesPerRequest: 1, enableOfflineQueue: false, retryStrategy: reconnectBackoff };
 }

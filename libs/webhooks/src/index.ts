@@ -6,3 +6,4 @@ export * from './redact-url';
 export * from './webhook-payload';
 export * from './webhook-state.store';
 export * from './webhook.providers';
+export * from './webhook-enqueuer';

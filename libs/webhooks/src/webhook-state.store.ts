@@ -41,13 +41,12 @@ export class WebhookStateStore {
       .exec();
   }
 
-  /** Records the state after an attempt. */
-  async record(jobId: string, hook: WebhookSubscription, event: WebhookEvent, state: WebhookEventState): Promise<void> {
+  /** Records the state of an event after an attempt (and refreshes the TTL). */
+  async record(jobId: string, url: string, event: WebhookEvent, state: WebhookEventState): Promise<void> {
     const key = this.keys.webhookState(jobId);
     await this.redis
       .multi()
-      .hsetnx(key, URL_FIELD, redactUrl(hook.url))
-      .hsetnx(key, EVENTS_FIELD, JSON.stringify(hook.events))
+      .hsetnx(key, URL_FIELD, redactUrl(url))
       .hset(key, EVENT_PREFIX + event, JSON.stringify(state))
       .expire(key, this.ttlSeconds)
       .exec();

@@ -26,7 +26,8 @@ export function sendError(res: Response, req: Request & { id?: string }, status:
 export function bodyParserErrorHandler(err: BodyParserError, req: Request & { id?: string }, res: Response, next: (e?: unknown) => void): void {
   if (err?.type === 'entity.parse.failed') return sendError(res, req, 400, ErrorCode.InvalidJson, 'The body is not valid JSON');
   if (err?.type === 'entity.too.large') return sendError(res, req, 413, ErrorCode.PayloadTooLarge, 'The body is too large');
-  if (err?.type && typeof err.status === 'number' && err.status < 500) return sendError(res, req, err.status, ErrorCode.ValidationFailed, 'The body could not be read');
+  // Any other client error of the parser, typed or not (a gzip body that does not inflate has no type).
+  if (typeof err?.status === 'number' && err.status >= 400 && err.status < 500) return sendError(res, req, err.status, ErrorCode.ValidationFailed, 'The body could not be read');
   next(err);
 }
 

@@ -15,6 +15,8 @@ export const STATUS_BY_CODE: Record<string, number> = {
   [ErrorCode.PayloadTooLarge]: 413,
   [ErrorCode.IdempotencyKeyReused]: 422,
   [ErrorCode.InvalidWebhookUrl]: 422,
+  // A permanent property of this deployment, not a hiccup: 422, not 503.
+  [ErrorCode.WebhooksDisabled]: 422,
   [ErrorCode.ContentPolicy]: 422,
   [ErrorCode.RateLimited]: 429,
   [ErrorCode.QuotaExceeded]: 429,

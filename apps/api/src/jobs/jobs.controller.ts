@@ -39,7 +39,8 @@ export class JobsController {
   ): Promise<JobResource> {
     const caller = callerOf(req);
     const base = requestBase(req);
-    const webhookUrl = dto.webhook_url ? await this.webhookUrls.check(dto.webhook_url) : undefined;
+    // `!== undefined`: an empty webhook_url is a bad URL (422), not "no webhook".
+    const webhookUrl = dto.webhook_url !== undefined ? await this.webhookUrls.check(dto.webhook_url) : undefined;
     let jobId: string = randomUUID();
     if (idempotencyKey !== undefined) {
       const claim = await this.idempotency.claim(caller.owner, idempotencyKey, dto, jobId);
@@ -50,13 +51,13 @@ export class JobsController {
         return resource;
       }
       try {
-        jobId = (await this.jobs.submit(dto, caller, { webhookUrl, jobId })).id as string;
+        jobId = (await this.jobs.submit(dto, caller, { webhookUrl, jobId, requestBase: base })).id as string;
       } catch (e) {
         await claim.release(); // bad input or Redis trouble: the key stays free, nothing changed
         throw e;
       }
     } else {
-      jobId = (await this.jobs.submit(dto, caller, { webhookUrl, jobId })).id as string;
+      jobId = (await this.jobs.submit(dto, caller, { webhookUrl, jobId, requestBase: base })).id as string;
     }
     const resource = await this.jobs.get(jobId, caller, base);
     res.setHeader('Location', resource.links.self);

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { InjectQueue } from '@nestjs/bullmq';
 import { Job, Queue } from 'bullmq';
 import type Redis from 'ioredis';
@@ -10,8 +10,11 @@ import {
   JobName, JobResource, JobSnapshot, QueueName, RedisKeys, TERMINAL_STATUSES,
 } from '@app/queue';
 import { REDIS_CLIENT, ResultStore } from '@app/storage';
+import { WebhookStateStore } from '@app/webhooks';
 import { WorkflowRegistry } from '@app/workflows';
 import { ApiError } from '../common/api-error';
+import { ContentPolicy, enforceContentPolicy } from '../policy/content-policy';
+import { JobQuota } from '../rate-limit/job-quota.service';
 import type { CreateJobDto } from './dto/create-job.dto';
 import { JobEventsService } from './job-events.service';
 
@@ -19,6 +22,8 @@ export interface Caller {
   /** API key id, or undefined when the server runs open. */
   owner?: string;
   priority?: number;
+  /** The key's concurrency quota (jobs queued or running at once); none when open. */
+  maxJobs?: number;
   requestId?: string;
 }
 
@@ -30,6 +35,8 @@ export class JobsService {
   private readonly logger = new Logger(JobsService.name);
   private readonly keys: RedisKeys;
   private readonly events: JobEventPublisher;
+  /** Webhook delivery state, written by the webhook worker, shown on the job resource. */
+  private readonly webhookStates: WebhookStateStore;
 
   constructor(
     private readonly env: Env,
@@ -38,9 +45,18 @@ export class JobsService {
     private readonly jobEvents: JobEventsService,
     @Inject(REDIS_CLIENT) private readonly redis: Redis,
     @InjectQueue(QueueName.Generation) private readonly queue: Queue<GenerationJobData, GenerationResult>,
+    @Optional() private readonly contentPolicy?: ContentPolicy,
+    @Optional() private readonly quota?: JobQuota,
   ) {
     this.keys = new RedisKeys(env.QUEUE_PREFIX);
     this.events = new JobEventPublisher(redis, this.keys);
+    let lastError: string | undefined;
+    queue.on('error', (err: Error) => {
+      // Without a listener BullMQ prints every reconnect failure; requests answer 503 meanwhile.
+      if (err.message !== lastError) this.logger.warn(`queue connection: ${err.message}`);
+      lastError = err.message;
+    });
+    this.webhookStates = new WebhookStateStore(redis, this.keys, env.RESULT_TTL_SECONDS);
   }
 
   baseUrl(requestBase: string): string {
@@ -48,8 +64,9 @@ export class JobsService {
   }
 
   /** Validates against the model, checks back-pressure, enqueues. Nothing is written on bad input. */
-  async submit(dto: CreateJobDto, caller: Caller, opts: { webhookUrl?: string; jobId?: string } = {}): Promise<Job<GenerationJobData, GenerationResult>> {
+  async submit(dto: CreateJobDto, caller: Caller, opts: { webhookUrl?: string; jobId?: string; requestBase?: string } = {}): Promise<Job<GenerationJobData, GenerationResult>> {
     const params = this.workflows.resolve(dto);
+    await enforceContentPolicy(this.contentPolicy, params.prompt, params.negative_prompt);
     await this.assertRoomInQueue();
     const data: GenerationJobData = {
       params,
@@ -57,9 +74,13 @@ export class JobsService {
       metadata: dto.metadata,
       submitted_at: Date.now(),
       request_id: caller.requestId,
+      // The worker builds absolute links (webhook payloads, the final record) from it.
+      ...(opts.requestBase !== undefined ? { base_url: this.baseUrl(opts.requestBase) } : {}),
       ...(opts.webhookUrl ? { webhook: { url: opts.webhookUrl, events: dto.webhook_events ?? [...DEFAULT_WEBHOOK_EVENTS] } } : {}),
     };
     const jobId = opts.jobId ?? randomUUID();
+    // A slot of the key's quota first (429 quota_exceeded), given back if the job never gets queued.
+    await this.quota?.reserve(caller, jobId);
     const job = await this.queue.add(
       JobName.Generate,
       data,
@@ -70,7 +91,11 @@ export class JobsService {
         backoffMs: this.env.JOB_BACKOFF_MS,
         resultTtlSeconds: this.env.RESULT_TTL_SECONDS,
       }),
-    );
+    ).catch(async (e: unknown) => {
+      await this.quota?.release(caller, jobId);
+      throw e;
+    });
+    await this.quota?.confirm(caller, jobId);
     this.logger.log({ request_id: caller.requestId, job_id: jobId, msg: 'job queued', model: params.model, prompt_length: params.prompt.length });
     return job;
   }
@@ -88,13 +113,14 @@ export class JobsService {
     const snapshot = await this.snapshot(jobId);
     if (snapshot) {
       this.assertOwner(snapshot.data.owner, caller, jobId);
-      return buildJobResource(snapshot, this.baseUrl(base));
+      return buildJobResource(snapshot, this.baseUrl(base), await this.webhookStates.read(jobId, snapshot.data.webhook));
     }
     const record = (await this.store.getRecord(jobId)) as (JobResource & { owner?: string }) | undefined;
     if (record) {
       this.assertOwner(record.owner, caller, jobId);
       const { owner: _owner, ...resource } = record;
-      return resource;
+      // Deliveries go on after the job ended (retries): the record's copy is as old as the job's end.
+      return { ...resource, webhook: (await this.webhookStates.read(jobId)) ?? resource.webhook ?? null };
     }
     if (await this.store.wasExpired(jobId)) {
       throw new ApiError(ErrorCode.JobExpired, `Job ${jobId} has expired; results are kept ${this.env.RESULT_TTL_SECONDS} s`);

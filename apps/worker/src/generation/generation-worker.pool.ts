@@ -7,6 +7,7 @@ import {
   bullConnection, GenerationJobData, GenerationResult, JobEventPublisher, QueueName, RedisKeys, redisOptionsFromUrl, statusOf,
 } from '@app/queue';
 import { REDIS_CLIENT } from '@app/storage';
+import { runWithJobContext } from '../logging/job-context';
 import { ABORT_CANCELED, ABORT_SHUTDOWN, GenerationProcessor } from './generation.processor';
 
 export interface Slot {
@@ -73,7 +74,8 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
     comfy.connect();
     const worker = new Worker<GenerationJobData, GenerationResult>(
       QueueName.Generation,
-      (job, token, signal) => this.processor.process(job, token, signal ?? new AbortController().signal, comfy),
+      // In a job context: every line logged while the job runs carries its job_id.
+      (job, token, signal) => runWithJobContext(job.id, () => this.processor.process(job, token, signal ?? new AbortController().signal, comfy)),
       {
         connection: bullConnection(this.env.REDIS_URL, 'worker'),
         prefix: this.env.QUEUE_PREFIX,
@@ -96,7 +98,14 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
       const status = final ? statusOf({ state: 'failed', failedReason: job.failedReason }) : 'queued';
       void this.events.publish({ type: 'status', job_id: job.id as string, status, at: Date.now() });
     });
-    worker.on('error', (err) => this.logger.error({ comfyui: url, msg: 'worker error', error: err.message }));
+    let lastError: string | undefined;
+    worker.on('error', (err) => {
+      // BullMQ repeats connection errors while Redis is away: log each distinct one once.
+      if (err.message === lastError) return;
+      lastError = err.message;
+      this.logger.error({ comfyui: url, msg: 'worker error', error: err.message });
+    });
+    worker.on('active', () => (lastError = undefined));
     const slot: Slot = { comfy, worker, comfyUp: false };
     this.watch(slot);
     return slot;

@@ -1,9 +1,9 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { Job, UnrecoverableError, WaitingError } from 'bullmq';
+import { DelayedError, Job, UnrecoverableError, WaitingError } from 'bullmq';
 import type Redis from 'ioredis';
 import sharp from 'sharp';
-import { ComfyAbortError, ComfyUiClient, ComfyUiError, ComfyUiTimeoutError, ExecutionError, type PromptOutcome } from '@app/comfyui';
+import { ComfyAbortError, ComfyUiClient, ComfyUiError, ComfyUiTimeoutError, ComfyUnavailableError, ExecutionError, type PromptOutcome } from '@app/comfyui';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import {
@@ -18,6 +18,9 @@ export type GenerationJob = Job<GenerationJobData, GenerationResult>;
 /** Why a running job's AbortSignal fired: the user canceled it, or this worker is shutting down. */
 export const ABORT_CANCELED = 'canceled';
 export const ABORT_SHUTDOWN = 'shutdown';
+
+/** How long a job waits when ComfyUI was found down before a worker looks at it again. */
+const COMFY_DOWN_DELAY_MS = 2_000;
 
 /**
  * Runs one generation job on one ComfyUI: bind parameters → submit (or re-attach to the prompt a
@@ -138,7 +141,14 @@ export class GenerationProcessor {
     const jobId = job.id as string;
     const aborted = signal.aborted || err instanceof ComfyAbortError;
     const reason = signal.reason instanceof Error ? signal.reason.message : String(signal.reason ?? '');
-    if (aborted && promptId) await comfy.cancel(promptId).catch(() => undefined);
+    const forgetPrompt = async () => {
+      // This attempt gives its prompt up: the next one must submit afresh, not re-attach to it.
+      if (promptId) await job.updateProgress({ step: 0, total_steps: job.data.params.num_inference_steps, fraction: 0 }).catch(() => undefined);
+    };
+    if (aborted && promptId) {
+      await comfy.cancel(promptId).catch(() => undefined);
+      await forgetPrompt();
+    }
     if (aborted && reason !== ABORT_SHUTDOWN) {
       this.logger.log({ job_id: jobId, msg: 'job canceled', prompt_id: promptId });
       await this.notifier.finished(job, 'canceled');
@@ -150,6 +160,14 @@ export class GenerationProcessor {
       await job.moveToWait(token);
       return new WaitingError();
     }
+    if (err instanceof ComfyUnavailableError && !(await comfy.systemStats(undefined, 1_000).then(() => true, () => false))) {
+      // ComfyUI itself is down (not just this request): put the job back without using an attempt;
+      // the availability monitor pauses this worker until ComfyUI answers again.
+      this.logger.warn({ job_id: jobId, msg: 'ComfyUI is down: job delayed without using an attempt', error: err.message });
+      await job.moveToDelayed(Date.now() + COMFY_DOWN_DELAY_MS, token);
+      return new DelayedError();
+    }
+    await forgetPrompt();
     if (err instanceof ComfyUiTimeoutError && promptId) {
       // Hung GPU: stop the prompt so the retry does not queue behind it.
       await comfy.cancel(promptId).catch(() => undefined);

@@ -1,5 +1,7 @@
 import { ApiPropertyOptional } from '@nestjs/swagger';
-import { ArrayMaxSize, ArrayUnique, IsArray, IsIn, IsOptional, IsString, MaxLength, ValidateBy, ValidationOptions } from 'class-validator';
+import {
+  ArrayMaxSize, ArrayNotEmpty, ArrayUnique, IsArray, IsIn, IsOptional, IsString, MaxLength, ValidateBy, ValidationArguments, ValidationOptions,
+} from 'class-validator';
 import { WEBHOOK_EVENTS, type WebhookEvent } from '@app/queue';
 import { GenerateImageDto } from './generate-image.dto';
 
@@ -22,13 +24,31 @@ function IsStringMap(options?: ValidationOptions): PropertyDecorator {
   );
 }
 
+/** webhook_events alone would be silently ignored: say so instead. */
+function RequiresWebhookUrl(options?: ValidationOptions): PropertyDecorator {
+  return ValidateBy(
+    {
+      name: 'requiresWebhookUrl',
+      validator: {
+        validate: (_value: unknown, args?: ValidationArguments) => typeof (args?.object as { webhook_url?: unknown } | undefined)?.webhook_url === 'string',
+        defaultMessage: () => 'webhook_events needs webhook_url',
+      },
+    },
+    options,
+  );
+}
+
 export class CreateJobDto extends GenerateImageDto {
-  @ApiPropertyOptional({ example: 'https://example.com/hooks/images', description: 'Called when the job ends (Standard Webhooks signature)' })
+  @ApiPropertyOptional({
+    example: 'https://example.com/hooks/images',
+    description: 'Called on job events (Standard Webhooks signature; docs/webhooks.md). Public http(s) hosts only; 422 webhooks_disabled when the server has no WEBHOOK_SECRET',
+  })
   @IsOptional() @IsString() @MaxLength(2048)
   webhook_url?: string;
 
-  @ApiPropertyOptional({ enum: WEBHOOK_EVENTS, isArray: true, default: ['succeeded', 'failed', 'canceled'] })
-  @IsOptional() @IsArray() @IsIn(WEBHOOK_EVENTS as unknown as string[], { each: true }) @ArrayUnique() @ArrayMaxSize(4)
+  @ApiPropertyOptional({ enum: WEBHOOK_EVENTS, isArray: true, default: ['succeeded', 'failed', 'canceled'], description: 'Events to deliver; needs webhook_url' })
+  @IsOptional() @IsArray() @ArrayNotEmpty() @IsIn(WEBHOOK_EVENTS as unknown as string[], { each: true }) @ArrayUnique() @ArrayMaxSize(4)
+  @RequiresWebhookUrl()
   webhook_events?: WebhookEvent[];
 
   @ApiPropertyOptional({ type: 'object', additionalProperties: { type: 'string' }, example: { story_id: 's-42' } })

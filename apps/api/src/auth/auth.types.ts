@@ -1,0 +1,13 @@
+import type { ApiRequest } from '../jobs/request-context';
+
+/** The API key a request was authenticated with, as the guards after authentication need it. */
+export interface ApiKeyPrincipal {
+  id: string;
+  name: string;
+  /** Effective limits: the key's own, else the deployment defaults. */
+  rpm: number;
+  maxJobs: number;
+  priority?: number;
+}
+
+export type AuthenticatedRequest = ApiRequest & { apiKey?: ApiKeyPrincipal };

@@ -1,0 +1,9 @@
+import { Module } from '@nestjs/common';
+import { BullModule } from '@nestjs/bullmq';
+import { QueueName } from '@app/queue';
+
+const queues = BullModule.registerQueue({ name: QueueName.Generation }, { name: QueueName.Webhook });
+
+/** The queues that health, metrics and the dashboard read (counts, heads); never used to add jobs. */
+@Module({ imports: [queues], exports: [queues] })
+export class OpsQueuesModule {}

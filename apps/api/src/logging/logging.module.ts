@@ -1,0 +1,49 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { DynamicModule, Module, RequestMethod } from '@nestjs/common';
+import { LoggerModule } from 'nestjs-pino';
+import type { DestinationStream } from 'pino';
+import type { Options } from 'pino-http';
+import { Env } from '@app/config';
+import { baseLogOptions } from '@app/health';
+
+/** Where the API's log lines go: stdout unless a test swaps the stream (overrideProvider). */
+export class LogDestination {
+  constructor(readonly stream?: DestinationStream) {}
+}
+
+/** Probes and scrapes come every few seconds from every balancer: not worth a line each. */
+const QUIET_PATHS = /^\/(health(\/(live|ready))?|metrics)\/?(\?|$)/;
+
+export function pinoHttpOptions(env: Env): Options {
+  return {
+    ...baseLogOptions('api', env.LOG_LEVEL),
+    // request-id.middleware has set req.id (from X-Request-Id or new) before this runs.
+    genReqId: (req: IncomingMessage) => req.id ?? randomUUID(),
+    customAttributeKeys: { reqId: 'request_id', responseTime: 'duration_ms' },
+    // Every line logged while serving a request carries request_id; the closing line also req/res.
+    quietReqLogger: true,
+    customLogLevel: (_req: IncomingMessage, res: ServerResponse, err?: Error) => (err || res.statusCode >= 500 ? 'error' : 'info'),
+    autoLogging: { ignore: (req: IncomingMessage) => QUIET_PATHS.test(req.url ?? '') },
+  };
+}
+
+/** JSON lines through nestjs-pino; main.ts routes Nest's Logger to it (app.useLogger). */
+@Module({})
+export class LoggingModule {
+  static forRoot(env: Env): DynamicModule {
+    return {
+      module: LoggingModule,
+      imports: [
+        LoggerModule.forRootAsync({
+          providers: [{ provide: LogDestination, useValue: new LogDestination() }],
+          inject: [LogDestination],
+          useFactory: (dest: LogDestination) => ({
+            pinoHttp: dest.stream ? [pinoHttpOptions(env), dest.stream] : pinoHttpOptions(env),
+            forRoutes: [{ path: '{*splat}', method: RequestMethod.ALL }],
+          }),
+        }),
+      ],
+    };
+  }
+}

@@ -1,0 +1,23 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { DiscoveryModule } from '@nestjs/core';
+import { Env } from '@app/config';
+import { HealthModule } from '../health/health.module';
+import { ApiMetricsServer } from './api-metrics-server';
+import { ApiMetrics } from './api-metrics.service';
+import { JobCounters } from './job-counters';
+import { MetricsController } from './metrics.controller';
+
+/** Prometheus metrics of the API: GET /metrics on the public port, or on METRICS_PORT when set. */
+@Module({})
+export class MetricsModule {
+  static forRoot(env: Env): DynamicModule {
+    const ownPort = env.METRICS_PORT !== undefined;
+    return {
+      module: MetricsModule,
+      imports: [HealthModule, DiscoveryModule],
+      controllers: ownPort ? [] : [MetricsController],
+      providers: [ApiMetrics, JobCounters, ...(ownPort ? [ApiMetricsServer] : [])],
+      exports: [ApiMetrics],
+    };
+  }
+}

@@ -1,0 +1,69 @@
+import type { CorsOptions } from '@nestjs/common/interfaces/external/cors-options.interface';
+import type { NextFunction, Request, Response } from 'express';
+import helmet from 'helmet';
+
+/** The pages a browser renders: Swagger UI and ReDoc. Everything else is JSON or image bytes. */
+const DOCS_PAGE = /^\/(docs(\/.*)?|redoc\/?)$/;
+
+/**
+ * Security headers (helmet), first of all middleware. The API itself serves JSON and images, so its
+ * CSP allows nothing at all; the documentation pages get a CSP that lets Swagger UI (own scripts,
+ * inline styles, data: icons) and ReDoc (its CDN bundle, blob: workers) run. Cross-Origin-Resource-
+ * Policy is same-site rather than same-origin so a front end on another port of the same host can
+ * show images in <img>; with keys required such requests need credentials anyway.
+ */
+export function securityHeaders(): (req: Request, res: Response, next: NextFunction) => void {
+  const api = helmet({
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"] },
+    },
+    crossOriginResourcePolicy: { policy: 'same-site' },
+  });
+  const docs = helmet({
+    contentSecurityPolicy: {
+      useDefaults: true,
+      directives: {
+        scriptSrc: ["'self'", 'https://cdn.redoc.ly'],
+        styleSrc: ["'self'", "'unsafe-inline'", 'https:'],
+        imgSrc: ["'self'", 'data:', 'https:'],
+        fontSrc: ["'self'", 'data:', 'https:'],
+        workerSrc: ["'self'", 'blob:'],
+        connectSrc: ["'self'"],
+        // The docs are often opened over plain http on a dev box; upgrading would break them.
+        upgradeInsecureRequests: null,
+      },
+    },
+    crossOriginEmbedderPolicy: false,
+    crossOriginResourcePolicy: { policy: 'same-site' },
+  });
+  return (req, res, next) => (DOCS_PAGE.test(req.path) ? docs(req, res, next) : api(req, res, next));
+}
+
+/**
+ * CORS for browser clients on CORS_ORIGINS: an explicit list (or "*" alone for any origin), and
+ * never credentials — keys travel in headers, not cookies, so "*" can never expose a session.
+ * Exposes the headers a client needs to read.
+ */
+export function corsOptions(origins: string[]): CorsOptions {
+  return {
+    origin: origins.length === 1 && origins[0] === '*' ? '*' : origins,
+    credentials: false,
+    methods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
+    exposedHeaders: ['Location', 'Retry-After', 'X-Request-Id', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset', 'ETag'],
+    maxAge: 600,
+  };
+}
+
+const PROTOTYPE_KEYS = new Set(['__proto__', 'constructor']);
+
+/**
+ * JSON.parse reviver for request bodies: refuses keys that name an object's prototype. They are
+ * never fields of this API, and class-transformer silently drops them instead of letting the
+ * ValidationPipe report them as unknown, so they would slip past "unknown fields are rejected".
+ * The body parser turns the throw into 400 invalid_json.
+ */
+export function rejectPrototypeKeys(key: string, value: unknown): unknown {
+  if (PROTOTYPE_KEYS.has(key)) throw new SyntaxError(`The key "${key}" is not allowed`);
+  return value;
+}

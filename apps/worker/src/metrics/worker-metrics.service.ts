@@ -1,0 +1,103 @@
+import { Injectable, OnApplicationBootstrap } from '@nestjs/common';
+import type { Job, Worker } from 'bullmq';
+import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { ErrorCode } from '@app/common';
+import { decodeFailure, GenerationJobData, GenerationResult } from '@app/queue';
+import { GenerationWorkerPool } from '../generation/generation-worker.pool';
+import { WorkerActivity } from '../heartbeat/worker-activity';
+import { webhookDeliveries } from './webhook-metrics';
+
+const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800];
+
+type GenerationJob = Job<GenerationJobData, GenerationResult>;
+
+const modelOf = (job: GenerationJob | undefined) => job?.data?.params?.model ?? 'unknown';
+
+/**
+ * The worker's Prometheus registry: job outcomes and durations as the worker sees them (the data
+ * exists here), webhook deliveries, GPU busy time, process defaults. Served on
+ * WORKER_METRICS_PORT; the API's /metrics carries the fleet-wide gauges.
+ */
+@Injectable()
+export class WorkerMetrics implements OnApplicationBootstrap {
+  readonly registry = new Registry();
+  readonly jobs: Counter<'model' | 'status'>;
+  readonly attemptFailures: Counter<'model' | 'code'>;
+  readonly queueWait: Histogram<'model'>;
+  readonly execution: Histogram<'model'>;
+  readonly total: Histogram<'model'>;
+  private readonly seen = new WeakSet<Worker>();
+
+  constructor(
+    private readonly pool: GenerationWorkerPool,
+    activity: WorkerActivity,
+  ) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.registry.registerMetric(webhookDeliveries);
+    this.jobs = new Counter({
+      name: 'fictures_jobs_total',
+      help: 'Generation jobs by model and status: succeeded, failed and canceled-while-running here; submitted and canceled-while-queued on the API',
+      labelNames: ['model', 'status'],
+      registers,
+    });
+    this.attemptFailures = new Counter({
+      name: 'fictures_job_attempt_failures_total',
+      help: 'Failed attempts that will be retried, by model and error code',
+      labelNames: ['model', 'code'],
+      registers,
+    });
+    const histogram = (name: string, help: string) => new Histogram({ name, help, labelNames: ['model'], buckets: DURATION_BUCKETS, registers });
+    this.queueWait = histogram('fictures_job_queue_wait_seconds', 'From submission to a worker taking the job (first attempt)');
+    this.execution = histogram('fictures_job_execution_seconds', 'From submitting the prompt to ComfyUI to the outputs being stored (succeeded jobs)');
+    this.total = histogram('fictures_job_total_seconds', 'From submission to the result being recorded (succeeded jobs)');
+    const reported = new Map<string, number>();
+    new Counter<'comfyui'>({
+      name: 'fictures_gpu_busy_seconds_total',
+      help: 'Time each GPU (ComfyUI instance) spent on jobs; rate() of it is the busy share',
+      labelNames: ['comfyui'],
+      registers,
+      collect() {
+        const now = Date.now();
+        for (const slot of activity.slots()) {
+          const key = slot.comfy.baseUrl;
+          const ms = slot.busyMsTotal(now);
+          const delta = ms - (reported.get(key) ?? 0);
+          if (delta > 0) {
+            this.inc({ comfyui: key }, delta / 1000);
+            reported.set(key, ms);
+          }
+        }
+      },
+    });
+  }
+
+  onApplicationBootstrap(): void {
+    for (const w of this.pool.workers) this.attach(w as Worker<GenerationJobData, GenerationResult>);
+  }
+
+  private attach(worker: Worker<GenerationJobData, GenerationResult>): void {
+    if (this.seen.has(worker)) return;
+    this.seen.add(worker);
+    worker.on('active', (job: GenerationJob) => {
+      if (job.attemptsMade > 0 || typeof job.data?.submitted_at !== 'number') return;
+      this.queueWait.observe({ model: modelOf(job) }, Math.max(0, (job.processedOn ?? Date.now()) - job.data.submitted_at) / 1000);
+    });
+    worker.on('completed', (job: GenerationJob, result: GenerationResult) => {
+      const model = modelOf(job);
+      this.jobs.inc({ model, status: 'succeeded' });
+      if (result?.timings) {
+        this.execution.observe({ model }, result.timings.execution_ms / 1000);
+        this.total.observe({ model }, result.timings.total_ms / 1000);
+      }
+    });
+    worker.on('failed', (job: GenerationJob | undefined) => {
+      if (!job) return;
+      const model = modelOf(job);
+      const { code } = decodeFailure(job.failedReason);
+      const final = job.finishedOn !== undefined && job.finishedOn !== null;
+      if (!final) this.attemptFailures.inc({ model, code });
+      else this.jobs.inc({ model, status: code === ErrorCode.Canceled ? 'canceled' : 'failed' });
+    });
+  }
+}

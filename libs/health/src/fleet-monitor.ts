@@ -1,0 +1,30 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type Redis from 'ioredis';
+import { Env } from '@app/config';
+import { RedisKeys } from '@app/queue';
+import { REDIS_CLIENT } from '@app/storage';
+import { CachedProbe } from './cached-probe';
+import { healthSettings } from './health-settings';
+import { WorkerHeartbeat, WorkerHeartbeatStore } from './worker-heartbeat';
+import { withTimeout } from './with-timeout';
+
+/**
+ * The generation workers of the deployment as their heartbeats in Redis show them, read at most
+ * once per HEALTH_CACHE_MS. Any API instance sees the whole fleet, wherever the workers run.
+ */
+@Injectable()
+export class FleetMonitor {
+  private readonly store: WorkerHeartbeatStore;
+  private readonly cached: CachedProbe<WorkerHeartbeat[]>;
+
+  constructor(env: Env, @Inject(REDIS_CLIENT) redis: Redis) {
+    const { redisTimeoutMs, cacheMs } = healthSettings(env);
+    this.store = new WorkerHeartbeatStore(redis, new RedisKeys(env.QUEUE_PREFIX));
+    this.cached = new CachedProbe(() => withTimeout(this.store.list(), redisTimeoutMs, 'reading worker heartbeats'), cacheMs);
+  }
+
+  /** Fresh heartbeats; rejects when Redis cannot be read within the budget. */
+  heartbeats(): Promise<WorkerHeartbeat[]> {
+    return this.cached.get();
+  }
+}

@@ -1,0 +1,39 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { join } from 'node:path';
+
+/**
+ * The short chaos soak (bench/soak.js --short) as a child process: its own Redis, two simulators,
+ * the API and two workers from dist/ (npm test builds before jest), worker kills, a simulator
+ * restart, a Redis restart, socket drops, a hang and cancels. Passes only when the run reports
+ * lost 0 and unexpected 0 and exits 0.
+ */
+describe('chaos soak (short)', () => {
+  let child: ChildProcess | undefined;
+
+  afterAll(() => {
+    // On a jest timeout the soak is still running: SIGTERM makes it stop everything it started.
+    if (child?.pid && child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGTERM');
+  });
+
+  it('loses no job and shows nothing unexpected under worker kills, ComfyUI and Redis restarts', async () => {
+    const root = join(__dirname, '..');
+    const env: Record<string, string> = {};
+    for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG']) if (process.env[k] !== undefined) env[k] = process.env[k] as string;
+    const { code, out } = await new Promise<{ code: number | null; out: string }>((resolve, reject) => {
+      const c = spawn(process.execPath, [join(root, 'bench', 'soak.js'), '--short'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      child = c;
+      let buf = '';
+      c.stdout?.on('data', (d: Buffer) => (buf += d.toString()));
+      c.stderr?.on('data', (d: Buffer) => (buf += d.toString()));
+      c.on('error', reject);
+      c.on('exit', (exitCode) => resolve({ code: exitCode, out: buf }));
+    });
+    const line = out.split('\n').find((l) => l.startsWith('SOAK RESULT:'));
+    if (code !== 0 || !line) process.stdout.write(out.slice(-8000));
+    expect(line).toBeDefined();
+    expect(line).toMatch(/\blost 0,/);
+    expect(line).toMatch(/\bunexpected 0,/);
+    expect(line).toMatch(/acknowledged [1-9]\d*/);
+    expect(code).toBe(0);
+  }, 180_000);
+});
