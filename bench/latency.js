@@ -220,6 +220,7 @@ async function row(mode, concurrency) {
     gpu: stats(results.map((r) => r.gpu)),
     overhead: stats(results.map((r) => (concurrency > 1 ? r.overheadNoQueue : r.overhead))),
     pickup: stats(results.map((r) => r.timings.queue_ms)),
+    prep: stats(results.map((r) => r.timings.total_ms - r.timings.queue_ms - r.timings.execution_ms)),
     worker: stats(results.map((r) => r.timings.execution_ms - r.gpu)),
     delivery: stats(results.map((r) => r.e2e - r.timings.total_ms)),
     gap: stats(gaps),
@@ -258,7 +259,8 @@ async function main() {
     if (!(await H.waitHttp(`${apiUrl}/health/live`, 45_000, (r) => r.status === 200))) throw new Error(`the API did not start (log ${api.logPath})`);
 
     say(`setup: 1 simulator (SIM_STEP_MS ${STEP_MS}), qwen-image-lightning-4step ${STEPS} steps at ${SIZE}x${SIZE}, ${N} jobs per row, ` +
-      `concurrency ${CONC}, poll every ${POLL_MS} ms, LOG_LEVEL ${LOG_LEVEL}, node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0].model.trim()})`);
+      `concurrency ${CONC}, poll every ${POLL_MS} ms, LOG_LEVEL ${LOG_LEVEL}, node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0].model.trim()}), ` +
+      `load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
     // Warm-up: the first prompt loads the "models", JIT and connection pools warm up.
     for (let i = 0; i < 5; i++) await runSync();
     let lastJobId;
@@ -274,17 +276,19 @@ async function main() {
 
     const lines = [];
     lines.push('');
-    lines.push(`LATENCY (ms; ${N} jobs per row; ${SIZE}x${SIZE}, ${STEPS} steps, SIM_STEP_MS ${STEP_MS}; GPU = timings.comfyui_ms)`);
-    lines.push('row          e2e p50 e2e p95 gpu p50 |  ovh p50 ovh p95 ovh max ovh mean | pickup p50 worker p50 deliver p50 | gpu gap p50 p95 | jobs/s');
+    lines.push(`LATENCY (ms; ${N} jobs per row; ${SIZE}x${SIZE}, ${STEPS} steps, SIM_STEP_MS ${STEP_MS}; load average at the end ${os.loadavg()[0].toFixed(2)})`);
+    lines.push('row        e2e p50 e2e p95 gpu p50 |  ovh p50 ovh p95 ovh max ovh mean |  pickup    prep comfyIO deliver (p50) | gpu gap p50  p95 | jobs/s');
     for (const r of rows) {
-      const name = `${r.mode} ${r.concurrency === 1 ? 'seq' : `c=${r.concurrency}`}`.padEnd(10);
+      const name = `${r.mode} ${r.concurrency === 1 ? 'seq' : `c=${r.concurrency}`}`.padEnd(9);
       lines.push(
-        `${name} ${f(r.e2e.p50)} ${f(r.e2e.p95)} ${f(r.gpu.p50)} | ${f(r.overhead.p50)} ${f(r.overhead.p95)} ${f(r.overhead.max)} ${f(r.overhead.mean)}  |    ${f(r.pickup.p50)}    ${f(r.worker.p50)}     ${f(r.delivery.p50)} | ` +
+        `${name}${f(r.e2e.p50)} ${f(r.e2e.p95)} ${f(r.gpu.p50)} | ${f(r.overhead.p50)} ${f(r.overhead.p95)} ${f(r.overhead.max)} ${f(r.overhead.mean)}  | ${f(r.pickup.p50)} ${f(r.prep.p50)} ${f(r.worker.p50)} ${f(r.delivery.p50)}       | ` +
           `${r.concurrency > 1 ? `${f(r.gap.p50)} ${f(r.gap.p95)}` : '      -       -'} | ${(r.results.length / (r.wall / 1000)).toFixed(1)}`,
       );
     }
-    lines.push('ovh = e2e − GPU time (concurrent rows: also − queue wait); pickup = accepted → worker took it; worker = submit → outputs stored, minus GPU;');
-    lines.push('deliver = e2e − (accepted → result recorded): API admission, notification, response/download; gpu gap = GPU idle between prompts under load.');
+    lines.push('e2e = client POST → last image byte; gpu = execution_start → execution_success (timings.comfyui_ms); ovh = e2e − gpu (concurrent rows: also − queue wait).');
+    lines.push('ovh ≈ pickup (accepted → a worker took it; includes queue wait) + prep (worker start → submit, and result record) + comfyIO (submit → outputs');
+    lines.push('stored, minus gpu: POST /prompt, WS, /history, /view, store) + deliver (result recorded → client has the image: notification, API read, body).');
+    lines.push('gpu gap = GPU idle between one prompt\'s end and the next one\'s start while jobs were queued.');
     const mism = rows.reduce((a, r) => a + r.mismatch, 0);
     if (mism) lines.push(`note: ${mism} jobs where timings.comfyui_ms and the simulator history differ by > 1 ms`);
 

@@ -15,7 +15,7 @@
  *
  * Definitions used here (reliability.md, top):
  * - attempted: every POST /api/v1/images/jobs sent (a submission refused with 503 during the Redis
- *   restart is retried as a new attempt of the same logical job).
+ *   restart is retried, same Idempotency-Key and body, as a new attempt of the same logical job).
  * - acknowledged: 202 with a job id.
  * - lost: acknowledged, but after the drain not terminal, or its record answers 404/410 although
  *   retention (RESULT_TTL_SECONDS, one day) is far from over.
@@ -200,14 +200,14 @@ async function startAll(runDir) {
 function watchCrash(p) {
   const hook = () => {
     p.child.once('exit', (code, signal) => {
-      if (stopping || p.expectExit) {
+      if (stopping || H.isCleaningUp() || p.expectExit) {
         p.expectExit = false;
         return;
       }
       crashes.push({ at: Date.now(), label: p.label, code, signal });
       say(`!! ${p.label} exited on its own (code ${code}, signal ${signal}); restarting it`);
       setTimeout(() => {
-        if (!stopping && !p.running) {
+        if (!stopping && !H.isCleaningUp() && !p.running) {
           p.start();
           hook();
         }
@@ -347,22 +347,28 @@ function jobBody(seq) {
     : { prompt: `soak ${seq}: a lighthouse at dusk`, model: 'qwen-image-lightning-4step', width: 256, height: 256, num_inference_steps: 4 + Math.floor(rand() * 5), seed, metadata: meta };
 }
 
-/** One logical job: POST until acknowledged (503 during the Redis restart → retry), each POST an attempt. */
+/**
+ * One logical job: POST until acknowledged, each POST an attempt. Like a careful client, every
+ * attempt of one logical job carries the same Idempotency-Key and body, so a retry after an
+ * indeterminate answer (a 503 while Redis restarts may come after the job was written) gets the
+ * job the earlier attempt created instead of a second one.
+ */
 async function submit(seq) {
   const body = jobBody(seq);
   const lj = { seq, body, tries: 0 };
   logical[seq] = lj;
+  const headers = { 'idempotency-key': `soak-${RUN_ID}-${seq}` };
   const deadline = Date.now() + 60_000;
   while (!stopping) {
     const tag = `${seq}.${lj.tries++}`;
-    const req = { ...body, metadata: { ...body.metadata, soak_try: tag } };
     const a = { seq, tag, sentAt: Date.now(), status: undefined };
     attempts.set(tag, a);
     try {
-      const r = await H.request('POST', `${apiUrl}/api/v1/images/jobs`, { body: req, timeoutMs: 15_000 });
+      const r = await H.request('POST', `${apiUrl}/api/v1/images/jobs`, { body, headers, timeoutMs: 15_000 });
       a.status = r.status;
       if (r.status === 202 && r.body && r.body.id) {
         a.jobId = r.body.id;
+        a.replayed = r.headers['idempotent-replayed'] === 'true';
         jobs.set(r.body.id, {
           id: r.body.id, seq, tag, body, ackAt: Date.now(), status: r.body.status, lastSeen: Date.now(),
           firstRunningAt: undefined, terminalSeenAt: undefined, canceled: undefined, notFound: 0, resource: r.body,
@@ -393,7 +399,9 @@ async function submitter() {
   const inflightSubmits = new Set();
   for (let seq = 0; seq < JOBS && !stopping; seq++) {
     const due = started + seq * interval;
-    while (!stopping && (Date.now() < due || outstanding() + inflightSubmits.size >= CONCURRENCY)) await sleep(20);
+    // Bounded wait for room: if jobs stop finishing, keep submitting rather than wait forever.
+    const roomDeadline = Math.max(due, Date.now()) + 30_000;
+    while (!stopping && (Date.now() < due || (outstanding() + inflightSubmits.size >= CONCURRENCY && Date.now() < roomDeadline))) await sleep(20);
     const p = submit(seq).finally(() => inflightSubmits.delete(p));
     inflightSubmits.add(p);
   }
@@ -466,7 +474,7 @@ async function killWorker(planned) {
   say(`fault: SIGKILL worker${i} (pid ${pid})${inflight ? ` mid-job ${inflight.jobId.slice(0, 8)}` : ' (GPU idle)'}; restart in ${delay} ms`);
   const p = (async () => {
     await sleep(delay);
-    if (stopping) return;
+    if (stopping || H.isCleaningUp()) return;
     w.start();
     w.rehook();
     k.restartedAt = Date.now();
@@ -681,17 +689,22 @@ async function verify(observers) {
 
   // 4. Redis under our prefix: every job and result key must belong to an attempt of ours.
   const ackedIds = new Set(jobs.keys());
-  const recovered = new Set(); // attempted without a 202 (timeout, 5xx), yet the job exists
+  // Jobs of ours that no 202 named: an attempt answered 5xx or timed out after the job was written.
+  // "recovered" when its logical job was never acknowledged, "duplicated" when another job was.
+  const recovered = new Map();
+  const duplicated = new Map();
   const queueJobs = await readAllQueueJobs();
   const hashes = new Map(queueJobs.map((q) => [q.id, q]));
   for (const q of queueJobs) {
     if (ackedIds.has(q.id)) continue;
-    const tag = q.data && q.data.metadata && q.data.metadata.soak_try;
-    const a = tag ? attempts.get(tag) : undefined;
-    if (a && !a.jobId && q.data.metadata.soak_run === RUN_ID) recovered.add(q.id);
+    const meta = (q.data && q.data.metadata) || {};
+    const lj = meta.soak_run === RUN_ID ? logical[Number(meta.soak_seq)] : undefined;
+    const state = await q.getState().catch(() => 'unknown');
+    if (lj && !lj.jobId) recovered.set(q.id, { seq: lj.seq, state });
+    else if (lj) duplicated.set(q.id, { seq: lj.seq, of: lj.jobId, state });
     else unexpected.push({ id: q.id, why: `job in Redis that no attempt of ours created (${q.name})` });
   }
-  const known = (id) => ackedIds.has(id) || recovered.has(id);
+  const known = (id) => ackedIds.has(id) || recovered.has(id) || duplicated.has(id);
   for (const key of await scanKeys(`${PREFIX}:*`)) {
     const m = /^[^:]+:(job|img|canceled|gone|webhook):([0-9a-f-]{36})/.exec(key);
     if (m && !known(m[2])) unexpected.push({ id: m[2], why: `result-store key ${m[1]} of a job that is not ours` });
@@ -732,7 +745,7 @@ async function verify(observers) {
     if (rv && rv.prompt_id && !(execByJob.get(j.id) || []).includes(rv.prompt_id)) resultNotSeenExecuted++;
   }
 
-  return { lost, unexpected, recovered, hashes, imagesCheckedAgainstGraph, execByJob, reExecuted, extraExecutions, executions, unattributed, resultNotSeenExecuted };
+  return { lost, unexpected, recovered, duplicated, hashes, imagesCheckedAgainstGraph, execByJob, reExecuted, extraExecutions, executions, unattributed, resultNotSeenExecuted };
 }
 
 function recoveryFigures(hashes) {
@@ -883,11 +896,14 @@ async function main() {
       `  stalled-job recovery (kill → in-flight job starts again): p50 ${fmtS(stall.p50)}, p95 ${fmtS(stall.p95)}, max ${fmtS(stall.max)} over ${stall.n}; ` +
         `B = lock + 2 × stalled interval = ${fmtS(B_MS)}: ${stall.n ? (stall.max <= B_MS ? 'within B' : 'OVER B') : 'n/a'}`,
       `  recovery (kill → in-flight job terminal, or next start on that GPU): p50 ${fmtS(recovery.p50)}, p95 ${fmtS(recovery.p95)}, max ${fmtS(recovery.max)}`,
+      `  re-executed ${v.reExecuted.length} vs. bound kills + sim restarts + hangs = ${faults.kills + faults.sim_restarts + faults.hangs}: ` +
+        `${v.reExecuted.length <= faults.kills + faults.sim_restarts + faults.hangs ? 'within' : 'OVER'}`,
       `  GPU resume (kill → next job start on that GPU): p50 ${fmtS(gpu.p50)}, max ${fmtS(gpu.max)} over ${gpu.n}`,
       `  Redis restart → next job start: ${rec.redis.map((r) => `${fmtS(r.resumeMs)} (outage ${fmtS(r.upAt - r.downAt)})`).join(', ') || 'n/a'}`,
       `  stalled events (sum of stalledCounter): ${stalledEvents}; jobs with more than one attempt: ${retried}; cancels answered 409 job_finished: ${cancelTooLate}; ` +
-        `unacknowledged attempts: ${[...attempts.values()].filter((a) => !a.jobId).length} (${summarizeRefusals()}); recovered (no 202, job exists): ${v.recovered.size}; ` +
-        `jobs that answered 404 for a while: ${transient404}`,
+        `unacknowledged attempts: ${[...attempts.values()].filter((a) => !a.jobId).length} (${summarizeRefusals()}); idempotent replays: ${[...attempts.values()].filter((a) => a.replayed).length}; ` +
+        `logical jobs never acknowledged: ${logical.filter((l) => l && !l.jobId).length}; recovered (never acknowledged, job exists): ${v.recovered.size}; ` +
+        `duplicated (second job for one Idempotency-Key): ${v.duplicated.size}; jobs that answered 404 for a while: ${transient404}`,
       `  images verified: ${succeeded.filter((j) => j.imageOk).length} of ${succeeded.length} (PNG, size, sha256; ${v.imagesCheckedAgainstGraph} also by the job id in their embedded prompt graph)`,
       `  results naming a prompt not seen executed: ${v.resultNotSeenExecuted}; process crashes (not injected): ${crashes.length}${crashes.length ? ` ${JSON.stringify(crashes)}` : ''}; peak Redis memory ${(peakRedisMemory / 1048576).toFixed(1)} MiB`,
       `  timings: total ${fmtS(Date.now() - T0)}, start-up ${fmtS(start - T0)}, load+faults ${fmtS(faultsEnd - start)}, drain ${fmtS(drainedAt - faultsEnd)}; ` +
@@ -895,11 +911,19 @@ async function main() {
     ];
     for (const l of v.lost.slice(0, 20)) details.push(`  LOST ${l.id}: ${l.why}`);
     for (const u of v.unexpected.slice(0, 20)) details.push(`  UNEXPECTED ${u.id}: ${u.why}`);
+    for (const [id, d] of v.duplicated) details.push(`  duplicated ${id}: seq ${d.seq}, acknowledged as ${d.of}, now ${d.state}`);
+    for (const [id, d] of v.recovered) details.push(`  recovered ${id}: seq ${d.seq}, never acknowledged, now ${d.state}`);
+    for (const l of logical.filter((x) => x && !x.jobId)) {
+      const last = [...attempts.values()].filter((a) => a.seq === l.seq).pop();
+      details.push(`  never acknowledged: seq ${l.seq} after ${l.tries} attempts, last answer ${last && (last.error || last.status)}`);
+    }
     for (const [id, l] of v.reExecuted.slice(0, 10)) details.push(`  re-executed ${id.slice(0, 8)}: ${l.length} executions (${new Set(l).size} prompt ids)`);
     for (const k of rec.kills) details.push(`  kill worker${k.worker} at ${fmtS(k.at - T0)}: in flight ${k.inflight ? k.inflight.slice(0, 8) : '-'}, recovery ${fmtS(k.recoveryMs)}, stall recovery ${fmtS(k.stallRecoveryMs)}, GPU resume ${fmtS(k.gpuResumeMs)}`);
 
     const report = {
       run: RUN_ID, seed: SEED, jobs: JOBS, window_ms: WINDOW_MS, step_ms: STEP_MS, faults, failedByCode, lost: v.lost, unexpected: v.unexpected,
+      recovered: [...v.recovered], duplicated: [...v.duplicated],
+      attempts: [...attempts.values()].filter((a) => !a.jobId || a.replayed),
       reExecuted: v.reExecuted.map(([id, l]) => ({ id, executions: l })), kills: rec.kills, redis: rec.redis, crashes, line,
     };
     writeFileSync(join(runDir, 'report.json'), JSON.stringify(report, null, 2));
@@ -917,6 +941,13 @@ async function main() {
 }
 
 H.installExitHandlers();
+// Last line of defence: whatever hangs, the soak ends (start-up + window + drain cap + verification).
+const HARD_CAP_MS = 120_000 + WINDOW_MS + DRAIN_CAP_MS + 120_000;
+setTimeout(() => {
+  process.stderr.write(`soak exceeded its hard time cap (${HARD_CAP_MS / 1000} s): stopping everything\n`);
+  stopping = true;
+  H.cleanup().finally(() => process.exit(1));
+}, HARD_CAP_MS).unref();
 main().then(
   ({ ok }) => process.exit(ok ? 0 : 1),
   async (e) => {

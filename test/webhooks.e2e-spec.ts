@@ -356,6 +356,35 @@ describe('webhooks end to end (worker → webhook queue → receiver)', () => {
     expect(r.connections).toBe(0);
     expect((await job(stack, id)).webhook?.deliveries.succeeded).toMatchObject({ status: 'failed', attempts: 1, last_status_code: null, last_error: 'blocked_destination' });
   });
+
+  it('sends canceled for a job canceled while running (by its worker) and while still queued (by the API)', async () => {
+    const r = await receiver();
+    stack.sims[0].faults.set({ hang: true }); // job A holds the only GPU until it is canceled
+    try {
+      const a = (await submit(stack, { webhook_url: hookUrl(r, '/a'), webhook_events: ['canceled'] })).body.id as string;
+      await waitFor(async () => ((await job(stack, a)).status === 'running' ? true : undefined), 10_000, 'job A running');
+      const b = (await submit(stack, { webhook_url: hookUrl(r, '/b') })).body.id as string;
+      expect((await job(stack, b)).status).toBe('queued');
+
+      const canceledB = await request(stack.url).delete(`/api/v1/images/jobs/${b}`).expect(200);
+      expect(canceledB.body).toMatchObject({ status: 'canceled', webhook: { events: ['succeeded', 'failed', 'canceled'] } });
+      await request(stack.url).delete(`/api/v1/images/jobs/${a}`).expect(200);
+
+      await waitFor(async () => (r.requests.length >= 2 ? true : undefined), 15_000, 'both canceled events');
+      const byPath = new Map(r.requests.map((q) => [q.url, { id: header(q, 'webhook-id'), p: verified(q) }]));
+      expect(byPath.get('/a')).toMatchObject({ id: `msg_${a}_canceled`, p: { type: 'image.job.canceled', data: { id: a, status: 'canceled', error: { code: 'canceled' } } } });
+      expect(byPath.get('/b')).toMatchObject({ id: `msg_${b}_canceled`, p: { type: 'image.job.canceled', data: { id: b, status: 'canceled' } } });
+      await delivery(stack, b, 'canceled', (s) => s.status === 'delivered', 'B canceled delivered');
+      await delivery(stack, a, 'canceled', (s) => s.status === 'delivered', 'A canceled delivered');
+    } finally {
+      stack.sims[0].faults.reset();
+      // The held prompt resumes (or ends as interrupted): let the GPU go idle before the stack closes.
+      await waitFor(async () => {
+        const st = stack.sims[0].stats();
+        return st.running === null && st.pending === 0 ? true : undefined;
+      }, 10_000, 'the simulator to go idle');
+    }
+  });
 });
 
 describe('webhooks never hold up a GPU', () => {

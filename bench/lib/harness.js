@@ -103,6 +103,10 @@ function killAllSync() {
   }
 }
 
+function isCleaningUp() {
+  return cleaningUp;
+}
+
 function onCleanup(fn) {
   cleanupHooks.push(fn);
 }
@@ -151,6 +155,7 @@ class AppProcess {
   }
 
   start() {
+    if (cleaningUp) throw new Error(`not starting ${this.label}: shutting down`);
     if (this.running) throw new Error(`${this.label} is already running`);
     this.starts++;
     this.startedAt = Date.now();
@@ -205,6 +210,7 @@ class RedisProcess {
   }
 
   async start() {
+    if (cleaningUp) throw new Error('not starting redis-server: shutting down');
     const args = [
       '--port', String(this.port), '--bind', HOST, '--dir', this.dir, '--save', '',
       '--appendonly', this.appendonly ? 'yes' : 'no', '--appendfsync', 'everysec',
@@ -356,5 +362,5 @@ function parseArgs(argv, spec) {
 
 module.exports = {
   ROOT, ENTRY, HOST, sleep, requireBuild, freePort, makeRunDir, AppProcess, RedisProcess, redisPing,
-  request, waitHttp, pngSize, pngText, percentile, parseArgs, cleanup, onCleanup, installExitHandlers,
+  request, waitHttp, pngSize, pngText, percentile, parseArgs, cleanup, isCleaningUp, onCleanup, installExitHandlers,
 };

@@ -68,7 +68,8 @@ export class Stack {
       QUEUE_PREFIX: `t${randomUUID().slice(0, 8)}`,
       COMFYUI_URLS: this.sims.map((x) => x.url).join(',') || 'http://127.0.0.1:9',
       WORKFLOWS_DIR: 'workflows',
-      LOG_LEVEL: 'warn',
+      // pino (API request lines) as quiet as Nest's logger: ['error'] below.
+      LOG_LEVEL: 'error',
       COMFYUI_POLL_INTERVAL_MS: '500',
       COMFYUI_IDLE_TIMEOUT_MS: '5000',
       JOB_BACKOFF_MS: '200',

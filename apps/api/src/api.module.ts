@@ -18,6 +18,7 @@ import { ModelsService } from './models/models.service';
 import { LoggingModule } from './logging/logging.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { SecurityModule } from './security/security.module';
+import { WebhooksModule } from './webhooks/webhooks.module';
 
 @Module({})
 export class ApiModule {
@@ -40,6 +41,8 @@ export class ApiModule {
         MetricsModule.forRoot(env),
         // API keys, rate limit, quotas, content policy (docs/security.md).
         SecurityModule.forRoot(),
+        // Enqueues the webhook of a job canceled while queued (docs/webhooks.md).
+        WebhooksModule,
       ],
       controllers: [GenerateController, JobsController, JobEventsController, ModelsController],
       providers: [JobsService, JobEventsService, IdempotencyService, WebhookUrlPolicy, webhookHostResolverProvider, ModelsService],

@@ -16,8 +16,9 @@ import {
 } from './node-runtime';
 import { SimDirs } from './output-files';
 import { ExecutionStatus, PromptQueue, QueueItem } from './prompt-queue';
-import { JsonObject, JsonValue, PyFloat, isJsonObject, keysOf, orderedObject, pyDumps } from './py-json';
+import { JsonObject, JsonValue, isJsonObject, keysOf, orderedObject, pyDumps } from './py-json';
 import { PyException, pyRepr, pyTruthy } from './py-values';
+import { ProgressRegistry } from './progress-registry';
 import { ImageRecipe, Renderer } from './renderer';
 import { StatsCounters } from './sim-stats';
 import { WsHub } from './ws-hub';
@@ -46,51 +47,6 @@ const EXECUTE_TRACEBACK = [
 ];
 
 const ts = (): number => Date.now();
-
-/** progress_state bookkeeping (`comfy_execution/progress.py` ProgressRegistry + WebUIProgressHandler). */
-class ProgressRegistry {
-  private readonly nodes = new Map<string, { state: 'pending' | 'running' | 'finished'; value: JsonValue; max: JsonValue }>();
-
-  constructor(private readonly promptId: string, private readonly emit: (data: JsonObject) => void) {}
-
-  private entry(id: string): { state: 'pending' | 'running' | 'finished'; value: JsonValue; max: JsonValue } {
-    let e = this.nodes.get(id);
-    if (!e) {
-      e = { state: 'pending', value: 0, max: 1 };
-      this.nodes.set(id, e);
-    }
-    return e;
-  }
-
-  start(id: string): void {
-    Object.assign(this.entry(id), { state: 'running', value: new PyFloat(0), max: new PyFloat(1) });
-    this.send();
-  }
-
-  update(id: string, value: number, max: number): void {
-    Object.assign(this.entry(id), { state: 'running', value, max });
-    this.send();
-  }
-
-  finish(id: string): void {
-    const e = this.entry(id);
-    e.state = 'finished';
-    e.value = e.max;
-    this.send();
-  }
-
-  private send(): void {
-    const nodes: Array<[string, JsonValue]> = [];
-    for (const [id, e] of this.nodes) {
-      if (e.state === 'pending') continue;
-      nodes.push([id, orderedObject([
-        ['value', e.value], ['max', e.max], ['state', e.state], ['node_id', id], ['prompt_id', this.promptId],
-        ['display_node_id', id], ['parent_node_id', null], ['real_node_id', id],
-      ])]);
-    }
-    this.emit(orderedObject([['prompt_id', this.promptId], ['nodes', orderedObject(nodes)]]));
-  }
-}
 
 export interface ExecutorDeps {
   queue: PromptQueue;

@@ -62,9 +62,15 @@ export function baseLogOptions(service: string, level: string): LoggerOptions {
     hooks: {
       logMethod(args, method, lvl) {
         const first: unknown = args[0];
-        if (lvl > DEBUG && first && typeof first === 'object' && !(first instanceof Error)) {
-          const rest = args.slice(1) as unknown[];
-          return (method as (...a: unknown[]) => void).apply(this, [scrubPrompts(first as Record<string, unknown>), ...rest]);
+        if (first && typeof first === 'object' && !(first instanceof Error)) {
+          let obj = first as Record<string, unknown>;
+          if (lvl > DEBUG) obj = scrubPrompts(obj);
+          // Inside a request the logger already carries request_id; callers that add it too would repeat the key.
+          if ('request_id' in obj && this.bindings().request_id === obj.request_id) {
+            const { request_id: _dup, ...rest } = obj;
+            obj = rest;
+          }
+          return (method as (...a: unknown[]) => void).apply(this, [obj, ...(args.slice(1) as unknown[])]);
         }
         return (method as (...a: unknown[]) => void).apply(this, args as unknown[]);
       },

@@ -1,5 +1,5 @@
 import Redis from 'ioredis';
-import { EnvValidationError, loadEnv } from '@app/config';
+import { Env, EnvValidationError, loadEnv } from '@app/config';
 import { ApiKeyInputError, type ApiKeyLimits, type ApiKeyRecord, ApiKeyStore } from './api-key.store';
 
 const USAGE = `Usage: npm run keys -- <command>
@@ -128,7 +128,7 @@ export async function runKeysCommand(argv: string[], store: ApiKeyStore, io: Cli
 /** `npm run keys -- …` (scripts/keys.js runs this from dist/). */
 export async function main(argv: string[]): Promise<number> {
   const io: CliIo = { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`) };
-  let env;
+  let env: Env;
   try {
     env = loadEnv();
   } catch (e) {
@@ -141,11 +141,12 @@ export async function main(argv: string[]): Promise<number> {
   const where = new URL(env.REDIS_URL);
   where.password = '';
   const redis = new Redis(env.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 5_000, retryStrategy: () => null });
-  redis.on('error', () => undefined);
+  let lastError: Error | undefined;
+  redis.on('error', (e: Error) => (lastError = e));
   try {
     await redis.connect();
   } catch (e) {
-    io.err(`Cannot reach Redis at ${where.toString()}: ${(e as Error).message}`);
+    io.err(`Cannot reach Redis at ${where.toString()}: ${(lastError ?? (e as Error)).message}`);
     redis.disconnect();
     return 1;
   }

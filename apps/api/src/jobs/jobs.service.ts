@@ -13,6 +13,7 @@ import { REDIS_CLIENT, ResultStore } from '@app/storage';
 import { WebhookStateStore } from '@app/webhooks';
 import { WorkflowRegistry } from '@app/workflows';
 import { ApiError } from '../common/api-error';
+import { WebhookEventsService } from '../webhooks/webhook-events.service';
 import { ContentPolicy, enforceContentPolicy } from '../policy/content-policy';
 import { JobQuota } from '../rate-limit/job-quota.service';
 import type { CreateJobDto } from './dto/create-job.dto';
@@ -47,6 +48,7 @@ export class JobsService {
     @InjectQueue(QueueName.Generation) private readonly queue: Queue<GenerationJobData, GenerationResult>,
     @Optional() private readonly contentPolicy?: ContentPolicy,
     @Optional() private readonly quota?: JobQuota,
+    @Optional() private readonly webhookEvents?: WebhookEventsService,
   ) {
     this.keys = new RedisKeys(env.QUEUE_PREFIX);
     this.events = new JobEventPublisher(redis, this.keys);
@@ -212,7 +214,9 @@ export class JobsService {
       if (stillThere === 'unknown') {
         await this.store.putRecord(jobId, { ...canceled, owner: snapshot.data.owner });
         await this.events.publish({ type: 'status', job_id: jobId, status: 'canceled', at: Date.now() });
-        return canceled;
+        // No worker will see this job: the API enqueues its `canceled` webhook itself.
+        await this.webhookEvents?.canceledWhileQueued(snapshot.data, canceled, caller.requestId);
+        return { ...canceled, webhook: await this.webhookStates.read(jobId, snapshot.data.webhook) };
       }
     }
     await this.redis.publish(this.keys.cancelChannel, jobId);

@@ -23,7 +23,18 @@ export function pinoHttpOptions(env: Env): Options {
     customAttributeKeys: { reqId: 'request_id', responseTime: 'duration_ms' },
     // Every line logged while serving a request carries request_id; the closing line also req/res.
     quietReqLogger: true,
-    customLogLevel: (_req: IncomingMessage, res: ServerResponse, err?: Error) => (err || res.statusCode >= 500 ? 'error' : 'info'),
+    // 500 is a bug or an outage; 502/503/504 are answers the API chose (job failed, Redis away, sync timeout).
+    customLogLevel: (_req: IncomingMessage, res: ServerResponse, err?: Error) =>
+      err || res.statusCode === 500 || res.statusCode > 504 ? 'error' : res.statusCode >= 500 ? 'warn' : 'info',
+    // pino-http invents an Error for every 5xx; keep the line short unless something was really thrown.
+    customErrorObject: (_req: IncomingMessage, res: ServerResponse, err: Error, val: Record<string, unknown>) =>
+      err.message === `failed with status code ${res.statusCode}` ? { ...val, err: undefined } : val,
+    serializers: {
+      req: (r: { method?: string; url?: string; remoteAddress?: string; headers?: Record<string, unknown> }) => ({
+        method: r.method, url: r.url, remote_address: r.remoteAddress, headers: r.headers,
+      }),
+      res: (r: { statusCode?: number }) => ({ status_code: r.statusCode }),
+    },
     autoLogging: { ignore: (req: IncomingMessage) => QUIET_PATHS.test(req.url ?? '') },
   };
 }

@@ -36,10 +36,10 @@ export interface QuotaSubject {
 
 /**
  * Per-key concurrency quota: at most maxJobs jobs queued or running at once. Each key has a Redis
- * sorted set of its live job ids (scored by reservation time). A slot frees however a job ends —
- * succeeded, failed, canceled, removed, or lost to a crash — because admission prunes the members
- * whose BullMQ state is no longer live, instead of trusting completion events that a crash can
- * swallow: the set is its own reconciler and cannot leak a slot.
+ * sorted set of its live job ids, scored by reservation time (negative until the job is confirmed
+ * in BullMQ). A slot frees however a job ends (succeeded, failed, canceled, removed, or lost to a
+ * crash) because admission prunes the members whose BullMQ state is no longer live, instead of
+ * trusting completion events that a crash can swallow: the set is its own reconciler.
  */
 @Injectable()
 export class JobQuota {
@@ -80,13 +80,6 @@ export class JobQuota {
   async release(subject: QuotaSubject, jobId: string): Promise<void> {
     if (!subject.owner) return;
     await this.redis.zrem(this.keys.keyJobs(subject.owner), jobId).catch(() => undefined);
-  }
-
-  /** The key's live jobs after pruning (operators, tests). */
-  async live(owner: string): Promise<string[]> {
-    const key = this.keys.keyJobs(owner);
-    await this.prune(key);
-    return this.redis.zrange(key, 0, -1);
   }
 
   private async tryReserve(key: string, max: number, jobId: string): Promise<boolean> {
