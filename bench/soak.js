@@ -603,7 +603,7 @@ async function faultRunner(plan, start) {
     })();
     running.add(run);
     run.finally(() => running.delete(run));
-    // Redis restart is a barrier: no other fault overlaps it, so each recovery is measurable.
+    // Redis restart is a barrier: no other fault starts while it is down, so its recovery is measurable.
     if (e.kind === 'redis') await run;
   }
   await Promise.all(running);

@@ -38,3 +38,12 @@ describe('log options', () => {
     expect(lines[0]).toMatchObject({ req: { headers: { authorization: '[redacted]', 'x-api-key': '[redacted]', accept: '*/*' } } });
   });
 });
+
+describe('request id binding', () => {
+  it('does not repeat request_id when the caller adds the one the logger already carries', () => {
+    const { logger, lines } = capture('info');
+    logger.child({ request_id: 'r-1' }).info({ request_id: 'r-1', msg: 'job queued' });
+    expect(JSON.stringify(lines[0]).match(/request_id/g)).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ request_id: 'r-1', msg: 'job queued' });
+  });
+});

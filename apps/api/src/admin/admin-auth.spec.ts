@@ -4,7 +4,7 @@ import { adminAuth, presentedSecret } from './admin-auth';
 const TOKEN = 'admin-token-0123456789';
 
 function run(header?: string): { passed: boolean; status?: number; challenge?: string } {
-  const req = { header: (n: string) => (n.toLowerCase() === 'authorization' ? header : undefined), id: 'r1' } as unknown as Request;
+  const req = { header: (n: string) => (n.toLowerCase() === 'authorization' ? header : undefined), id: 'r1' } as unknown as Request & { id?: string };
   let status: number | undefined;
   const headers: Record<string, string> = {};
   const res = {
