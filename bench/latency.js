@@ -27,6 +27,7 @@
  */
 const { join } = require('node:path');
 const http = require('node:http');
+const net = require('node:net');
 const { rmSync } = require('node:fs');
 const os = require('node:os');
 const autocannon = require('autocannon');
@@ -65,6 +66,9 @@ const JOB_ID_IN_GRAPH = /fictures\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 
 let apiUrl;
 let sim;
+let redisCtl;
+let imageBytes = 0;
+let images = 0;
 let seq = 0;
 
 function body() {
@@ -83,12 +87,16 @@ async function runSync() {
   const r = await H.request('POST', `${apiUrl}/api/v1/images/generate`, { body: body(), timeoutMs: 120_000 });
   const e2e = Number(process.hrtime.bigint() - t) / 1e6;
   if (r.status !== 200 || !r.body || !/^data:image\/png;base64,/.test(r.body.image_url || '')) throw new Error(`sync answered ${r.status} ${JSON.stringify(r.body).slice(0, 200)}`);
+  imageBytes += Math.floor(((r.body.image_url.length - 'data:image/png;base64,'.length) * 3) / 4);
+  images++;
   return { e2e, jobId: r.body.job_id, timings: r.body.timings || {} };
 }
 
 async function download(jobId) {
   const img = await H.request('GET', `${apiUrl}/api/v1/images/jobs/${jobId}/images/0`, { raw: true, timeoutMs: 30_000 });
   if (img.status !== 200 || !H.pngSize(img.body)) throw new Error(`image of ${jobId} answered ${img.status}`);
+  imageBytes += img.body.length;
+  images++;
 }
 
 async function create() {
@@ -227,6 +235,22 @@ async function row(mode, concurrency) {
   };
 }
 
+/** used_memory of the bench Redis (INFO over a raw socket: no client library needed here). */
+function redisMemory() {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: H.HOST, port: redisCtl.port });
+    let buf = '';
+    sock.setTimeout(2000, () => sock.destroy());
+    sock.on('error', () => resolve(NaN));
+    sock.on('close', () => {
+      const m = /used_memory:(\d+)/.exec(buf);
+      resolve(m ? Number(m[1]) : NaN);
+    });
+    sock.on('connect', () => sock.write('INFO memory\r\nQUIT\r\n'));
+    sock.on('data', (d) => (buf += d));
+  });
+}
+
 const f = (x) => (Number.isFinite(x) ? x.toFixed(1).padStart(7) : '    n/a');
 
 async function cannon(title, url) {
@@ -240,7 +264,10 @@ async function main() {
   const logs = join(runDir, 'logs');
   let ok = false;
   try {
-    const redis = await H.RedisProcess.start({ dir: join(runDir, 'redis'), appendonly: true, logPath: join(logs, 'redis.log') });
+    // Every image stays in the Redis result store for RESULT_TTL_SECONDS: ~600 images of 512x512
+    // overflow the 256 MB of the test bench (Redis OOM, jobs fail), so this Redis gets more room.
+    const redis = await H.RedisProcess.start({ dir: join(runDir, 'redis'), appendonly: true, logPath: join(logs, 'redis.log'), maxmemory: '2gb' });
+    redisCtl = redis;
     const simPort = await H.freePort();
     sim = new H.AppProcess('sim', 'sim', { PORT: String(simPort), HOST: H.HOST, SIM_STEP_MS: String(STEP_MS), SIM_OUTPUT_DIR: join(runDir, 'sim-out'), LOG_LEVEL: 'warn' }, logs);
     sim.url = `http://${H.HOST}:${simPort}`;
@@ -289,6 +316,9 @@ async function main() {
     lines.push('ovh ≈ pickup (accepted → a worker took it; includes queue wait) + prep (worker start → submit, and result record) + comfyIO (submit → outputs');
     lines.push('stored, minus gpu: POST /prompt, WS, /history, /view, store) + deliver (result recorded → client has the image: notification, API read, body).');
     lines.push('gpu gap = GPU idle between one prompt\'s end and the next one\'s start while jobs were queued.');
+    const mem = await redisMemory();
+    lines.push(`images: ${images}, mean ${(imageBytes / Math.max(1, images) / 1024).toFixed(0)} KiB; Redis used memory at the end ${(mem / 1048576).toFixed(0)} MiB ` +
+      `(results are kept RESULT_TTL_SECONDS, by default a day)`);
     const mism = rows.reduce((a, r) => a + r.mismatch, 0);
     if (mism) lines.push(`note: ${mism} jobs where timings.comfyui_ms and the simulator history differ by > 1 ms`);
 

@@ -76,7 +76,7 @@ const PROFILE = {
 };
 const B_MS = 5000 + 2 * 2000;
 
-/** mulberry32: a seeded PRNG, so a run's job mix and fault timing can be repeated with --seed. */
+/** mulberry32: the fault plan is drawn first from this seeded PRNG, so --seed repeats a run's plan. */
 function prng(seed) {
   let a = seed >>> 0;
   return () => {
@@ -369,10 +369,7 @@ async function submit(seq) {
       if (r.status === 202 && r.body && r.body.id) {
         a.jobId = r.body.id;
         a.replayed = r.headers['idempotent-replayed'] === 'true';
-        jobs.set(r.body.id, {
-          id: r.body.id, seq, tag, body, ackAt: Date.now(), status: r.body.status, lastSeen: Date.now(),
-          firstRunningAt: undefined, terminalSeenAt: undefined, canceled: undefined, notFound: 0, resource: r.body,
-        });
+        jobs.set(r.body.id, { id: r.body.id, seq, tag, body, ackAt: Date.now(), status: r.body.status, canceled: undefined, notFound: 0, resource: r.body });
         lj.jobId = r.body.id;
         return;
       }
@@ -415,9 +412,6 @@ async function refresh(j) {
     if (r.status === 200 && r.body) {
       j.resource = r.body;
       j.status = r.body.status;
-      j.lastSeen = Date.now();
-      if (j.status === 'running' && !j.firstRunningAt) j.firstRunningAt = Date.now();
-      if (TERMINAL.has(j.status) && !j.terminalSeenAt) j.terminalSeenAt = Date.now();
     } else if (r.status === 404 || r.status === 410) {
       j.notFound++;
       j.lastNotFound = r.status;
@@ -564,11 +558,15 @@ function planFaults() {
   const ev = [];
   const redisAt = 0.5 * W;
   ev.push({ at: redisAt, kind: 'redis' });
+  // Kills spread over the first 85 % of the window (jobs still arrive after the last one), none
+  // within 4 s of the Redis restart.
   const kills = SHORT ? 3 : Math.max(4, Math.round(JOBS / 20));
+  let prev = -Infinity;
   for (let k = 0; k < kills; k++) {
-    let at = (W * (k + 0.6)) / (kills + 0.2);
-    if (Math.abs(at - redisAt) < 4000) at = redisAt + 4000;
+    let at = W * (0.05 + (0.8 * (k + 0.5)) / kills);
+    if (Math.abs(at - redisAt) < 4000) at = redisAt - 4000 >= prev + 4000 ? redisAt - 4000 : redisAt + 4000;
     ev.push({ at, kind: 'kill', target: k % 2 });
+    prev = at;
   }
   const simRestarts = SHORT ? [0.3] : [0.3, 0.7];
   simRestarts.forEach((f, k) => ev.push({ at: f * W, kind: 'simRestart', target: k % 2 }));

@@ -182,3 +182,18 @@ describe('health: a ComfyUI that accepts connections but never answers', () => {
     await request(stack.url).get('/health/live').expect(200);
   });
 });
+
+describe('health: HEALTH_READY_CHECKS for an API-only node that cannot reach ComfyUI', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await Stack.start({ comfyui: 0, worker: false, env: { COMFYUI_URLS: 'http://127.0.0.1:9', HEALTH_READY_CHECKS: 'redis' } });
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it('runs only the named checks', async () => {
+    const r = await request(stack.url).get('/health/ready').expect(200);
+    expect(Object.keys(r.body.details)).toEqual(['redis']);
+  });
+});

@@ -2,6 +2,7 @@ import { Writable } from 'node:stream';
 import { Logger as PinoLogger } from 'nestjs-pino';
 import request from 'supertest';
 import { LogDestination } from '../apps/api/src/logging/logging.module';
+import { ApiMetricsServer } from '../apps/api/src/metrics/api-metrics-server';
 import { recordWebhookDelivery } from '../apps/worker/src/metrics/webhook-metrics';
 import { WorkerMetricsServer } from '../apps/worker/src/metrics/worker-metrics-server';
 import { Stack, waitFor } from './support/stack';
@@ -184,5 +185,23 @@ describe('observability: /metrics, JSON logs with request ids, queue dashboard',
     const api = await request(stack.url).get('/admin/queues/api/queues').set('Authorization', `Bearer ${ADMIN_TOKEN}`).expect(200);
     const names = (api.body.queues as Array<{ name: string }>).map((q) => q.name).sort();
     expect(names).toEqual(['generation', 'webhook']);
+  });
+});
+
+describe('observability: METRICS_PORT moves /metrics off the public port', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await Stack.start({ comfyui: 0, worker: false, env: { METRICS_PORT: '0' } });
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it('answers /metrics on its own port only', async () => {
+    await request(stack.url).get('/metrics').expect(404);
+    const port = stack.api.get(ApiMetricsServer).server.port;
+    const res = await request(`http://127.0.0.1:${port}`).get('/metrics').expect(200);
+    expect(parseProm(res.text).some((s) => s.name === 'process_cpu_seconds_total')).toBe(true);
+    await request(`http://127.0.0.1:${port}`).get('/other').expect(404);
   });
 });

@@ -187,7 +187,8 @@ class AppProcess {
 
 /** A private redis-server with its own dir and port; stop()/start() keep both, like a real restart. */
 class RedisProcess {
-  constructor({ dir, port, appendonly = true, logPath }) {
+  constructor({ dir, port, appendonly = true, logPath, maxmemory = '256mb' }) {
+    this.maxmemory = maxmemory;
     this.dir = dir;
     this.port = port;
     this.url = `redis://${HOST}:${port}`;
@@ -214,7 +215,7 @@ class RedisProcess {
     const args = [
       '--port', String(this.port), '--bind', HOST, '--dir', this.dir, '--save', '',
       '--appendonly', this.appendonly ? 'yes' : 'no', '--appendfsync', 'everysec',
-      '--maxmemory', '256mb', '--maxmemory-policy', 'noeviction', '--protected-mode', 'yes',
+      '--maxmemory', this.maxmemory, '--maxmemory-policy', 'noeviction', '--protected-mode', 'yes',
       '--logfile', this.logPath ?? '',
     ];
     this.child = track(spawn('redis-server', args, { stdio: 'ignore' }));
