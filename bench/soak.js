@@ -45,13 +45,14 @@ let args;
 try {
   args = H.parseArgs(process.argv.slice(2), {
     jobs: 'number', duration: 'number', short: 'bool', 'step-ms': 'number', concurrency: 'number', seed: 'number', 'keep-logs': 'bool', help: 'bool',
+    'redis-kill': 'bool', 'negative-control': 'bool',
   });
 } catch (e) {
   process.stderr.write(`${e.message}\n`);
   process.exit(2);
 }
 if (args.help) {
-  process.stdout.write('node bench/soak.js [--jobs N] [--duration S] [--short] [--step-ms MS] [--concurrency C] [--seed N] [--keep-logs]\n');
+  process.stdout.write('node bench/soak.js [--jobs N] [--duration S] [--short] [--step-ms MS] [--concurrency C] [--seed N] [--keep-logs] [--redis-kill] [--negative-control]\n');
   process.exit(0);
 }
 const SHORT = !!args.short;
@@ -62,6 +63,13 @@ const STEP_MS = args['step-ms'] ?? 50;
 const CONCURRENCY = Math.max(1, args.concurrency ?? 24);
 const DRAIN_CAP_MS = SHORT ? 60_000 : 180_000;
 const SEED = args.seed ?? Date.now() % 1e9;
+/**
+ * --redis-kill: the Redis fault is SIGKILL instead of SIGTERM (Q7: with AOF, lost must stay 0).
+ * --negative-control: Redis without AOF or snapshots, killed (Q7b): the run must report lost > 0
+ * and fail, which proves the verifier can see loss.
+ */
+const NEGATIVE = !!args['negative-control'];
+const REDIS_SIGNAL = NEGATIVE || args['redis-kill'] ? 'SIGKILL' : 'SIGTERM';
 
 /** The BullMQ test profile of reliability.md ("5 s and 2 s"), shorter timeouts for the fakes. */
 const PROFILE = {
@@ -138,8 +146,8 @@ let queue; // BullMQ Queue handle for reads
 
 async function startAll(runDir) {
   const logs = join(runDir, 'logs');
-  redis = await H.RedisProcess.start({ dir: join(runDir, 'redis'), appendonly: true, logPath: join(logs, 'redis.log') });
-  say(`redis-server (AOF everysec) on ${redis.url}, dir ${join(runDir, 'redis')}`);
+  redis = await H.RedisProcess.start({ dir: join(runDir, 'redis'), appendonly: !NEGATIVE, logPath: join(logs, 'redis.log') });
+  say(`redis-server (${NEGATIVE ? 'NO persistence: negative control' : 'AOF everysec'}) on ${redis.url}, dir ${join(runDir, 'redis')}`);
   const simPorts = [await H.freePort(), await H.freePort()];
   sims = simPorts.map((port, i) => {
     const p = new H.AppProcess('sim', `sim${i}`, {
@@ -383,9 +391,10 @@ async function submit(seq) {
   }
 }
 
+/** Acknowledged jobs not terminal yet; one that keeps answering 404 is not waited for (it is lost). */
 function outstanding() {
   let n = 0;
-  for (const j of jobs.values()) if (!TERMINAL.has(j.status)) n++;
+  for (const j of jobs.values()) if (!TERMINAL.has(j.status) && !(j.notFoundRun >= 10)) n++;
   return n;
 }
 
@@ -412,9 +421,10 @@ async function refresh(j) {
     if (r.status === 200 && r.body) {
       j.resource = r.body;
       j.status = r.body.status;
+      j.notFoundRun = 0;
     } else if (r.status === 404 || r.status === 410) {
       j.notFound++;
-      j.lastNotFound = r.status;
+      j.notFoundRun = (j.notFoundRun || 0) + 1;
     }
   } catch {
     // API or Redis blinking: next round
@@ -424,7 +434,7 @@ async function refresh(j) {
 let pollerStop = false;
 async function poller() {
   while (!stopping && !pollerStop) {
-    const open = [...jobs.values()].filter((j) => !TERMINAL.has(j.status));
+    const open = [...jobs.values()].filter((j) => !TERMINAL.has(j.status) && !(j.notFoundRun >= 10));
     await mapLimit(open, 8, refresh);
     await sleep(400);
   }
@@ -522,9 +532,9 @@ async function hang(planned, ms) {
 
 async function restartRedis() {
   const downAt = Date.now();
-  await redis.stop();
+  await redis.stop(REDIS_SIGNAL);
   faults.redis_restarts++;
-  say('fault: redis-server SIGTERM (AOF fsynced on shutdown)');
+  say(`fault: redis-server ${REDIS_SIGNAL}${REDIS_SIGNAL === 'SIGTERM' ? ' (AOF fsynced on shutdown)' : ''}`);
   await sleep(1000);
   await redis.start();
   const upAt = Date.now();
@@ -572,7 +582,7 @@ function planFaults() {
   simRestarts.forEach((f, k) => ev.push({ at: f * W, kind: 'simRestart', target: k % 2 }));
   const drops = SHORT ? [0.15] : [0.15, 0.4, 0.62, 0.85];
   drops.forEach((f, k) => ev.push({ at: f * W, kind: 'drop', target: (k + 1) % 2 }));
-  const hangs = SHORT ? [0.25] : [0.22, 0.78];
+  const hangs = SHORT ? [0.62] : [0.22, 0.78];
   // Longer than COMFYUI_IDLE_TIMEOUT_MS (4 s), so the worker's watchdog must act (C1).
   hangs.forEach((f, k) => ev.push({ at: f * W, kind: 'hang', target: (k + 1) % 2, ms: 6000 }));
   const cancels = SHORT ? 3 : Math.max(5, Math.round(JOBS * 0.03));

@@ -228,14 +228,14 @@ class RedisProcess {
     throw new Error(`redis-server on port ${this.port} did not answer PING`);
   }
 
-  /** SIGTERM (Redis writes and fsyncs the AOF) and wait for the exit. */
-  async stop() {
+  /** SIGTERM (Redis writes and fsyncs the AOF) or SIGKILL (a crash), and wait for the exit. */
+  async stop(sig = 'SIGTERM') {
     const c = this.child;
     if (!c || !this.running) return;
     const exited = new Promise((r) => c.once('exit', r));
-    process.kill(c.pid, 'SIGTERM');
+    process.kill(c.pid, sig);
     await Promise.race([exited, sleep(15_000)]);
-    if (this.running) throw new Error('redis-server did not stop within 15 s of SIGTERM');
+    if (this.running) throw new Error(`redis-server did not stop within 15 s of ${sig}`);
   }
 }
 

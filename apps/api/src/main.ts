@@ -2,23 +2,14 @@ import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import { Env, EnvValidationError, loadEnv } from '@app/config';
+import { loadEnvOrExit } from '@app/config';
 import { Logger as PinoLogger } from 'nestjs-pino';
 import { ApiModule } from './api.module';
 import { installGracefulShutdown } from './health/graceful-shutdown';
 import { setupApp } from './setup-app';
 
 async function bootstrap(): Promise<void> {
-  let env: Env;
-  try {
-    env = loadEnv();
-  } catch (e) {
-    if (e instanceof EnvValidationError) {
-      process.stderr.write(`${e.message}\n`);
-      process.exit(2);
-    }
-    throw e;
-  }
+  const env = loadEnvOrExit();
   const app = await NestFactory.create<NestExpressApplication>(ApiModule.forRoot(env), { bodyParser: false, bufferLogs: true });
   // Nest's Logger → pino JSON lines (with the request id inside a request).
   app.useLogger(app.get(PinoLogger));

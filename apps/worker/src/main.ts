@@ -1,20 +1,11 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
-import { EnvValidationError, loadEnv } from '@app/config';
+import { loadEnvOrExit } from '@app/config';
 import { createWorkerLogger } from './logging/worker-logger';
 import { WorkerModule } from './worker.module';
 
 async function bootstrap(): Promise<void> {
-  let env;
-  try {
-    env = loadEnv();
-  } catch (e) {
-    if (e instanceof EnvValidationError) {
-      process.stderr.write(`${e.message}\n`);
-      process.exit(2);
-    }
-    throw e;
-  }
+  const env = loadEnvOrExit();
   // Nest's Logger → pino JSON lines, each carrying the job id when logged while a job runs.
   const app = await NestFactory.createApplicationContext(WorkerModule.forRoot(env), { logger: createWorkerLogger(env) });
   // Our own signal handling rather than enableShutdownHooks(): Nest re-raises the signal after

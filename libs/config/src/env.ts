@@ -205,7 +205,7 @@ export class Env {
 
 export class EnvValidationError extends Error {
   constructor(readonly problems: string[]) {
-    super(`Invalid configuration:\n  ${problems.join('\n  ')}`);
+    super(`Invalid configuration: ${problems.join('; ')}`);
   }
 }
 
@@ -226,4 +226,17 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
     );
   }
   return env;
+}
+
+/** For an app's main(): the validated Env, or one clear message and exit code 2. */
+export function loadEnvOrExit(source: Record<string, string | undefined> = process.env): Env {
+  try {
+    return loadEnv(source);
+  } catch (e) {
+    if (e instanceof EnvValidationError) {
+      process.stderr.write(`${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
 }
