@@ -314,7 +314,8 @@ async function main() {
     }
     lines.push('e2e = client POST → last image byte; gpu = execution_start → execution_success (timings.comfyui_ms); ovh = e2e − gpu (concurrent rows: also − queue wait).');
     lines.push('ovh ≈ pickup (accepted → a worker took it; includes queue wait) + prep (worker start → submit, and result record) + comfyIO (submit → outputs');
-    lines.push('stored, minus gpu: POST /prompt, WS, /history, /view, store) + deliver (result recorded → client has the image: notification, API read, body).');
+    lines.push('stored, minus gpu: POST /prompt, WS, /history, /view, store) + deliver (request until accepted, and result recorded → client has');
+    lines.push('the image: notification, API read, response body).');
     lines.push('gpu gap = GPU idle between one prompt\'s end and the next one\'s start while jobs were queued.');
     const mem = await redisMemory();
     lines.push(`images: ${images}, mean ${(imageBytes / Math.max(1, images) / 1024).toFixed(0)} KiB; Redis used memory at the end ${(mem / 1048576).toFixed(0)} MiB ` +

@@ -11,7 +11,8 @@
  * Exit code 0 only when lost = 0 and unexpected = 0.
  *
  *   node bench/soak.js [--jobs 300] [--duration 150] [--short] [--step-ms 50] [--concurrency 24]
- *                      [--seed 1] [--keep-logs]
+ *                      [--seed 1] [--keep-logs] [--redis-kill] [--negative-control]
+ *   --short: 60 jobs over a 30 s window (CI, test/soak.e2e-spec.ts); --duration: the fault window, s.
  *
  * Definitions used here (reliability.md, top):
  * - attempted: every POST /api/v1/images/jobs sent (a submission refused with 503 during the Redis
@@ -23,7 +24,8 @@
  *   attempt; a result-store key of such a job; a webhook job (the driver asks for none); a prompt on a
  *   simulator whose graph names no job of ours; a job that ended "canceled" although it was never
  *   canceled; a succeeded job whose image is missing, not a PNG, of the wrong size or not the bytes
- *   its sha256 names.
+ *   its sha256 names, or whose embedded prompt graph (ComfyUI writes it into the PNG) names another
+ *   job; two jobs with the same image bytes.
  * - re-executed: see SimObserver below.
  * - recovery (per worker kill): kill → the job that was in flight on that GPU is terminal; when no
  *   job was in flight, kill → the next job start on that GPU. Also reported: the stalled-job
@@ -658,6 +660,8 @@ async function verify(observers) {
     }
   });
   for (const j of acked) {
+    // A job whose record is gone counts as lost only, never also under the status last seen.
+    if (j.finalHttp !== 200) j.status = 'gone';
     if (j.finalHttp === 404 || j.finalHttp === 410) lost.push({ id: j.id, why: `record gone (${j.finalHttp})` });
     else if (j.finalHttp !== 200) lost.push({ id: j.id, why: `unreadable (${j.finalHttp})` });
     else if (!TERMINAL.has(j.status)) lost.push({ id: j.id, why: `not terminal after the drain (${j.status})` });
@@ -807,6 +811,8 @@ async function main() {
   const runDir = H.makeRunDir('soak');
   say(`run ${RUN_ID}: ${JOBS} jobs, fault window ${WINDOW_MS / 1000} s, seed ${SEED}${SHORT ? ' (short)' : ''}; logs in ${join(runDir, 'logs')}`);
   let ok = false;
+  let reported = false;
+  H.onCleanup(() => !reported && say(`stopped early: logs kept in ${runDir}`));
   try {
     await startAll(runDir);
     observers = sims.map((s) => new SimObserver(s));
@@ -937,6 +943,7 @@ async function main() {
     writeFileSync(join(runDir, 'report.json'), JSON.stringify(report, null, 2));
     process.stdout.write(`${details.join('\n')}\n${line}\n`);
     ok = v.lost.length === 0 && v.unexpected.length === 0;
+    reported = true;
     if (!ok || args['keep-logs']) say(`logs and report kept in ${runDir}`);
     return { ok, runDir };
   } finally {
