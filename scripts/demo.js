@@ -90,7 +90,7 @@ async function main() {
     return stopAll(1);
   }
   run('worker', common);
-  run('api', { ...common, PORT: String(apiPort) });
+  run('api', { ...common, PORT: String(apiPort), HOST: process.env.HOST || '127.0.0.1' });
   const base = `http://127.0.0.1:${apiPort}`;
   if (!(await waitHttp(`${base}/health/live`))) {
     console.error('the API did not start');

@@ -97,12 +97,14 @@ describe('images end to end (API → Redis → worker → ComfyUI simulator)', (
     ['unknown field', { prompt: 'p', workflow: { '1': {} } }, 400, 'validation_failed'],
     ['a JSON array', '[1,2]', 400, 'validation_failed'],
     ['malformed JSON', '{"prompt": "x",', 400, 'invalid_json'],
+    ['a form-encoded body', 'prompt=x', 415, 'unsupported_media_type'],
     ['oversized body', JSON.stringify({ prompt: 'p', metadata: { a: 'x'.repeat(200_000) } }), 413, 'payload_too_large'],
   ];
   it.each(bad.map(([name, body, status, code]) => [`${name} → ${status} ${code}`, body, status, code] as const))('%s, nothing enqueued', async (_name, body, status, code) => {
     const before = await jobCount(stack);
     for (const path of ['/api/v1/images/jobs', '/api/v1/images/generate']) {
-      const res = await request(stack.url).post(path).set('Content-Type', 'application/json').send(typeof body === 'string' ? body : JSON.stringify(body)).expect(status);
+      const contentType = code === 'unsupported_media_type' ? 'application/x-www-form-urlencoded' : 'application/json';
+      const res = await request(stack.url).post(path).set('Content-Type', contentType).send(typeof body === 'string' ? body : JSON.stringify(body)).expect(status);
       expect(res.body.error.code).toBe(code);
       expect(typeof res.body.error.message).toBe('string');
       expect(res.body.request_id).toBeTruthy();

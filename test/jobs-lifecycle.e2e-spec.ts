@@ -135,6 +135,17 @@ describe('retries that mean something', () => {
     expect(done.attempts).toBe(2);
   });
 
+  it('a GPU that stays hung: every attempt times out (the retry queued behind the frozen prompt too), the job fails comfyui_timeout and the worker takes the next job', async () => {
+    stack.sims[0].faults.set({ hang: true });
+    const id = await submit(stack.url, small({ model: 'smoke-test' }));
+    const done = await until(stack.url, id, (j) => j.status === 'failed', 20_000);
+    expect(done.error!.code).toBe('comfyui_timeout');
+    expect(done.attempts).toBe(3);
+    stack.sims[0].faults.set({ hang: false });
+    const next = await submit(stack.url, small({ model: 'smoke-test', prompt: 'after the hang' }));
+    expect((await until(stack.url, next, (j) => j.status === 'succeeded', 20_000)).status).toBe('succeeded');
+  });
+
   it('ComfyUI restarted mid-job (queue and history gone): the prompt is found lost and resubmitted', async () => {
     const id = await submit(stack.url, small({ num_inference_steps: 16 }));
     stack.sims[0].faults.set({}); // no fault: just make the prompt long enough to restart under it

@@ -85,8 +85,10 @@ describe('request limits', () => {
 
   it('a body that is not JSON is not read as parameters', async () => {
     const before = await jobCount(stack);
-    await request(stack.url).post('/api/v1/images/jobs').set('Content-Type', 'text/plain').send('prompt=p').expect(400);
-    await request(stack.url).post('/api/v1/images/jobs').set('Content-Type', 'application/x-www-form-urlencoded').send('prompt=p').expect(400);
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded']) {
+      const res = await request(stack.url).post('/api/v1/images/jobs').set('Content-Type', type).send('prompt=p').expect(415);
+      expect(res.body.error.code).toBe('unsupported_media_type');
+    }
     expect(await jobCount(stack)).toBe(before);
   });
 });

@@ -4,7 +4,7 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { Express, Request, Response } from 'express';
 import { DomainError, ErrorCode } from '@app/common';
 import { Env } from '@app/config';
-import { AllExceptionsFilter, bodyParserErrorHandler } from './common/all-exceptions.filter';
+import { AllExceptionsFilter, bodyParserErrorHandler, requireJsonBody } from './common/all-exceptions.filter';
 import { requestIdMiddleware } from './common/request-id.middleware';
 import { mountQueueBoard } from './admin/queue-board';
 import { httpMetricsMiddleware } from './metrics/http-metrics.middleware';
@@ -31,6 +31,7 @@ export function setupApp(app: INestApplication, env: Env): void {
   mountQueueBoard(app, env);
   express.useBodyParser('json', { limit: env.BODY_LIMIT_BYTES, strict: true, reviver: rejectPrototypeKeys });
   express.use(bodyParserErrorHandler);
+  express.use(requireJsonBody);
   if (env.CORS_ORIGINS.length) app.enableCors(corsOptions(env.CORS_ORIGINS));
   app.useGlobalFilters(new AllExceptionsFilter());
   app.useGlobalPipes(

@@ -79,7 +79,7 @@ interface Seen {
 
 type PollResult =
   | { kind: 'running' }
-  | { kind: 'pending' }
+  | { kind: 'pending'; ahead: string }
   | { kind: 'entry'; entry: HistoryEntry }
   | { kind: 'absent' }
   | { kind: 'failed'; error: Error };
@@ -93,6 +93,8 @@ interface Waiter {
   started: boolean;
   /** Last sign of life: a WS event for the prompt, a poll showing it pending, or it starting. */
   lastAlive: number;
+  /** The prompts ComfyUI was running at the last look that found ours pending. */
+  aheadSeen?: string;
   /** Consecutive answered looks that found the id nowhere, and when the first of them was. */
   absentCount: number;
   absentSince?: number;
@@ -336,7 +338,7 @@ export class ComfyUiHttpClient extends ComfyUiClient {
 
   /**
    * Idle rule: nothing showed the prompt alive for idleTimeoutMs → hung. Alive means a WS event
-   * for it, a look finding it still pending (queued behind others is not hung), or it starting.
+   * for it, a look finding it pending while the queue ahead moves, or it starting.
    * A prompt the polls keep seeing as running but that emits nothing is hung. If our last look at
    * the server failed, the honest answer is "unavailable", not "hung".
    */
@@ -557,7 +559,8 @@ export class ComfyUiHttpClient extends ComfyUiClient {
       ids.map(async (id) => {
         let result: PollResult;
         const where = queue ? locationInQueue(queue, id) : undefined;
-        if (where === 'running' || where === 'pending') result = { kind: where };
+        if (where === 'running') result = { kind: 'running' };
+        else if (where === 'pending') result = { kind: 'pending', ahead: [...queue!.running].sort().join(',') };
         else {
           // History is asked even when /queue failed: an entry there settles the wait on its own.
           // Only "absent" needs both answers before it counts.
@@ -602,7 +605,12 @@ export class ComfyUiHttpClient extends ComfyUiClient {
         this.markStarted(w);
         return;
       case 'pending':
-        w.lastAlive = now;
+        // Queued behind others is alive only while the queue moves: behind a frozen prompt it is
+        // as hung as that prompt (a GPU stuck in a node), so the idle clock keeps running.
+        if (r.ahead === '' || r.ahead !== w.aheadSeen) {
+          w.aheadSeen = r.ahead;
+          w.lastAlive = now;
+        }
         return;
       case 'entry':
         this.settleFromEntry(w, r.entry);

@@ -18,6 +18,7 @@ export enum ErrorCode {
   ValidationFailed = 'validation_failed',
   InvalidJson = 'invalid_json',
   PayloadTooLarge = 'payload_too_large',
+  UnsupportedMediaType = 'unsupported_media_type',
   UnknownModel = 'unknown_model',
   JobNotFound = 'job_not_found',
   JobExpired = 'job_expired',

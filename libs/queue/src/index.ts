@@ -4,3 +4,4 @@ export * from './redis-connection';
 export * from './job-failure';
 export * from './job-events';
 export * from './job-resource';
+export * from './queue-errors';

@@ -26,9 +26,19 @@ export function sendError(res: Response, req: Request & { id?: string }, status:
 export function bodyParserErrorHandler(err: BodyParserError, req: Request & { id?: string }, res: Response, next: (e?: unknown) => void): void {
   if (err?.type === 'entity.parse.failed') return sendError(res, req, 400, ErrorCode.InvalidJson, 'The body is not valid JSON');
   if (err?.type === 'entity.too.large') return sendError(res, req, 413, ErrorCode.PayloadTooLarge, 'The body is too large');
+  if (err?.status === 415) return sendError(res, req, 415, ErrorCode.UnsupportedMediaType, 'The body must be JSON in UTF-8 (Content-Type: application/json)');
   // Any other client error of the parser, typed or not (a gzip body that does not inflate has no type).
   if (typeof err?.status === 'number' && err.status >= 400 && err.status < 500) return sendError(res, req, err.status, ErrorCode.ValidationFailed, 'The body could not be read');
   next(err);
+}
+
+/** A body that is not JSON would otherwise reach validation as {} and get a misleading 400. */
+export function requireJsonBody(req: Request & { id?: string }, res: Response, next: () => void): void {
+  const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+  if (hasBody && ['POST', 'PUT', 'PATCH'].includes(req.method) && req.path.startsWith('/api/') && !req.is('application/json')) {
+    return sendError(res, req, 415, ErrorCode.UnsupportedMediaType, 'The body must be JSON in UTF-8 (Content-Type: application/json)');
+  }
+  next();
 }
 
 @Catch()

@@ -13,6 +13,7 @@ export const STATUS_BY_CODE: Record<string, number> = {
   [ErrorCode.Canceled]: 409,
   [ErrorCode.JobExpired]: 410,
   [ErrorCode.PayloadTooLarge]: 413,
+  [ErrorCode.UnsupportedMediaType]: 415,
   [ErrorCode.IdempotencyKeyReused]: 422,
   [ErrorCode.InvalidWebhookUrl]: 422,
   // A permanent property of this deployment, not a hiccup: 422, not 503.

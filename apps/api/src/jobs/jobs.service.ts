@@ -6,7 +6,7 @@ import type Redis from 'ioredis';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import {
-  buildJobResource, DEFAULT_WEBHOOK_EVENTS, GenerationJobData, GenerationResult, generationJobOptions, JobEventPublisher,
+  logQueueErrors, buildJobResource, DEFAULT_WEBHOOK_EVENTS, GenerationJobData, GenerationResult, generationJobOptions, JobEventPublisher,
   JobName, JobResource, JobSnapshot, QueueName, RedisKeys, TERMINAL_STATUSES,
 } from '@app/queue';
 import { REDIS_CLIENT, ResultStore } from '@app/storage';
@@ -52,12 +52,7 @@ export class JobsService {
   ) {
     this.keys = new RedisKeys(env.QUEUE_PREFIX);
     this.events = new JobEventPublisher(redis, this.keys);
-    let lastError: string | undefined;
-    queue.on('error', (err: Error) => {
-      // Without a listener BullMQ prints every reconnect failure; requests answer 503 meanwhile.
-      if (err.message !== lastError) this.logger.warn(`queue connection: ${err.message}`);
-      lastError = err.message;
-    });
+    logQueueErrors(queue, (m) => this.logger.warn(m));
     this.webhookStates = new WebhookStateStore(redis, this.keys, env.RESULT_TTL_SECONDS);
   }
 

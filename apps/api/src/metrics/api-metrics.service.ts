@@ -1,9 +1,9 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import { Queue } from 'bullmq';
 import { InjectQueue } from '@nestjs/bullmq';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { CachedProbe, FleetMonitor, WORKER_STATES, WorkerHeartbeat, withTimeout } from '@app/health';
-import { QueueName } from '@app/queue';
+import { logQueueErrors, QueueName } from '@app/queue';
 
 const QUEUE_STATES = ['waiting', 'prioritized', 'active', 'delayed', 'completed', 'failed', 'waiting-children'] as const;
 type QueueDepth = Record<string, Record<string, number>>;
@@ -30,6 +30,7 @@ export class ApiMetrics {
     @InjectQueue(QueueName.Webhook) webhook: Queue,
   ) {
     const registers = [this.registry];
+    for (const q of [generation, webhook]) logQueueErrors(q, (m) => new Logger('Metrics').warn(m));
     collectDefaultMetrics({ register: this.registry });
     this.httpRequests = new Counter({
       name: 'fictures_http_requests_total',

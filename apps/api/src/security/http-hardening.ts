@@ -2,8 +2,8 @@ import type { CorsOptions } from '@nestjs/common/interfaces/external/cors-option
 import type { NextFunction, Request, Response } from 'express';
 import helmet from 'helmet';
 
-/** The pages a browser renders: Swagger UI and ReDoc. Everything else is JSON or image bytes. */
-const DOCS_PAGE = /^\/(docs(\/.*)?|redoc\/?)$/;
+/** The pages a browser renders: Swagger UI, ReDoc and the queue dashboard. Everything else is JSON or image bytes. */
+const DOCS_PAGE = /^\/(docs(\/.*)?|redoc\/?|admin\/queues(\/.*)?)$/;
 
 /**
  * Security headers (helmet), first of all middleware. The API itself serves JSON and images, so its

@@ -3,7 +3,7 @@ import { InjectQueue } from '@nestjs/bullmq';
 import type { Queue } from 'bullmq';
 import type Redis from 'ioredis';
 import { Env } from '@app/config';
-import { type GenerationJobData, type JobResource, QueueName, RedisKeys, type WebhookJobData } from '@app/queue';
+import { type GenerationJobData, type JobResource, logQueueErrors, QueueName, RedisKeys, type WebhookJobData } from '@app/queue';
 import { REDIS_CLIENT } from '@app/storage';
 import { maxWebhookAttempts, WebhookEnqueuer, WebhookStateStore } from '@app/webhooks';
 
@@ -17,6 +17,7 @@ export class WebhookEventsService {
   private readonly enqueuer: WebhookEnqueuer;
 
   constructor(env: Env, @Inject(REDIS_CLIENT) redis: Redis, @InjectQueue(QueueName.Webhook) queue: Queue<WebhookJobData>) {
+    logQueueErrors(queue, (m) => this.logger.warn(m));
     const states = new WebhookStateStore(redis, new RedisKeys(env.QUEUE_PREFIX), env.RESULT_TTL_SECONDS);
     this.enqueuer = new WebhookEnqueuer(queue, states, { attempts: maxWebhookAttempts(env.webhookRetryScheduleMs), resultTtlSeconds: env.RESULT_TTL_SECONDS });
   }

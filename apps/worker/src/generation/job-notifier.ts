@@ -4,7 +4,7 @@ import { Queue } from 'bullmq';
 import type Redis from 'ioredis';
 import { Env } from '@app/config';
 import {
-  buildJobResource, GenerationResult, JobResource, JobStatus, QueueName, RedisKeys, WebhookEvent, WebhookJobData,
+  buildJobResource, GenerationResult, JobResource, JobStatus, logQueueErrors, QueueName, RedisKeys, WebhookEvent, WebhookJobData,
 } from '@app/queue';
 import { REDIS_CLIENT, ResultStore } from '@app/storage';
 import { maxWebhookAttempts, WebhookEnqueuer, WebhookStateStore } from '@app/webhooks';
@@ -27,6 +27,7 @@ export class JobNotifier {
     @InjectQueue(QueueName.Webhook) queue: Queue<WebhookJobData>,
     @Inject(REDIS_CLIENT) redis: Redis,
   ) {
+    logQueueErrors(queue, (m) => this.logger.warn(m));
     const states = new WebhookStateStore(redis, new RedisKeys(env.QUEUE_PREFIX), env.RESULT_TTL_SECONDS);
     this.webhooks = new WebhookEnqueuer(queue, states, { attempts: maxWebhookAttempts(env.webhookRetryScheduleMs), resultTtlSeconds: env.RESULT_TTL_SECONDS });
   }
