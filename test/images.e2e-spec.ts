@@ -78,7 +78,10 @@ describe('images end to end (API → Redis → worker → ComfyUI simulator)', (
     expect(img.headers['cache-control']).toContain('immutable');
     expect((img.body as Buffer).subarray(1, 4).toString()).toBe('PNG');
     expect(await sharp(img.body as Buffer).metadata()).toMatchObject({ width: 256, height: 256 });
-    await request(stack.url).get(`/api/v1/images/jobs/${id}/images/0`).set('If-None-Match', img.headers.etag).expect(304);
+    for (const inm of [img.headers.etag, `W/${img.headers.etag}`, `"other", ${img.headers.etag}`, '*']) {
+      await request(stack.url).get(`/api/v1/images/jobs/${id}/images/0`).set('If-None-Match', inm).expect(304);
+    }
+    await request(stack.url).get(`/api/v1/images/jobs/${id}/images/0`).set('If-None-Match', '"other"').expect(200);
     await request(stack.url).get(`/api/v1/images/jobs/${id}/images/1`).expect(404);
   });
 

@@ -12,6 +12,13 @@ import { JobsService } from './jobs.service';
 import { ApiRequest, callerOf, requestBase } from './request-context';
 import { WebhookUrlPolicy } from './webhook-url.policy';
 
+/** If-None-Match uses the weak comparison (RFC 9110 §13.1.2): W/ prefixes ignored, lists and * allowed. */
+export function matchesIfNoneMatch(header: string | undefined, etag: string): boolean {
+  if (!header) return false;
+  if (header.trim() === '*') return true;
+  return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
+}
+
 const jobIdPipe = new ParseUUIDPipe({
   version: '4',
   exceptionFactory: () => new ApiError(ErrorCode.JobNotFound, 'No such job'),
@@ -92,7 +99,7 @@ export class JobsController {
     res.setHeader('ETag', etag);
     // Private: images belong to the key that made them; immutable: a job's image never changes.
     res.setHeader('Cache-Control', `private, max-age=${this.env.RESULT_TTL_SECONDS}, immutable`);
-    if (req.headers['if-none-match'] === etag) {
+    if (matchesIfNoneMatch(req.headers['if-none-match'], etag)) {
       res.status(304).end();
       return;
     }
