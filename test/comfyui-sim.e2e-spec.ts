@@ -1,5 +1,5 @@
 /**
- * The ComfyUI simulator against its protocol reference (/work/shared/reference/comfyui-protocol.md):
+ * The ComfyUI simulator against its protocol reference (shared/reference/comfyui-protocol.md of the project brief):
  * real sockets only (axios + ws). Small images and short sampler steps keep it fast.
  */
 import { createHash, randomUUID } from 'node:crypto';

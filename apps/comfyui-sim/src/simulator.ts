@@ -1,6 +1,6 @@
 /**
  * ComfyUI simulator: a stand-in for ComfyUI 0.3.64 that speaks its HTTP + WebSocket protocol
- * (see /work/shared/reference/comfyui-protocol.md) without a GPU, with fault switches for tests.
+ * (see shared/reference/comfyui-protocol.md of the project brief) without a GPU, with fault switches for tests.
  *
  *   const sim = await startSimulator({ stepMs: 10 });
  *   // ... point a client at sim.url ...
