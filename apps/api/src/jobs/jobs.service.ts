@@ -7,7 +7,7 @@ import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import {
   logQueueErrors, buildJobResource, DEFAULT_WEBHOOK_EVENTS, GenerationJobData, GenerationResult, generationJobOptions, JobEventPublisher,
-  JobName, JobResource, JobSnapshot, QueueName, RedisKeys, TERMINAL_STATUSES,
+  JobDataOf, JobName, JobResource, JobResultOf, JobSnapshot, QueueName, RedisKeys, TERMINAL_STATUSES,
 } from '@app/queue';
 import { REDIS_CLIENT, ResultStore } from '@app/storage';
 import { WebhookStateStore } from '@app/webhooks';
@@ -45,7 +45,7 @@ export class JobsService {
     private readonly store: ResultStore,
     private readonly jobEvents: JobEventsService,
     @Inject(REDIS_CLIENT) private readonly redis: Redis,
-    @InjectQueue(QueueName.Generation) private readonly queue: Queue<GenerationJobData, GenerationResult>,
+    @InjectQueue(QueueName.Generation) private readonly queue: Queue<JobDataOf<JobName.Generate>, JobResultOf<JobName.Generate>>,
     @Optional() private readonly contentPolicy?: ContentPolicy,
     @Optional() private readonly quota?: JobQuota,
     @Optional() private readonly webhookEvents?: WebhookEventsService,

@@ -7,13 +7,14 @@ import { ComfyAbortError, ComfyUiClient, ComfyUiError, ComfyUiTimeoutError, Comf
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import {
-  encodeFailure, GenerationJobData, GenerationProgress, GenerationResult, JobEventPublisher, RedisKeys, StoredImageRef,
+  encodeFailure, GenerationProgress, GenerationResult, JobDataOf, JobName, JobResultOf, JobEventPublisher, RedisKeys, StoredImageRef,
 } from '@app/queue';
 import { REDIS_CLIENT, ResultStore, sniffImageType } from '@app/storage';
 import { WorkflowRegistry } from '@app/workflows';
 import { JobNotifier } from './job-notifier';
 
-export type GenerationJob = Job<GenerationJobData, GenerationResult>;
+/** Typed through the job map, so this processor and the API's producer cannot disagree. */
+export type GenerationJob = Job<JobDataOf<JobName.Generate>, JobResultOf<JobName.Generate>>;
 
 /** Why a running job's AbortSignal fired: the user canceled it, or this worker is shutting down. */
 export const ABORT_CANCELED = 'canceled';
