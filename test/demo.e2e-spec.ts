@@ -66,12 +66,13 @@ describe('npm run demo', () => {
     }, 90_000);
 
     afterAll(async () => {
-      // Only when a test failed before the Ctrl-C test: nothing may outlive the spec.
+      // Only when a test failed before the Ctrl-C test: the demo stops its children on SIGTERM, and
+      // what it left is killed while its pids are surely still ours (before they could be reused).
       if (demo?.child.exitCode === null && demo.child.signalCode === null) {
         demo.child.kill('SIGTERM');
         await waitExit(demo.child);
+        for (const pid of Object.values(pids ?? {})) if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
       }
-      for (const pid of Object.values(pids ?? {})) if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
     }, 60_000);
 
     it('prints the keys command for its own Redis and prefix, and a key created with it closes the API', async () => {

@@ -215,8 +215,14 @@ function isStopping() {
 }
 
 /** SIGTERM to the apps, then to the infrastructure, SIGKILL to what is left after graceMs of each, then the stop hooks. */
-async function stopAll(graceMs = 3000) {
-  if (stopping) return;
+let stopped;
+function stopAll(graceMs = 3000) {
+  // A second caller (Ctrl-C during a stop) waits for the same stop instead of exiting early.
+  stopped ??= stopEverything(graceMs);
+  return stopped;
+}
+
+async function stopEverything(graceMs) {
   stopping = true;
   for (const infrastructure of [false, true]) {
     const live = [...children].filter(([c, infra]) => infra === infrastructure && alive(c)).map(([c]) => c);
