@@ -78,6 +78,33 @@ describe('where is my job: queue position, progress, server-sent events', () => 
     }
   });
 
+  it('long-poll: ?wait=N and Prefer: wait=N answer when the job ends, from any API instance; bad values are 400', async () => {
+    const other = await stack.addApi();
+    const id = await submit(stack.url, small({ num_inference_steps: 6 }));
+    const polled = await request(other.url).get(`/api/v1/images/jobs/${id}?wait=30`).expect(200);
+    expect(polled.body.status).toBe('succeeded');
+
+    const slow = await submit(stack.url, small({ num_inference_steps: 16 }));
+    const early = await request(stack.url).get(`/api/v1/images/jobs/${slow}`).query({ wait: '0.3' }).expect(200);
+    expect(['queued', 'running']).toContain(early.body.status);
+    await request(stack.url).delete(`/api/v1/images/jobs/${slow}`).expect(200);
+
+    const created = await request(stack.url).post('/api/v1/images/jobs').set('Prefer', 'wait=30').send(small({ model: 'smoke-test' })).expect(202);
+    expect(created.body.status).toBe('succeeded');
+    expect(created.headers['preference-applied']).toBe('wait=30');
+    expect(created.headers.location).toContain(created.body.id);
+    const viaHeader = await request(stack.url).get(`/api/v1/images/jobs/${created.body.id}`).set('Prefer', 'respond-async, wait=5').expect(200);
+    expect(viaHeader.body.status).toBe('succeeded');
+
+    for (const bad of ['61', 'abc', '-1', '1e3', '']) {
+      const r = await request(stack.url).get(`/api/v1/images/jobs/${id}`).query({ wait: bad }).expect(400);
+      expect(r.body.error.code).toBe('validation_failed');
+    }
+    await request(stack.url).get(`/api/v1/images/jobs/${id}?wait=1&wait=2`).expect(400);
+    // Refused before anything is enqueued.
+    await request(stack.url).post('/api/v1/images/jobs').set('Prefer', 'wait=999').send(small()).expect(400);
+  });
+
   it('SSE of a finished job sends its status and the job, then closes; unknown ids are 404', async () => {
     const id = await submit(stack.url, small({ model: 'smoke-test' }));
     await until(stack.url, id, (j) => j.status === 'succeeded');

@@ -115,18 +115,25 @@ export class JobLifecycle {
     return false;
   }
 
-  /** Resolves true once the job has ended, false after timeoutMs. Events first, reading as the net. */
-  waitForEnd(jobId: string, timeoutMs: number): Promise<boolean> {
+  /**
+   * Resolves true once the job has ended, false after timeoutMs or when `signal` aborts (the client
+   * went away). Events from any process first, reading the job as the net.
+   */
+  waitForEnd(jobId: string, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     return new Promise<boolean>((resolve) => {
       let done = false;
+      const onAbort = () => finish(false);
       const finish = (v: boolean) => {
         if (done) return;
         done = true;
         stop();
         clearTimeout(deadline);
         clearInterval(poll);
+        signal?.removeEventListener('abort', onAbort);
         resolve(v);
       };
+      if (signal?.aborted) return resolve(false);
+      signal?.addEventListener('abort', onAbort);
       const check = async () => {
         try {
           if (await this.hasEnded(jobId)) finish(true);

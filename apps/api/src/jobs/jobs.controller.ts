@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { Body, Controller, Delete, Get, Headers, HttpCode, Param, ParseUUIDPipe, Post, Req, Res } from '@nestjs/common';
-import { ApiAcceptedResponse, ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
+import { Body, Controller, Delete, Get, Headers, HttpCode, Param, ParseUUIDPipe, Post, Query, Req, Res } from '@nestjs/common';
+import { ApiAcceptedResponse, ApiHeader, ApiOkResponse, ApiOperation, ApiProduces, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
@@ -11,6 +11,7 @@ import { IdempotencyService } from './idempotency.service';
 import { JobsService } from './jobs.service';
 import { ApiRequest, callerOf, requestBase } from './request-context';
 import { WebhookUrlPolicy } from './webhook-url.policy';
+import { clientGone, MAX_WAIT_SECONDS, requestedWaitMs } from './long-poll';
 
 /** If-None-Match uses the weak comparison (RFC 9110 §13.1.2): W/ prefixes ignored, lists and * allowed. */
 export function matchesIfNoneMatch(header: string | undefined, etag: string): boolean {
@@ -38,6 +39,7 @@ export class JobsController {
   @HttpCode(202)
   @ApiOperation({ summary: 'Submit a generation job (asynchronous)' })
   @ApiAcceptedResponse({ description: 'The job resource; Location points at it' })
+  @ApiHeader({ name: 'Prefer', required: false, description: `wait=N (0–${MAX_WAIT_SECONDS} s): answer once the job has ended, or after N s with its state then` })
   async create(
     @Body() dto: CreateJobDto,
     @Req() req: ApiRequest,
@@ -46,6 +48,7 @@ export class JobsController {
   ): Promise<JobResource> {
     const caller = callerOf(req);
     const base = requestBase(req);
+    const waitMs = requestedWaitMs(req, res, undefined);
     // `!== undefined`: an empty webhook_url is a bad URL (422), not "no webhook".
     const webhookUrl = dto.webhook_url !== undefined ? await this.webhookUrls.check(dto.webhook_url) : undefined;
     let jobId: string = randomUUID();
@@ -66,16 +69,23 @@ export class JobsController {
     } else {
       jobId = await this.jobs.submit(dto, caller, { webhookUrl, jobId, requestBase: base });
     }
-    const resource = await this.jobs.get(jobId, caller, base);
+    const resource = await this.jobs.getAfterWait(jobId, caller, base, waitMs, clientGone(req, res));
     res.setHeader('Location', resource.links.self);
     return resource;
   }
 
   @Get(':id')
   @ApiOperation({ summary: 'The job: status, queue position, progress, timings, image links, error' })
+  @ApiQuery({ name: 'wait', required: false, description: `Long-poll: answer once the job has ended, or after this many seconds (0–${MAX_WAIT_SECONDS}) with its state then. Also as the header Prefer: wait=N` })
   @ApiOkResponse()
-  get(@Param('id', jobIdPipe) id: string, @Req() req: ApiRequest): Promise<JobResource> {
-    return this.jobs.get(id, callerOf(req), requestBase(req));
+  get(
+    @Param('id', jobIdPipe) id: string,
+    @Req() req: ApiRequest,
+    @Res({ passthrough: true }) res: Response,
+    @Query('wait') wait?: unknown,
+  ): Promise<JobResource> {
+    const waitMs = requestedWaitMs(req, res, wait);
+    return this.jobs.getAfterWait(id, callerOf(req), requestBase(req), waitMs, clientGone(req, res));
   }
 
   @Delete(':id')

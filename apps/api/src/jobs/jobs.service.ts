@@ -116,8 +116,16 @@ export class JobsService {
     return this.get(jobId, caller, base);
   }
 
-  waitForEnd(jobId: string, timeoutMs: number): Promise<boolean> {
-    return this.lifecycle.waitForEnd(jobId, timeoutMs);
+  waitForEnd(jobId: string, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    return this.lifecycle.waitForEnd(jobId, timeoutMs, signal);
+  }
+
+  /** Long-poll: the job once it has ended, or after waitMs with its state then. */
+  async getAfterWait(jobId: string, caller: Caller, base: string, waitMs: number, signal?: AbortSignal): Promise<JobResource> {
+    const view = await this.view(jobId, caller);
+    if (waitMs <= 0 || isTerminal(view.status)) return this.render(view, base);
+    await this.lifecycle.waitForEnd(jobId, waitMs, signal);
+    return this.get(jobId, caller, base);
   }
 
   async image(jobId: string, index: number, caller: Caller): Promise<{ bytes: Buffer; contentType: string; sha256: string }> {
