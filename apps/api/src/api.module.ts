@@ -1,5 +1,6 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { BullModule } from '@nestjs/bullmq';
+import { ComfyUiClientFactory } from '@app/comfyui';
 import { ConfigModule, Env } from '@app/config';
 import { bullConnection, QueueName } from '@app/queue';
 import { StorageModule } from '@app/storage';
@@ -45,7 +46,7 @@ export class ApiModule {
         WebhooksModule,
       ],
       controllers: [GenerateController, JobsController, JobEventsController, ModelsController],
-      providers: [JobsService, JobEventsService, IdempotencyService, WebhookUrlPolicy, webhookHostResolverProvider, ModelsService],
+      providers: [JobsService, JobEventsService, IdempotencyService, WebhookUrlPolicy, webhookHostResolverProvider, ModelsService, ComfyUiClientFactory],
     };
   }
 }

@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { BullModule } from '@nestjs/bullmq';
+import { ComfyUiClientFactory } from '@app/comfyui';
 import { ConfigModule, Env } from '@app/config';
 import { bullConnection, QueueName } from '@app/queue';
 import { StorageModule } from '@app/storage';
@@ -31,7 +32,7 @@ export class WorkerModule {
         BullModule.registerQueue({ name: QueueName.Webhook }),
       ],
       providers: [
-        GenerationProcessor, GenerationWorkerPool, JobNotifier, WebhookProcessor, webhookDnsLookupProvider,
+        ComfyUiClientFactory, GenerationProcessor, GenerationWorkerPool, JobNotifier, WebhookProcessor, webhookDnsLookupProvider,
         // After the pool (they attach to its workers when they bootstrap): heartbeat and metrics.
         WorkerActivity, WorkerHeartbeatService, WorkerMetrics, WorkerMetricsServer,
       ],

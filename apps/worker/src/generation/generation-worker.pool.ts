@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { Worker } from 'bullmq';
 import Redis from 'ioredis';
-import { ComfyUiClient, ComfyUiHttpClient } from '@app/comfyui';
+import { ComfyUiClient, ComfyUiClientFactory } from '@app/comfyui';
 import { Env } from '@app/config';
 import {
   bullConnection, GenerationJobData, GenerationResult, JobEventPublisher, QueueName, RedisKeys, redisOptionsFromUrl, statusOf,
@@ -37,6 +37,7 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
     private readonly env: Env,
     private readonly processor: GenerationProcessor,
     @Inject(REDIS_CLIENT) redis: Redis,
+    private readonly comfyFactory: ComfyUiClientFactory,
   ) {
     this.keys = new RedisKeys(env.QUEUE_PREFIX);
     this.events = new JobEventPublisher(redis, this.keys);
@@ -61,9 +62,7 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
   }
 
   private createSlot(url: string): Slot {
-    const comfy = new ComfyUiHttpClient(url, {
-      requestTimeoutMs: this.env.COMFYUI_REQUEST_TIMEOUT_MS,
-      pollIntervalMs: this.env.COMFYUI_POLL_INTERVAL_MS,
+    const comfy = this.comfyFactory.create(url, {
       logger: {
         debug: (m, c) => this.logger.debug({ comfyui: url, msg: m, ...c }),
         info: (m, c) => this.logger.log({ comfyui: url, msg: m, ...c }),
