@@ -9,7 +9,7 @@ import { Env } from '@app/config';
 import {
   encodeFailure, GenerationProgress, GenerationResult, JobDataOf, JobName, JobResultOf, JobEventPublisher, RedisKeys, StoredImageRef,
 } from '@app/queue';
-import { REDIS_CLIENT, ResultStore, sniffImageType } from '@app/storage';
+import { REDIS_CLIENT, ResultStore, sniffImageType, stripPngTextChunks } from '@app/storage';
 import { WorkflowRegistry } from '@app/workflows';
 import { JobNotifier } from './job-notifier';
 
@@ -120,7 +120,9 @@ export class GenerationProcessor {
   private async fetchAndStore(jobId: string, outcome: PromptOutcome, comfy: ComfyUiClient, signal: AbortSignal): Promise<StoredImageRef[]> {
     const refs: StoredImageRef[] = [];
     for (const [index, image] of outcome.images.entries()) {
-      const bytes = await comfy.view(image, signal);
+      const fetched = await comfy.view(image, signal);
+      // ComfyUI writes the whole graph into PNG text chunks: internals end users must not get.
+      const bytes = this.env.KEEP_IMAGE_METADATA ? fetched : stripPngTextChunks(fetched);
       const meta = await sharp(bytes).metadata();
       const contentType = sniffImageType(bytes) ?? 'application/octet-stream';
       await this.store.putImage(jobId, index, bytes, contentType);
