@@ -11,6 +11,7 @@ describe('loadEnv', () => {
       RESULT_STORE: 'redis',
       RESULT_TTL_SECONDS: 86400,
       QUEUE_MAX_WAITING: 10000,
+      KEEP_IMAGE_METADATA: false,
     });
   });
 
@@ -20,6 +21,7 @@ describe('loadEnv', () => {
     expect(env.PORT).toBe(9000);
     expect(env.GPU_REQUIRED).toBe(false);
     expect(env.PUBLIC_BASE_URL).toBeUndefined();
+    expect(loadEnv({ KEEP_IMAGE_METADATA: 'true' }).KEEP_IMAGE_METADATA).toBe(true);
   });
 
   it.each([
@@ -30,6 +32,7 @@ describe('loadEnv', () => {
     ['RESULT_STORE', 's3'],
     ['WEBHOOK_SECRET', 'plain-secret'],
     ['LOG_LEVEL', 'loud'],
+    ['KEEP_IMAGE_METADATA', 'maybe'],
   ])('refuses %s=%s with one line naming the variable', (name, value) => {
     let error: unknown;
     try {

@@ -102,6 +102,13 @@ export class Env {
   @Transform(toInt) @IsInt() @Min(1)
   RESULT_TTL_SECONDS = 86_400;
 
+  /**
+   * ComfyUI writes its whole graph (node ids, model files, output prefix) into PNG text chunks;
+   * false strips tEXt/iTXt/zTXt before an image is stored, true keeps them for operators who want them.
+   */
+  @Transform(toBool) @IsBoolean()
+  KEEP_IMAGE_METADATA = false;
+
   // --- workflows ---
   @IsString()
   WORKFLOWS_DIR = 'workflows';

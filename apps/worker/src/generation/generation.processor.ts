@@ -6,7 +6,7 @@ import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import { JobLifecycle } from '@app/jobs';
 import { encodeFailure, type GenerationJob, type GenerationResult, type StoredImageRef } from '@app/queue';
-import { ResultStore, sniffImageType } from '@app/storage';
+import { ResultStore, sniffImageType, stripPngTextChunks } from '@app/storage';
 import { WorkflowRegistry } from '@app/workflows';
 import sharp from 'sharp';
 import { classifyFailure } from './failure-classification';
@@ -99,7 +99,9 @@ export class GenerationProcessor {
   private async fetchAndStore(jobId: string, outcome: PromptOutcome, comfy: ComfyUiClient, signal: AbortSignal): Promise<StoredImageRef[]> {
     const refs: StoredImageRef[] = [];
     for (const [index, image] of outcome.images.entries()) {
-      const bytes = await comfy.view(image, signal);
+      const fetched = await comfy.view(image, signal);
+      // ComfyUI writes the whole graph into PNG text chunks: internals end users must not get.
+      const bytes = this.env.KEEP_IMAGE_METADATA ? fetched : stripPngTextChunks(fetched);
       const meta = await sharp(bytes).metadata();
       const contentType = sniffImageType(bytes) ?? 'application/octet-stream';
       await this.store.putImage(jobId, index, bytes, contentType);
