@@ -156,7 +156,7 @@ export class WorkflowRegistry {
     if (params.width * params.height > lim.max_pixels) {
       problems.push({ field: 'width', message: `width × height must be at most ${lim.max_pixels} pixels for model ${modelId}` });
     }
-    if (problems.length) throw new DomainError(ErrorCode.ValidationFailed, 'The request has invalid fields', problems);
+    if (problems.length) throw new DomainError(ErrorCode.ValidationFailed, problems.map((p) => p.message).join('; '), problems);
     return params;
   }
 
