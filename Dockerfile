@@ -16,4 +16,4 @@ COPY --from=build /app/scripts ./scripts
 COPY package.json ./
 USER node
 EXPOSE 8000
-CMD ["node", "dist/apps/api/apps/api/src/main.js"]
+CMD ["node", "scripts/run.js", "api"]

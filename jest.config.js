@@ -1,7 +1,7 @@
 // Two projects: unit specs beside the code, end-to-end specs in test/ against a real Redis and the
 // ComfyUI simulator. The global setup starts one private redis-server for the whole run unless
 // REDIS_URL is given; fault tests start their own.
-const libs = ['config', 'common', 'queue', 'comfyui', 'workflows', 'storage', 'webhooks', 'health'];
+const libs = ['config', 'common', 'queue', 'comfyui', 'workflows', 'storage', 'webhooks', 'health', 'jobs'];
 const moduleNameMapper = {};
 for (const l of libs) {
   moduleNameMapper[`^@app/${l}$`] = `<rootDir>/libs/${l}/src`;

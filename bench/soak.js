@@ -539,7 +539,7 @@ async function restartRedis() {
   faults.redis_restarts++;
   say(`fault: redis-server ${REDIS_SIGNAL}${REDIS_SIGNAL === 'SIGTERM' ? ' (AOF fsynced on shutdown)' : ''}`);
   await sleep(1000);
-  await redis.start();
+  await redis.startProcess();
   const upAt = Date.now();
   redisLog.push({ downAt, upAt });
   say(`redis-server back after ${upAt - downAt} ms`);

@@ -1,7 +1,9 @@
 'use strict';
 // `npm start`: the API and the worker together, for one machine. Configuration from the environment.
-const { run, requireBuild } = require('./processes');
+const P = require('./lib/processes');
 
-requireBuild(['api', 'worker']);
-run('worker', {});
-run('api', {});
+// The worker may finish its running prompt for WORKER_SHUTDOWN_GRACE_MS (30 s) on SIGTERM.
+P.installExitHandlers({ graceMs: 35_000, signalExitCode: 0 });
+P.requireBuildOrExit(['api', 'worker']);
+P.runForeground('worker');
+P.runForeground('api');

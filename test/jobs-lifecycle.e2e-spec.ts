@@ -3,7 +3,16 @@ import { GenerationWorkerPool } from '../apps/worker/src/generation/generation-w
 import { readSse } from './support/sse';
 import { Stack, waitFor } from './support/stack';
 
-type Job = { id: string; status: string; attempts: number; queue_position: number | null; error: { code: string; message: string } | null; progress: { step: number } | null };
+type Job = {
+  id: string;
+  status: string;
+  attempts: number;
+  queue_position: number | null;
+  error: { code: string; message: string } | null;
+  progress: { step: number; total_steps: number } | null;
+  started_at: string | null;
+  finished_at: string | null;
+};
 
 const small = (extra: object = {}) => ({ prompt: 'a small test', width: 256, height: 256, ...extra });
 
@@ -56,6 +65,19 @@ describe('where is my job: queue position, progress, server-sent events', () => 
     expect((events[events.length - 1].data as Job).status).toBe('succeeded');
   });
 
+  it('timestamps say what happened: a job just accepted by an idle GPU is never "queued" with a start time', async () => {
+    // An idle worker takes a job within milliseconds of its acceptance: the 202 races with it.
+    for (let i = 0; i < 8; i++) {
+      const res = await request(stack.url).post('/api/v1/images/jobs').send(small({ model: 'smoke-test' })).expect(202);
+      const job = res.body as Job;
+      if (job.status === 'queued') expect(job.started_at).toBeNull();
+      else expect(job.started_at).not.toBeNull();
+      expect(job.finished_at).toBeNull();
+      const done = await until(stack.url, job.id, (j) => j.status === 'succeeded');
+      expect(Date.parse(done.finished_at as string)).toBeGreaterThanOrEqual(Date.parse(done.started_at as string));
+    }
+  });
+
   it('SSE of a finished job sends its status and the job, then closes; unknown ids are 404', async () => {
     const id = await submit(stack.url, small({ model: 'smoke-test' }));
     await until(stack.url, id, (j) => j.status === 'succeeded');
@@ -74,12 +96,15 @@ describe('cancel', () => {
 
   it('a queued job is removed and never runs; a running one is interrupted within 2 s and the GPU takes the next', async () => {
     const running = await submit(stack.url, small({ num_inference_steps: 16 }));
-    await until(stack.url, running, (j) => j.status === 'running' && (j.progress?.step ?? 0) >= 1);
+    const reached = await until(stack.url, running, (j) => j.status === 'running' && (j.progress?.step ?? 0) >= 2);
     const queued = await submit(stack.url, small({ prompt: 'never runs' }));
     const next = await submit(stack.url, small({ prompt: 'runs after the cancel', model: 'smoke-test' }));
+    const waiting = await getJob(stack.url, queued);
+    expect(waiting).toMatchObject({ status: 'queued', started_at: null, progress: null });
 
     const q = await request(stack.url).delete(`/api/v1/images/jobs/${queued}`).expect(200);
-    expect(q.body.status).toBe('canceled');
+    expect(q.body).toMatchObject({ status: 'canceled', started_at: null, progress: null, queue_position: null });
+    expect(q.body.finished_at).not.toBeNull();
     expect((await getJob(stack.url, queued)).status).toBe('canceled');
 
     const t0 = Date.now();
@@ -88,6 +113,10 @@ describe('cancel', () => {
     expect(Date.now() - t0).toBeLessThan(2_000);
     expect(canceled.error.code).toBe('canceled');
     expect(canceled.attempts).toBe(1);
+    // The step it reached stays on record (it was reset to 0 once).
+    expect(canceled.progress.step).toBeGreaterThanOrEqual(reached.progress?.step ?? 2);
+    expect(canceled.progress.total_steps).toBe(16);
+    expect(canceled.started_at).not.toBeNull();
 
     await until(stack.url, next, (j) => j.status === 'succeeded');
     const stats = stack.sims[0].stats();

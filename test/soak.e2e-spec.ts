@@ -1,5 +1,6 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { baseEnv } from '../scripts/lib/processes';
 
 /**
  * The short chaos soak (bench/soak.js --short) as a child process: its own Redis, two simulators,
@@ -17,8 +18,7 @@ describe('chaos soak (short)', () => {
 
   it('loses no job and shows nothing unexpected under worker kills, ComfyUI and Redis restarts', async () => {
     const root = join(__dirname, '..');
-    const env: Record<string, string> = {};
-    for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG']) if (process.env[k] !== undefined) env[k] = process.env[k] as string;
+    const env = baseEnv();
     const { code, out } = await new Promise<{ code: number | null; out: string }>((resolve, reject) => {
       const c = spawn(process.execPath, [join(root, 'bench', 'soak.js'), '--short'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
       child = c;

@@ -5,10 +5,10 @@ import { bullConnection, QueueName } from '@app/queue';
 import { StorageModule } from '@app/storage';
 import { webhookHostResolverProvider } from '@app/webhooks';
 import { WorkflowsModule } from '@app/workflows';
+import { JobsModule } from '@app/jobs';
 import { HealthModule } from './health/health.module';
 import { GenerateController } from './jobs/generate.controller';
 import { JobEventsController } from './jobs/job-events.controller';
-import { JobEventsService } from './jobs/job-events.service';
 import { JobsController } from './jobs/jobs.controller';
 import { IdempotencyService } from './jobs/idempotency.service';
 import { JobsService } from './jobs/jobs.service';
@@ -18,7 +18,6 @@ import { ModelsService } from './models/models.service';
 import { LoggingModule } from './logging/logging.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { SecurityModule } from './security/security.module';
-import { WebhooksModule } from './webhooks/webhooks.module';
 
 @Module({})
 export class ApiModule {
@@ -35,17 +34,17 @@ export class ApiModule {
           prefix: env.QUEUE_PREFIX,
         }),
         BullModule.registerQueue({ name: QueueName.Generation }),
+        // The owner of every job's state and transitions (libs/jobs).
+        JobsModule,
         // Operations (docs/operations.md): JSON logs, /health*, /metrics.
         LoggingModule.forRoot(env),
         HealthModule,
         MetricsModule.forRoot(env),
         // API keys, rate limit, quotas, content policy (docs/security.md).
         SecurityModule.forRoot(),
-        // Enqueues the webhook of a job canceled while queued (docs/webhooks.md).
-        WebhooksModule,
       ],
       controllers: [GenerateController, JobsController, JobEventsController, ModelsController],
-      providers: [JobsService, JobEventsService, IdempotencyService, WebhookUrlPolicy, webhookHostResolverProvider, ModelsService],
+      providers: [JobsService, IdempotencyService, WebhookUrlPolicy, webhookHostResolverProvider, ModelsService],
     };
   }
 }

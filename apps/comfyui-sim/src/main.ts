@@ -1,8 +1,8 @@
 /**
  * Command-line entry of the ComfyUI simulator.
  *
- *   PORT=8188 HOST=127.0.0.1 SIM_STEP_MS=250 node dist/apps/comfyui-sim/apps/comfyui-sim/src/main.js
- *   node .../main.js --port 8199 --fail-rate 0.2 --drop-ws-after 10
+ *   PORT=8188 HOST=127.0.0.1 SIM_STEP_MS=250 npm run start:sim
+ *   node scripts/run.js sim --port 8199 --fail-rate 0.2 --drop-ws-after 10
  *
  * Every env variable has a flag of the same meaning; flags win. Faults can be changed at run time
  * with POST /sim/faults.

@@ -1,13 +1,13 @@
 import { Module } from '@nestjs/common';
 import { BullModule } from '@nestjs/bullmq';
 import { ConfigModule, Env } from '@app/config';
-import { bullConnection, QueueName } from '@app/queue';
+import { bullConnection } from '@app/queue';
 import { StorageModule } from '@app/storage';
 import { webhookDnsLookupProvider } from '@app/webhooks';
 import { WorkflowsModule } from '@app/workflows';
+import { JobsModule } from '@app/jobs';
 import { GenerationProcessor } from './generation/generation.processor';
 import { GenerationWorkerPool } from './generation/generation-worker.pool';
-import { JobNotifier } from './generation/job-notifier';
 import { WorkerActivity } from './heartbeat/worker-activity';
 import { WorkerHeartbeatService } from './heartbeat/worker-heartbeat.service';
 import { WorkerMetrics } from './metrics/worker-metrics.service';
@@ -28,10 +28,11 @@ export class WorkerModule {
           connection: bullConnection(env.REDIS_URL, 'worker'),
           prefix: env.QUEUE_PREFIX,
         }),
-        BullModule.registerQueue({ name: QueueName.Webhook }),
+        // The owner of every job's state and transitions (libs/jobs); registers the queues.
+        JobsModule,
       ],
       providers: [
-        GenerationProcessor, GenerationWorkerPool, JobNotifier, WebhookProcessor, webhookDnsLookupProvider,
+        GenerationProcessor, GenerationWorkerPool, WebhookProcessor, webhookDnsLookupProvider,
         // After the pool (they attach to its workers when they bootstrap): heartbeat and metrics.
         WorkerActivity, WorkerHeartbeatService, WorkerMetrics, WorkerMetricsServer,
       ],

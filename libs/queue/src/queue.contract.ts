@@ -1,4 +1,4 @@
-import type { JobsOptions } from 'bullmq';
+import type { Job, JobsOptions } from 'bullmq';
 
 /** Queue names. Never rename a deployed value: workers and producers meet on it in Redis. */
 export enum QueueName {
@@ -153,4 +153,13 @@ export function generationJobOptions(o: GenerationJobOptionsInput): JobsOptions 
     removeOnComplete: { age: o.resultTtlSeconds },
     removeOnFail: { age: o.resultTtlSeconds },
   };
+}
+
+/** A generation job as workers hold it, typed through the job map. */
+export type GenerationJob = Job<JobDataOf<JobName.Generate>, JobResultOf<JobName.Generate>>;
+
+/** Why a running job's AbortSignal fired: the user canceled it, or its worker is shutting down. */
+export enum AbortReason {
+  Canceled = 'canceled',
+  Shutdown = 'shutdown',
 }

@@ -1,3 +1,5 @@
+import { Env } from '@app/config';
+
 /**
  * Redis keys and channels the service owns besides BullMQ's, all under the queue prefix so one
  * Redis can host several deployments (and a {hash tag} prefix keeps them on one Cluster slot).
@@ -65,3 +67,10 @@ export class RedisKeys {
     return `${this.prefix}:rl:${tracker}`;
   }
 }
+
+/** RedisKeys for the deployment's QUEUE_PREFIX, injected wherever keys are named. */
+export const redisKeysProvider = {
+  provide: RedisKeys,
+  inject: [Env],
+  useFactory: (env: Env): RedisKeys => new RedisKeys(env.QUEUE_PREFIX),
+};

@@ -41,8 +41,7 @@ export class GenerateController {
   async generate(@Body() dto: GenerateImageDto, @Req() req: ApiRequest, @Res({ passthrough: true }) res: Response): Promise<GenerateImageResponse> {
     const caller = callerOf(req);
     const base = requestBase(req);
-    const job = await this.jobs.submit(dto, caller);
-    const jobId = job.id as string;
+    const jobId = await this.jobs.submit(dto, caller, { requestBase: base });
     const ended = await this.jobs.waitForEnd(jobId, this.env.SYNC_TIMEOUT_MS);
     const location = `${this.jobs.baseUrl(base)}/api/v1/images/jobs/${jobId}`;
     if (!ended) {
@@ -55,7 +54,7 @@ export class GenerateController {
       const code = STATUS_BY_CODE[error.code] ? error.code : ErrorCode.InternalError;
       throw new ApiError(code, error.message, { job_id: jobId, job_url: location });
     }
-    const image = await this.jobs.image(jobId, 0, caller, base);
+    const image = await this.jobs.image(jobId, 0, caller);
     const params = resource.params;
     return {
       image_url: `data:${image.contentType};base64,${image.bytes.toString('base64')}`,

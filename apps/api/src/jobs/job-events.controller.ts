@@ -3,9 +3,9 @@ import { ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
+import { JobLifecycle } from '@app/jobs';
 import { JobEvent, JobResource, TERMINAL_STATUSES } from '@app/queue';
 import { ApiError } from '../common/api-error';
-import { JobEventsService } from './job-events.service';
 import { JobsService } from './jobs.service';
 import { ApiRequest, callerOf, requestBase } from './request-context';
 
@@ -16,7 +16,7 @@ const POLL_MS = 2_000;
 export class JobEventsController {
   constructor(
     private readonly jobs: JobsService,
-    private readonly jobEvents: JobEventsService,
+    private readonly lifecycle: JobLifecycle,
     private readonly env: Env,
   ) {}
 
@@ -85,7 +85,7 @@ export class JobEventsController {
         refreshing = false;
       }
     };
-    stopListening = this.jobEvents.listen(id, (e: JobEvent) => {
+    stopListening = this.lifecycle.listen(id, (e: JobEvent) => {
       if (e.type === 'progress') send('progress', { job_id: id, step: e.step, total_steps: e.total_steps, fraction: e.fraction });
       else void refresh();
     });

@@ -60,13 +60,13 @@ export class JobsController {
         return resource;
       }
       try {
-        jobId = (await this.jobs.submit(dto, caller, { webhookUrl, jobId, requestBase: base })).id as string;
+        jobId = await this.jobs.submit(dto, caller, { webhookUrl, jobId, requestBase: base });
       } catch (e) {
         await claim.release(); // bad input or Redis trouble: the key stays free, nothing changed
         throw e;
       }
     } else {
-      jobId = (await this.jobs.submit(dto, caller, { webhookUrl, jobId, requestBase: base })).id as string;
+      jobId = await this.jobs.submit(dto, caller, { webhookUrl, jobId, requestBase: base });
     }
     const resource = await this.jobs.get(jobId, caller, base);
     res.setHeader('Location', resource.links.self);
@@ -98,7 +98,7 @@ export class JobsController {
     @Res() res: Response,
   ): Promise<void> {
     if (!/^\d{1,3}$/.test(indexParam)) throw new ApiError(ErrorCode.ImageNotFound, `No image ${indexParam}`);
-    const { bytes, contentType, sha256 } = await this.jobs.image(id, Number(indexParam), callerOf(req), requestBase(req));
+    const { bytes, contentType, sha256 } = await this.jobs.image(id, Number(indexParam), callerOf(req));
     const etag = `"${sha256}"`;
     res.setHeader('ETag', etag);
     // Private: images belong to the key that made them; immutable: a job's image never changes.

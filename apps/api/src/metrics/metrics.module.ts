@@ -1,5 +1,4 @@
 import { DynamicModule, Module } from '@nestjs/common';
-import { DiscoveryModule } from '@nestjs/core';
 import { Env } from '@app/config';
 import { HealthModule } from '../health/health.module';
 import { ApiMetricsServer } from './api-metrics-server';
@@ -14,7 +13,7 @@ export class MetricsModule {
     const ownPort = env.METRICS_PORT !== undefined;
     return {
       module: MetricsModule,
-      imports: [HealthModule, DiscoveryModule],
+      imports: [HealthModule],
       controllers: ownPort ? [] : [MetricsController],
       providers: [ApiMetrics, JobCounters, ...(ownPort ? [ApiMetricsServer] : [])],
       exports: [ApiMetrics],

@@ -1,14 +1,11 @@
-import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { Worker } from 'bullmq';
-import Redis from 'ioredis';
 import { ComfyUiClient, ComfyUiHttpClient } from '@app/comfyui';
 import { Env } from '@app/config';
-import {
-  bullConnection, GenerationJobData, GenerationResult, JobEventPublisher, QueueName, RedisKeys, redisOptionsFromUrl, statusOf,
-} from '@app/queue';
-import { REDIS_CLIENT } from '@app/storage';
+import { JobLifecycle } from '@app/jobs';
+import { AbortReason, bullConnection, decodeFailure, GenerationJobData, GenerationResult, QueueName } from '@app/queue';
 import { runWithJobContext } from '../logging/job-context';
-import { ABORT_CANCELED, ABORT_SHUTDOWN, GenerationProcessor } from './generation.processor';
+import { GenerationProcessor } from './generation.processor';
 
 export interface Slot {
   comfy: ComfyUiClient;
@@ -29,18 +26,12 @@ const MONITOR_MS = 1_000;
 export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(GenerationWorkerPool.name);
   private readonly slots: Slot[] = [];
-  private readonly keys: RedisKeys;
-  private readonly events: JobEventPublisher;
-  private subscriber?: Redis;
 
   constructor(
     private readonly env: Env,
     private readonly processor: GenerationProcessor,
-    @Inject(REDIS_CLIENT) redis: Redis,
-  ) {
-    this.keys = new RedisKeys(env.QUEUE_PREFIX);
-    this.events = new JobEventPublisher(redis, this.keys);
-  }
+    private readonly lifecycle: JobLifecycle,
+  ) {}
 
   get allSlots(): readonly Slot[] {
     return this.slots;
@@ -88,15 +79,13 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
         autorun: false,
       },
     );
-    worker.on('completed', (job) => {
-      void this.events.publish({ type: 'status', job_id: job.id as string, status: 'succeeded', at: Date.now() });
-    });
     worker.on('failed', (job) => {
       if (!job) return;
-      // A failed attempt with attempts left goes back to the queue (delayed): tell watchers it is queued again.
       const final = job.finishedOn !== undefined && job.finishedOn !== null;
-      const status = final ? statusOf({ state: 'failed', failedReason: job.failedReason }) : 'queued';
-      void this.events.publish({ type: 'status', job_id: job.id as string, status, at: Date.now() });
+      // Not final: BullMQ has put it back (delayed) for a retry. Final: the processor recorded the
+      // end already, unless BullMQ gave the job up on its own (stalled too often).
+      if (final) void this.lifecycle.failedByQueue(job, url).catch(() => undefined);
+      else void this.lifecycle.requeued(job, url, 'retry', decodeFailure(job.failedReason).code).catch(() => undefined);
     });
     let lastError: string | undefined;
     worker.on('error', (err) => {
@@ -148,14 +137,13 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
   }
 
   private async listenForCancels(): Promise<void> {
-    this.subscriber = new Redis({ ...redisOptionsFromUrl(this.env.REDIS_URL), maxRetriesPerRequest: null });
-    this.subscriber.on('error', () => undefined); // ioredis reconnects and resubscribes by itself
-    this.subscriber.on('message', (_channel, jobId: string) => {
-      for (const s of this.slots) {
-        if (s.worker.cancelJob(jobId, ABORT_CANCELED)) this.logger.log({ job_id: jobId, msg: 'cancel requested, interrupting' });
-      }
-    });
-    await this.subscriber.subscribe(this.keys.cancelChannel).catch((e: Error) => this.logger.warn(`cancel channel: ${e.message}`));
+    await this.lifecycle
+      .onCancelRequest((jobId) => {
+        for (const s of this.slots) {
+          if (s.worker.cancelJob(jobId, AbortReason.Canceled)) this.logger.log({ job_id: jobId, msg: 'cancel requested, interrupting' });
+        }
+      })
+      .catch((e: Error) => this.logger.warn(`cancel channel: ${e.message}`));
   }
 
   private closing = false;
@@ -171,12 +159,11 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
         const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), grace).unref());
         if ((await Promise.race([closing.then(() => 'closed' as const), timer])) === 'timeout') {
           this.logger.warn('grace time over: interrupting the running job and handing it back');
-          worker.cancelAllJobs(ABORT_SHUTDOWN);
+          worker.cancelAllJobs(AbortReason.Shutdown);
           await Promise.race([closing, new Promise((r) => setTimeout(r, 5000).unref())]);
         }
       }),
     );
     await Promise.all(this.slots.map((s) => s.comfy.close()));
-    this.subscriber?.disconnect();
   }
 }

@@ -1,64 +1,49 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { Inject, Injectable, Logger } from '@nestjs/common';
-import { DelayedError, Job, UnrecoverableError, WaitingError } from 'bullmq';
-import type Redis from 'ioredis';
-import sharp from 'sharp';
-import { ComfyAbortError, ComfyUiClient, ComfyUiError, ComfyUiTimeoutError, ComfyUnavailableError, ExecutionError, type PromptOutcome } from '@app/comfyui';
+import { Injectable, Logger } from '@nestjs/common';
+import { DelayedError, UnrecoverableError, WaitingError } from 'bullmq';
+import { ComfyUiClient, ComfyUnavailableError, type PromptOutcome } from '@app/comfyui';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
-import {
-  encodeFailure, GenerationProgress, GenerationResult, JobDataOf, JobName, JobResultOf, JobEventPublisher, RedisKeys, StoredImageRef,
-} from '@app/queue';
-import { REDIS_CLIENT, ResultStore, sniffImageType } from '@app/storage';
+import { JobLifecycle } from '@app/jobs';
+import { encodeFailure, type GenerationJob, type GenerationResult, type StoredImageRef } from '@app/queue';
+import { ResultStore, sniffImageType } from '@app/storage';
 import { WorkflowRegistry } from '@app/workflows';
-import { JobNotifier } from './job-notifier';
-
-/** Typed through the job map, so this processor and the API's producer cannot disagree. */
-export type GenerationJob = Job<JobDataOf<JobName.Generate>, JobResultOf<JobName.Generate>>;
-
-/** Why a running job's AbortSignal fired: the user canceled it, or this worker is shutting down. */
-export const ABORT_CANCELED = 'canceled';
-export const ABORT_SHUTDOWN = 'shutdown';
+import sharp from 'sharp';
+import { classifyFailure } from './failure-classification';
 
 /** How long a job waits when ComfyUI was found down before a worker looks at it again. */
-const COMFY_DOWN_DELAY_MS = 2_000;
+export const COMFY_DOWN_DELAY_MS = 2_000;
 
 /**
  * Runs one generation job on one ComfyUI: bind parameters → submit (or re-attach to the prompt a
  * crashed attempt left running) → follow → fetch outputs → store → result. Knows nothing about
- * BullMQ workers or HTTP; the pool hands it a job, a signal and the ComfyUI to use.
+ * BullMQ workers or HTTP; the pool hands it a job, a signal and the ComfyUI to use. Every change of
+ * the job's state goes through JobLifecycle.
  */
 @Injectable()
 export class GenerationProcessor {
   private readonly logger = new Logger(GenerationProcessor.name);
-  private readonly keys: RedisKeys;
-  private readonly events: JobEventPublisher;
 
   constructor(
     private readonly env: Env,
     private readonly workflows: WorkflowRegistry,
     private readonly store: ResultStore,
-    @Inject(REDIS_CLIENT) private readonly redis: Redis,
-    private readonly notifier: JobNotifier,
-  ) {
-    this.keys = new RedisKeys(env.QUEUE_PREFIX);
-    this.events = new JobEventPublisher(redis, this.keys);
-  }
+    private readonly lifecycle: JobLifecycle,
+  ) {}
 
   async process(job: GenerationJob, token: string | undefined, signal: AbortSignal, comfy: ComfyUiClient): Promise<GenerationResult> {
     const jobId = job.id as string;
     const log = (msg: string, extra: Record<string, unknown> = {}) => this.logger.log({ job_id: jobId, comfyui: comfy.baseUrl, msg, ...extra });
-    if (await this.redis.exists(this.keys.cancelFlag(jobId))) {
+    if (await this.lifecycle.isCancelRequested(jobId)) {
+      await this.lifecycle.canceled(job, comfy.baseUrl);
       throw new UnrecoverableError(encodeFailure(ErrorCode.Canceled, 'The job was canceled'));
     }
     const params = job.data.params;
+    const previous = await this.lifecycle.started(job, comfy.baseUrl);
     const startedAt = Date.now();
-    await this.events.publish({ type: 'status', job_id: jobId, status: 'running', at: startedAt });
-    await this.notifier.running(job);
 
     let promptId: string | undefined;
     try {
-      const previous = (typeof job.progress === 'object' ? job.progress : undefined) as GenerationProgress | undefined;
       let outcome: PromptOutcome | undefined;
       if (previous?.prompt_id && previous.comfyui === comfy.baseUrl) {
         // A previous attempt (a crashed or restarted worker) submitted this prompt: re-attach instead of rendering twice.
@@ -67,12 +52,12 @@ export class GenerationProcessor {
         if (where === 'done') outcome = await comfy.outcome(previous.prompt_id, signal);
         log('recovering job', { previous_prompt_id: previous.prompt_id, found: where });
         if (outcome) promptId = previous.prompt_id;
+        if (promptId) await this.lifecycle.promptSubmitting(job, promptId, comfy.baseUrl);
       }
       if (!promptId) {
         promptId = randomUUID();
         const graph = this.workflows.buildGraph(params, { filenamePrefix: `fictures/${jobId}` });
-        // Record the prompt id before submitting, so a crash right after the POST can still re-attach.
-        await job.updateProgress(this.progress(params.num_inference_steps, 0, promptId, comfy.baseUrl, startedAt));
+        await this.lifecycle.promptSubmitting(job, promptId, comfy.baseUrl);
         const submitted = await comfy.submit(graph, { promptId, signal });
         promptId = submitted.promptId;
         log('prompt submitted', { prompt_id: promptId, number: submitted.number });
@@ -85,9 +70,7 @@ export class GenerationProcessor {
         onProgress: (p) => {
           // Sampling steps: the node whose max equals the step count (loaders report 0..1).
           if (p.max !== params.num_inference_steps && p.max <= 1) return;
-          const step = Math.min(p.value, p.max);
-          void job.updateProgress(this.progress(p.max, step, pid, comfy.baseUrl, startedAt)).catch(() => undefined);
-          void this.events.publish({ type: 'progress', job_id: jobId, step, total_steps: p.max, fraction: p.max ? step / p.max : 0, at: Date.now() });
+          this.lifecycle.stepped(job, comfy.baseUrl, Math.min(p.value, p.max), p.max);
         },
       });
       const images = await this.fetchAndStore(jobId, outcome, comfy, signal);
@@ -106,15 +89,11 @@ export class GenerationProcessor {
         },
       };
       log('job succeeded', { prompt_id: pid, images: images.length, execution_ms: result.timings.execution_ms });
-      await this.notifier.finished(job, 'succeeded', result);
+      await this.lifecycle.succeeded(job, comfy.baseUrl, result);
       return result;
     } catch (err) {
       throw await this.failure(job, token, err, signal, comfy, promptId);
     }
-  }
-
-  private progress(total: number, step: number, promptId: string, comfyui: string, startedAt: number): GenerationProgress {
-    return { step, total_steps: total, fraction: total ? step / total : 0, prompt_id: promptId, comfyui, started_at: startedAt };
   }
 
   private async fetchAndStore(jobId: string, outcome: PromptOutcome, comfy: ComfyUiClient, signal: AbortSignal): Promise<StoredImageRef[]> {
@@ -137,57 +116,52 @@ export class GenerationProcessor {
     return refs;
   }
 
-  /** Classifies a failure: the error BullMQ should see (retry or not) and, when final, the notifications. */
+  /** Carries out the failure's classification: the error BullMQ should see and, when final, the job's end. */
   private async failure(job: GenerationJob, token: string | undefined, err: unknown, signal: AbortSignal, comfy: ComfyUiClient, promptId?: string): Promise<Error> {
     const jobId = job.id as string;
-    const aborted = signal.aborted || err instanceof ComfyAbortError;
-    const reason = signal.reason instanceof Error ? signal.reason.message : String(signal.reason ?? '');
-    const forgetPrompt = async () => {
-      // This attempt gives its prompt up: the next one must submit afresh, not re-attach to it.
-      if (promptId) await job.updateProgress({ step: 0, total_steps: job.data.params.num_inference_steps, fraction: 0 }).catch(() => undefined);
-    };
-    if (aborted && promptId) {
-      await comfy.cancel(promptId).catch(() => undefined);
-      await forgetPrompt();
+    const isUnavailable = err instanceof ComfyUnavailableError;
+    const decision = classifyFailure(err, {
+      aborted: signal.aborted,
+      abortReason: signal.reason instanceof Error ? signal.reason.message : String(signal.reason ?? ''),
+      attemptsMade: job.attemptsMade,
+      attempts: job.opts.attempts ?? 1,
+      comfyAnswers: isUnavailable ? await comfy.systemStats(undefined, 1_000).then(() => true, () => false) : undefined,
+    });
+    switch (decision.kind) {
+      case 'canceled':
+        if (promptId) await comfy.cancel(promptId).catch(() => undefined);
+        await this.lifecycle.forgetPrompt(job);
+        this.logger.log({ job_id: jobId, msg: 'job canceled', prompt_id: promptId });
+        await this.lifecycle.canceled(job, comfy.baseUrl);
+        return new UnrecoverableError(encodeFailure(ErrorCode.Canceled, 'The job was canceled'));
+      case 'shutdown':
+        if (promptId) await comfy.cancel(promptId).catch(() => undefined);
+        await this.lifecycle.forgetPrompt(job);
+        this.logger.warn({ job_id: jobId, msg: 'shutting down: job handed back to the queue', prompt_id: promptId });
+        await job.moveToWait(token);
+        await this.lifecycle.requeued(job, comfy.baseUrl, 'shutdown');
+        return new WaitingError();
+      case 'comfyui_down':
+        // The availability monitor pauses this worker until ComfyUI answers again; the prompt (if
+        // any was accepted) may still be found there by the next attempt, so it is kept on record.
+        this.logger.warn({ job_id: jobId, msg: 'ComfyUI is down: job delayed without using an attempt', error: (err as Error).message });
+        await job.moveToDelayed(Date.now() + COMFY_DOWN_DELAY_MS, token);
+        await this.lifecycle.requeued(job, comfy.baseUrl, 'comfyui_down');
+        return new DelayedError();
+      case 'failed': {
+        await this.lifecycle.forgetPrompt(job);
+        if (decision.interruptPrompt && promptId) await comfy.cancel(promptId).catch(() => undefined);
+        if (decision.freeMemory) await comfy.free().catch(() => undefined);
+        const msg = encodeFailure(decision.error.code, decision.error.message);
+        if (decision.unexpected) this.logger.error({ job_id: jobId, msg: 'attempt failed unexpectedly', error: decision.error.message, final: decision.final });
+        else this.logger.warn({ job_id: jobId, msg: 'attempt failed', code: decision.error.code, error: decision.error.message, retryable: decision.retry, final: decision.final });
+        if (decision.final) {
+          // An internal error's text stays in the logs; the job only says that it failed.
+          const shown = decision.unexpected ? { code: ErrorCode.InternalError, message: 'The job failed' } : decision.error;
+          await this.lifecycle.failed(job, comfy.baseUrl, shown);
+        }
+        return decision.retry ? new Error(msg) : new UnrecoverableError(msg);
+      }
     }
-    if (aborted && reason !== ABORT_SHUTDOWN) {
-      this.logger.log({ job_id: jobId, msg: 'job canceled', prompt_id: promptId });
-      await this.notifier.finished(job, 'canceled');
-      return new UnrecoverableError(encodeFailure(ErrorCode.Canceled, 'The job was canceled'));
-    }
-    if (aborted) {
-      // Shutdown past the grace time: hand the job back to the queue without using up an attempt.
-      this.logger.warn({ job_id: jobId, msg: 'shutting down: job handed back to the queue', prompt_id: promptId });
-      await job.moveToWait(token);
-      return new WaitingError();
-    }
-    if (err instanceof ComfyUnavailableError && !(await comfy.systemStats(undefined, 1_000).then(() => true, () => false))) {
-      // ComfyUI itself is down (not just this request): put the job back without using an attempt;
-      // the availability monitor pauses this worker until ComfyUI answers again.
-      this.logger.warn({ job_id: jobId, msg: 'ComfyUI is down: job delayed without using an attempt', error: err.message });
-      await job.moveToDelayed(Date.now() + COMFY_DOWN_DELAY_MS, token);
-      return new DelayedError();
-    }
-    await forgetPrompt();
-    if (err instanceof ComfyUiTimeoutError && promptId) {
-      // Hung GPU: stop the prompt so the retry does not queue behind it.
-      await comfy.cancel(promptId).catch(() => undefined);
-    }
-    if (err instanceof ExecutionError && /out of memory|OutOfMemory/i.test(`${err.exceptionType} ${err.exceptionMessage}`)) {
-      // CUDA OOM: unload models and free the cache before the retry.
-      await comfy.free().catch(() => undefined);
-    }
-    if (err instanceof ComfyUiError) {
-      const msg = encodeFailure(err.code, err.message);
-      const attempts = job.opts.attempts ?? 1;
-      const final = !err.retryable || job.attemptsMade + 1 >= attempts;
-      this.logger.warn({ job_id: jobId, msg: 'attempt failed', code: err.code, error: err.message, retryable: err.retryable, final });
-      if (final) await this.notifier.finished(job, 'failed', undefined, msg);
-      return err.retryable ? new Error(msg) : new UnrecoverableError(msg);
-    }
-    const message = err instanceof Error ? err.message : String(err);
-    this.logger.error({ job_id: jobId, msg: 'attempt failed unexpectedly', error: message });
-    if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) await this.notifier.finished(job, 'failed', undefined, encodeFailure(ErrorCode.InternalError, 'The job failed'));
-    return new Error(encodeFailure(ErrorCode.InternalError, message.slice(0, 300)));
   }
 }

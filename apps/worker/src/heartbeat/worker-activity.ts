@@ -1,9 +1,10 @@
 import { Injectable, OnApplicationBootstrap } from '@nestjs/common';
-import type { Job, Worker } from 'bullmq';
+import type { Worker } from 'bullmq';
 import type { ComfyUiClient } from '@app/comfyui';
+import { JobLifecycle, type JobTransition } from '@app/jobs';
 import { GenerationWorkerPool } from '../generation/generation-worker.pool';
 
-/** What one generation worker (one ComfyUI) is doing, from its BullMQ events. */
+/** What one generation worker (one ComfyUI) is doing, from the job owner's transitions on it. */
 export class SlotActivity {
   current?: { jobId: string; startedAt: number; lastProgressAt?: number };
   lastJobStartedAt?: number;
@@ -13,25 +14,25 @@ export class SlotActivity {
     readonly index: number,
     readonly comfy: ComfyUiClient,
     readonly worker: Worker,
-  ) {
-    worker.on('active', (job: Job) => this.started(job));
-    worker.on('progress', (job: Job) => {
-      if (this.current && this.current.jobId === job.id) this.current.lastProgressAt = Date.now();
-    });
-    worker.on('completed', (job: Job) => this.ended(job));
-    worker.on('failed', (job: Job | undefined) => this.ended(job));
+  ) {}
+
+  /** Called for every transition of this process; keeps those on this slot's ComfyUI. */
+  observe(t: JobTransition): void {
+    if (!('comfyui' in t) || t.comfyui !== this.comfy.baseUrl) return;
+    if (t.kind === 'running') this.started(t.jobId, t.at);
+    else if (t.kind === 'progress' && this.current?.jobId === t.jobId) this.current.lastProgressAt = t.at;
+    else if (t.kind === 'ended' || t.kind === 'requeued') this.ended(t.jobId, t.at);
   }
 
-  private started(job: Job): void {
-    const now = Date.now();
-    if (this.current) this.ended(undefined);
-    this.current = { jobId: String(job.id), startedAt: now };
-    this.lastJobStartedAt = now;
+  private started(jobId: string, at: number): void {
+    if (this.current) this.ended(undefined, at);
+    this.current = { jobId, startedAt: at };
+    this.lastJobStartedAt = at;
   }
 
-  private ended(job: Job | undefined): void {
-    if (!this.current || (job && String(job.id) !== this.current.jobId)) return;
-    this.busyMs += Date.now() - this.current.startedAt;
+  private ended(jobId: string | undefined, at: number): void {
+    if (!this.current || (jobId !== undefined && jobId !== this.current.jobId)) return;
+    this.busyMs += Math.max(0, at - this.current.startedAt);
     this.current = undefined;
   }
 
@@ -50,10 +51,16 @@ export class WorkerActivity implements OnApplicationBootstrap {
   private readonly bySlot: SlotActivity[] = [];
   private readonly seen = new WeakSet<Worker>();
 
-  constructor(private readonly pool: GenerationWorkerPool) {}
+  constructor(
+    private readonly pool: GenerationWorkerPool,
+    private readonly lifecycle: JobLifecycle,
+  ) {}
 
   onApplicationBootstrap(): void {
     this.slots();
+    this.lifecycle.onTransition((t) => {
+      for (const s of this.bySlot) s.observe(t);
+    });
   }
 
   slots(): SlotActivity[] {

@@ -1,17 +1,11 @@
 import { Injectable, OnApplicationBootstrap } from '@nestjs/common';
-import type { Job, Worker } from 'bullmq';
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
 import { ErrorCode } from '@app/common';
-import { decodeFailure, GenerationJobData, GenerationResult } from '@app/queue';
-import { GenerationWorkerPool } from '../generation/generation-worker.pool';
+import { JobLifecycle } from '@app/jobs';
 import { WorkerActivity } from '../heartbeat/worker-activity';
 import { webhookDeliveries } from './webhook-metrics';
 
 const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800];
-
-type GenerationJob = Job<GenerationJobData, GenerationResult>;
-
-const modelOf = (job: GenerationJob | undefined) => job?.data?.params?.model ?? 'unknown';
 
 /**
  * The worker's Prometheus registry: job outcomes and durations as the worker sees them (the data
@@ -26,10 +20,9 @@ export class WorkerMetrics implements OnApplicationBootstrap {
   readonly queueWait: Histogram<'model'>;
   readonly execution: Histogram<'model'>;
   readonly total: Histogram<'model'>;
-  private readonly seen = new WeakSet<Worker>();
 
   constructor(
-    private readonly pool: GenerationWorkerPool,
+    private readonly lifecycle: JobLifecycle,
     activity: WorkerActivity,
   ) {
     const registers = [this.registry];
@@ -73,31 +66,17 @@ export class WorkerMetrics implements OnApplicationBootstrap {
   }
 
   onApplicationBootstrap(): void {
-    for (const w of this.pool.workers) this.attach(w as Worker<GenerationJobData, GenerationResult>);
-  }
-
-  private attach(worker: Worker<GenerationJobData, GenerationResult>): void {
-    if (this.seen.has(worker)) return;
-    this.seen.add(worker);
-    worker.on('active', (job: GenerationJob) => {
-      if (job.attemptsMade > 0 || typeof job.data?.submitted_at !== 'number') return;
-      this.queueWait.observe({ model: modelOf(job) }, Math.max(0, (job.processedOn ?? Date.now()) - job.data.submitted_at) / 1000);
-    });
-    worker.on('completed', (job: GenerationJob, result: GenerationResult) => {
-      const model = modelOf(job);
-      this.jobs.inc({ model, status: 'succeeded' });
-      if (result?.timings) {
-        this.execution.observe({ model }, result.timings.execution_ms / 1000);
-        this.total.observe({ model }, result.timings.total_ms / 1000);
+    this.lifecycle.onTransition((t) => {
+      // Only what this process's workers did: the API's own transitions (queued, canceled while queued) are counted there.
+      if (t.kind === 'running' && t.attempt === 1) this.queueWait.observe({ model: t.model }, t.queueMs / 1000);
+      else if (t.kind === 'requeued' && t.reason === 'retry') this.attemptFailures.inc({ model: t.model, code: t.code ?? ErrorCode.InternalError });
+      else if (t.kind === 'ended' && t.comfyui !== undefined) {
+        this.jobs.inc({ model: t.model, status: t.status });
+        if (t.status === 'succeeded' && t.result?.timings) {
+          this.execution.observe({ model: t.model }, t.result.timings.execution_ms / 1000);
+          this.total.observe({ model: t.model }, t.result.timings.total_ms / 1000);
+        }
       }
-    });
-    worker.on('failed', (job: GenerationJob | undefined) => {
-      if (!job) return;
-      const model = modelOf(job);
-      const { code } = decodeFailure(job.failedReason);
-      const final = job.finishedOn !== undefined && job.finishedOn !== null;
-      if (!final) this.attemptFailures.inc({ model, code });
-      else this.jobs.inc({ model, status: code === ErrorCode.Canceled ? 'canceled' : 'failed' });
     });
   }
 }

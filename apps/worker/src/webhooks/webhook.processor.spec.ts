@@ -83,8 +83,9 @@ describe('WebhookProcessor', () => {
 
   beforeEach(() => {
     redis = new FakeRedis();
-    processor = new WebhookProcessor(env, redis as unknown as Redis, dnsLookup);
-    states = new WebhookStateStore(redis as unknown as Redis, new RedisKeys('unit'), 60);
+    const keys = new RedisKeys('unit');
+    states = new WebhookStateStore(redis as unknown as Redis, keys, 60);
+    processor = new WebhookProcessor(env, redis as unknown as Redis, keys, states, dnsLookup);
   });
   afterEach(async () => {
     await receiver?.close();

@@ -44,8 +44,6 @@ export const ENDPOINT_GONE = 'endpoint_gone';
 @Injectable()
 export class WebhookProcessor implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(WebhookProcessor.name);
-  private readonly keys: RedisKeys;
-  private readonly states: WebhookStateStore;
   private readonly agents: GuardedAgents;
   private readonly schedule: number[];
   private worker?: Worker<WebhookJobData, WebhookJobResult>;
@@ -53,10 +51,10 @@ export class WebhookProcessor implements OnApplicationBootstrap, BeforeApplicati
   constructor(
     private readonly env: Env,
     @Inject(REDIS_CLIENT) private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+    private readonly states: WebhookStateStore,
     @Inject(WEBHOOK_DNS_LOOKUP) lookup: LookupFunction,
   ) {
-    this.keys = new RedisKeys(env.QUEUE_PREFIX);
-    this.states = new WebhookStateStore(redis, this.keys, env.RESULT_TTL_SECONDS);
     this.schedule = env.webhookRetryScheduleMs;
     // Every connection goes through these: each resolved address is checked at connect time.
     this.agents = createGuardedAgents({ allowedHosts: parseAllowedHosts(env.WEBHOOK_ALLOWED_HOSTS), lookup });

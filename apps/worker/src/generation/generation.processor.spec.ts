@@ -1,0 +1,183 @@
+import { Logger } from '@nestjs/common';
+import { DelayedError, UnrecoverableError, WaitingError } from 'bullmq';
+import sharp from 'sharp';
+import {
+  ComfyAbortError, type ComfyUiClient, ComfyUiTimeoutError, ComfyUnavailableError, ExecutionError, PromptValidationError, type PromptOutcome,
+} from '@app/comfyui';
+import type { Env } from '@app/config';
+import type { JobLifecycle } from '@app/jobs';
+import { AbortReason, type GenerationJob, type GenerationJobData } from '@app/queue';
+import type { ResultStore } from '@app/storage';
+import type { WorkflowRegistry } from '@app/workflows';
+import { GenerationProcessor } from './generation.processor';
+
+type Call = [string, ...unknown[]];
+
+/** A fake of the job owner that records every call (the processor's only way to change a job). */
+function fakeLifecycle(opts: { cancelRequested?: boolean; previous?: object } = {}) {
+  const calls: Call[] = [];
+  const rec = (name: string, ret?: unknown) => async (...args: unknown[]) => (calls.push([name, ...args.slice(1)]), ret);
+  const lifecycle = {
+    isCancelRequested: async () => opts.cancelRequested ?? false,
+    started: rec('started', opts.previous),
+    promptSubmitting: rec('promptSubmitting'),
+    forgetPrompt: rec('forgetPrompt'),
+    stepped: (_job: unknown, _c: string, step: number, total: number) => void calls.push(['stepped', step, total]),
+    succeeded: rec('succeeded'),
+    failed: rec('failed'),
+    canceled: rec('canceled'),
+    requeued: rec('requeued'),
+  };
+  return { lifecycle: lifecycle as unknown as JobLifecycle, calls, names: () => calls.map((c) => c[0]) };
+}
+
+let png: Buffer;
+const outcome: PromptOutcome = { promptId: 'p', images: [{ filename: 'a.png', subfolder: '', type: 'output' }], executionMs: 40 } as unknown as PromptOutcome;
+
+function fakeComfy(o: { submit?: () => Promise<unknown>; wait?: (opts: { onProgress?: (p: { value: number; max: number }) => void }) => Promise<PromptOutcome>; answers?: boolean; locate?: string } = {}) {
+  const calls: string[] = [];
+  const comfy = {
+    baseUrl: 'http://gpu0',
+    submit: async () => (calls.push('submit'), o.submit ? o.submit() : { promptId: 'p', number: 1 }),
+    wait: async (_id: string, opts: { onProgress?: (p: { value: number; max: number }) => void }) => (calls.push('wait'), o.wait ? o.wait(opts) : outcome),
+    locate: async () => (calls.push('locate'), o.locate ?? 'unknown'),
+    outcome: async () => (calls.push('outcome'), outcome),
+    view: async () => (calls.push('view'), png),
+    cancel: async () => void calls.push('cancel'),
+    free: async () => void calls.push('free'),
+    systemStats: async () => {
+      calls.push('systemStats');
+      if (o.answers === false) throw new Error('down');
+      return {};
+    },
+  };
+  return { comfy: comfy as unknown as ComfyUiClient, calls };
+}
+
+const data: GenerationJobData = {
+  params: { model: 'm', prompt: 'p', negative_prompt: '', width: 64, height: 48, num_inference_steps: 4, guidance_scale: 1, seed: 9 },
+  submitted_at: Date.now(),
+};
+
+function job(attemptsMade = 0) {
+  const moves: string[] = [];
+  const j = {
+    id: 'job-1', data, attemptsMade, opts: { attempts: 3 }, processedOn: Date.now(), progress: 0,
+    moveToDelayed: async () => void moves.push('delayed'),
+    moveToWait: async () => void moves.push('wait'),
+  };
+  return { job: j as unknown as GenerationJob, moves };
+}
+
+function processor(lifecycle: JobLifecycle) {
+  const stored: Array<[string, number, number, string]> = [];
+  const store = { putImage: async (id: string, i: number, b: Buffer, ct: string) => void stored.push([id, i, b.length, ct]) } as unknown as ResultStore;
+  const workflows = { buildGraph: () => ({ '1': { class_type: 'X', inputs: {} } }) } as unknown as WorkflowRegistry;
+  const env = { COMFYUI_IDLE_TIMEOUT_MS: 1_000 } as Env;
+  return { p: new GenerationProcessor(env, workflows, store, lifecycle), stored };
+}
+
+const live = () => new AbortController().signal;
+
+describe('GenerationProcessor', () => {
+  beforeAll(async () => {
+    Logger.overrideLogger(false);
+    png = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#345' } }).png().toBuffer();
+  });
+
+  it('runs a job: start, record the prompt id before submitting, steps, store, succeeded with dimensions and timings', async () => {
+    const f = fakeLifecycle();
+    const c = fakeComfy({ wait: async ({ onProgress }) => (onProgress?.({ value: 0, max: 1 }), onProgress?.({ value: 2, max: 4 }), outcome) });
+    const { p, stored } = processor(f.lifecycle);
+    const { job: j } = job();
+    const result = await p.process(j, 't', live(), c.comfy);
+    expect(f.names()).toEqual(['started', 'promptSubmitting', 'stepped', 'succeeded']);
+    expect(c.calls).toEqual(['submit', 'wait', 'view']);
+    expect(stored).toEqual([['job-1', 0, png.length, 'image/png']]);
+    expect(result.images[0]).toMatchObject({ width: 64, height: 48, content_type: 'image/png', bytes: png.length });
+    expect(result.timings.comfyui_ms).toBe(40);
+    expect(f.calls.find((x) => x[0] === 'stepped')).toEqual(['stepped', 2, 4]);
+  });
+
+  it('a cancel flag seen before starting ends the job canceled without touching ComfyUI', async () => {
+    const f = fakeLifecycle({ cancelRequested: true });
+    const c = fakeComfy();
+    await expect(processor(f.lifecycle).p.process(job().job, 't', live(), c.comfy)).rejects.toBeInstanceOf(UnrecoverableError);
+    expect(f.names()).toEqual(['canceled']);
+    expect(c.calls).toEqual([]);
+  });
+
+  it('re-attaches to the prompt an earlier attempt left running on the same ComfyUI instead of submitting again', async () => {
+    const f = fakeLifecycle({ previous: { step: 1, total_steps: 4, fraction: 0.25, prompt_id: 'p-old', comfyui: 'http://gpu0' } });
+    const c = fakeComfy({ locate: 'running' });
+    await processor(f.lifecycle).p.process(job(1).job, 't', live(), c.comfy);
+    expect(c.calls).toEqual(['locate', 'wait', 'view']);
+    expect(f.calls.find((x) => x[0] === 'promptSubmitting')).toEqual(['promptSubmitting', 'p-old', 'http://gpu0']);
+  });
+
+  it('permanent rejection: UnrecoverableError and the job fails now with ComfyUI’s words', async () => {
+    const f = fakeLifecycle();
+    const c = fakeComfy({ submit: async () => Promise.reject(new PromptValidationError({ type: 'x', message: 'Prompt outputs failed validation', details: '' }, {})) });
+    const err = await processor(f.lifecycle).p.process(job().job, 't', live(), c.comfy).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(UnrecoverableError);
+    const failed = f.calls.find((x) => x[0] === 'failed');
+    expect(failed?.[2]).toMatchObject({ code: 'comfyui_rejected', message: expect.stringContaining('Prompt outputs failed validation') });
+  });
+
+  it('transient failure with attempts left: a plain Error for BullMQ to retry, the prompt forgotten, no end recorded', async () => {
+    const f = fakeLifecycle();
+    const c = fakeComfy({ wait: async () => Promise.reject(new ExecutionError('3', 'KSampler', 'RuntimeError', 'boom')) });
+    const err = await processor(f.lifecycle).p.process(job(0).job, 't', live(), c.comfy).catch((e: Error) => e);
+    expect(err).not.toBeInstanceOf(UnrecoverableError);
+    expect((err as Error).message).toMatch(/^\[comfyui_execution_error\]/);
+    expect(f.names()).toContain('forgetPrompt');
+    expect(f.names()).not.toContain('failed');
+  });
+
+  it('the last attempt of a transient failure records the failure', async () => {
+    const f = fakeLifecycle();
+    const c = fakeComfy({ wait: async () => Promise.reject(new ExecutionError('3', 'KSampler', 'RuntimeError', 'boom')) });
+    await processor(f.lifecycle).p.process(job(2).job, 't', live(), c.comfy).catch(() => undefined);
+    expect(f.names()).toContain('failed');
+  });
+
+  it('ComfyUI down: the job is delayed without using an attempt (DelayedError) and watchers hear it is queued', async () => {
+    const f = fakeLifecycle();
+    const c = fakeComfy({ answers: false, submit: async () => Promise.reject(new ComfyUnavailableError('connect ECONNREFUSED')) });
+    const { job: j, moves } = job();
+    await expect(processor(f.lifecycle).p.process(j, 't', live(), c.comfy)).rejects.toBeInstanceOf(DelayedError);
+    expect(moves).toEqual(['delayed']);
+    expect(f.calls.find((x) => x[0] === 'requeued')).toEqual(['requeued', 'http://gpu0', 'comfyui_down']);
+  });
+
+  it('a hung prompt is interrupted before the retry; CUDA OOM frees memory', async () => {
+    const hung = fakeComfy({ wait: async () => Promise.reject(new ComfyUiTimeoutError('p', 1000)) });
+    await processor(fakeLifecycle().lifecycle).p.process(job().job, 't', live(), hung.comfy).catch(() => undefined);
+    expect(hung.calls).toContain('cancel');
+    const oom = fakeComfy({ wait: async () => Promise.reject(new ExecutionError('3', 'KSampler', 'torch.OutOfMemoryError', 'CUDA out of memory')) });
+    await processor(fakeLifecycle().lifecycle).p.process(job().job, 't', live(), oom.comfy).catch(() => undefined);
+    expect(oom.calls).toContain('free');
+    expect(oom.calls).not.toContain('cancel');
+  });
+
+  it('a user cancel while running interrupts the prompt and ends the job canceled, no retry', async () => {
+    const f = fakeLifecycle();
+    const ctl = new AbortController();
+    const c = fakeComfy({ wait: async () => (ctl.abort(AbortReason.Canceled), Promise.reject(new ComfyAbortError())) });
+    const err = await processor(f.lifecycle).p.process(job().job, 't', ctl.signal, c.comfy).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(UnrecoverableError);
+    expect(c.calls).toContain('cancel');
+    expect(f.names().slice(-2)).toEqual(['forgetPrompt', 'canceled']);
+  });
+
+  it('shutdown past the grace time hands the job back to the queue untouched (WaitingError)', async () => {
+    const f = fakeLifecycle();
+    const ctl = new AbortController();
+    const c = fakeComfy({ wait: async () => (ctl.abort(AbortReason.Shutdown), Promise.reject(new ComfyAbortError())) });
+    const { job: j, moves } = job();
+    await expect(processor(f.lifecycle).p.process(j, 't', ctl.signal, c.comfy)).rejects.toBeInstanceOf(WaitingError);
+    expect(moves).toEqual(['wait']);
+    expect(f.names()).not.toContain('canceled');
+    expect(f.calls.find((x) => x[0] === 'requeued')).toEqual(['requeued', 'http://gpu0', 'shutdown']);
+  });
+});

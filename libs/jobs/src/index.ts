@@ -1,0 +1,6 @@
+export * from './job-view';
+export * from './job-resource';
+export * from './job-transitions';
+export * from './job-event-bus';
+export * from './job-lifecycle.service';
+export * from './jobs.module';

@@ -1,0 +1,172 @@
+import { EventEmitter } from 'node:events';
+import { Logger } from '@nestjs/common';
+import type { Queue } from 'bullmq';
+import type Redis from 'ioredis';
+import type { Env } from '@app/config';
+import { type GenerationJob, type GenerationJobData, type GenerationResult, type JobEvent, RedisKeys } from '@app/queue';
+import type { ResultStore } from '@app/storage';
+import type { WebhookEnqueuer, WebhookEventInput, WebhookStateStore } from '@app/webhooks';
+import type { JobEventBus } from './job-event-bus';
+import { JobLifecycle } from './job-lifecycle.service';
+import type { JobTransition } from './job-transitions';
+import { isTerminalRecord, type TerminalRecord } from './job-view';
+
+/** Fakes of every port the owner has, recording what it did and in which order. */
+function harness() {
+  const log: string[] = [];
+  const records = new Map<string, Record<string, unknown>>();
+  const flags = new Set<string>();
+  const queueJobs = new Map<string, { state: string; data: GenerationJobData }>();
+  const events: JobEvent[] = [];
+  const cancels: string[] = [];
+  const webhooks: WebhookEventInput[] = [];
+  const store = {
+    putRecord: async (id: string, r: Record<string, unknown>) => void (records.set(id, r), log.push(`record:${String(r.status)}`)),
+    getRecord: async (id: string) => records.get(id),
+    wasExpired: async () => false,
+  } as unknown as ResultStore;
+  const bus = {
+    publish: async (e: JobEvent) => void (events.push(e), log.push(`event:${e.type === 'status' ? e.status : 'progress'}`)),
+    requestCancel: async (id: string) => void cancels.push(id),
+    listen: () => () => undefined,
+  } as unknown as JobEventBus;
+  const enqueuer = { enqueue: async (e: WebhookEventInput) => (webhooks.push(e), log.push(`webhook:${e.event}`), 'msg') } as unknown as WebhookEnqueuer;
+  const states = { read: async () => null } as unknown as WebhookStateStore;
+  const redis = {
+    set: async (k: string) => void flags.add(k),
+    exists: async (k: string) => (flags.has(k) ? 1 : 0),
+    llen: async () => queueJobs.size,
+    lpos: async () => 0,
+  } as unknown as Redis;
+  const queue = Object.assign(new EventEmitter(), {
+    add: async (_n: string, data: GenerationJobData, o: { jobId: string }) => void queueJobs.set(o.jobId, { state: 'waiting', data }),
+    remove: async (id: string) => (queueJobs.get(id)?.state === 'waiting' ? (queueJobs.delete(id), 1) : 0),
+    getJobState: async (id: string) => queueJobs.get(id)?.state ?? 'unknown',
+    getJobCounts: async () => ({ waiting: queueJobs.size }),
+    getJob: async (id: string) => {
+      const j = queueJobs.get(id);
+      return j && { data: j.data, progress: 0, attemptsMade: 0, timestamp: j.data.submitted_at, returnvalue: null, processedOn: undefined, finishedOn: undefined };
+    },
+    toKey: (type: string) => `bull:generation:${type}`,
+  }) as unknown as Queue<GenerationJobData, GenerationResult>;
+  const env = { JOB_ATTEMPTS: 3, JOB_BACKOFF_MS: 10, RESULT_TTL_SECONDS: 60, PUBLIC_BASE_URL: undefined } as unknown as Env;
+  const lifecycle = new JobLifecycle(env, new RedisKeys('t'), store, bus, enqueuer, states, redis, queue);
+  const transitions: JobTransition[] = [];
+  lifecycle.onTransition((t) => transitions.push(t));
+  return { lifecycle, log, records, flags, queueJobs, events, cancels, webhooks, transitions };
+}
+
+const data = (o: Partial<GenerationJobData> = {}): GenerationJobData => ({
+  params: { model: 'm', prompt: 'p', negative_prompt: '', width: 256, height: 256, num_inference_steps: 8, guidance_scale: 1, seed: 1 },
+  submitted_at: Date.now() - 50,
+  base_url: 'http://api.example',
+  webhook: { url: 'https://hooks.example/x', events: ['running', 'succeeded', 'failed', 'canceled'] },
+  ...o,
+});
+
+/** A BullMQ job as a worker holds it: progress updates land on the object, as BullMQ's do. */
+function heldJob(id: string, d: GenerationJobData, attemptsMade = 0): GenerationJob {
+  const job = {
+    id, data: d, attemptsMade, opts: { attempts: 3 }, processedOn: Date.now(), progress: 0 as unknown,
+    updateProgress: async (p: unknown) => void (job.progress = p),
+  };
+  return job as unknown as GenerationJob;
+}
+
+describe('JobLifecycle', () => {
+  beforeAll(() => Logger.overrideLogger(false));
+
+  it('enqueue puts the job on the queue and tells the process it is queued', async () => {
+    const h = harness();
+    await h.lifecycle.enqueue('j1', data());
+    expect(h.queueJobs.get('j1')?.state).toBe('waiting');
+    expect(h.transitions).toEqual([expect.objectContaining({ kind: 'queued', jobId: 'j1', model: 'm' })]);
+    expect(await h.lifecycle.waitingCount()).toBe(1);
+  });
+
+  it('cancel of a queued job removes it, then writes its record, then the event, then the webhook — no worker is asked', async () => {
+    const h = harness();
+    await h.lifecycle.enqueue('j1', data());
+    const read = await h.lifecycle.read('j1');
+    if (!read.found) throw new Error('not found');
+    expect(read.view).toMatchObject({ status: 'queued', queue_position: 0, started_at: null });
+    expect(await h.lifecycle.cancel(read.view)).toBe(true);
+    expect(h.queueJobs.has('j1')).toBe(false);
+    expect(h.log).toEqual(['record:canceled', 'event:canceled', 'webhook:canceled']);
+    const rec = h.records.get('j1') as unknown as TerminalRecord;
+    expect(isTerminalRecord(rec)).toBe(true);
+    expect(rec).toMatchObject({ status: 'canceled', started_at: null, progress: null, error: { code: 'canceled' } });
+    expect(h.cancels).toEqual([]);
+    expect(h.transitions.at(-1)).toMatchObject({ kind: 'ended', status: 'canceled', comfyui: undefined });
+    const after = await h.lifecycle.read('j1');
+    expect(after.found && after.view).toMatchObject({ status: 'canceled', finished_at: rec.finished_at });
+    // The webhook payload is the rendered resource with absolute links from the submission's origin.
+    expect(h.webhooks[0].resource.links.self).toBe('http://api.example/api/v1/images/jobs/j1');
+  });
+
+  it('cancel of a running job flags it and asks its worker; nothing is recorded by the API', async () => {
+    const h = harness();
+    h.queueJobs.set('j2', { state: 'active', data: data() });
+    const view = { id: 'j2', status: 'running' as const, data: data(), attempts: 1 } as Parameters<JobLifecycle['cancel']>[0];
+    expect(await h.lifecycle.cancel(view)).toBe(false);
+    expect(h.flags.has('t:canceled:j2')).toBe(true);
+    expect(h.cancels).toEqual(['j2']);
+    expect(h.records.size).toBe(0);
+    expect(await h.lifecycle.isCancelRequested('j2')).toBe(true);
+  });
+
+  it('a worker’s run: running (start time, event, webhook), steps, then succeeded with the record before the event', async () => {
+    const h = harness();
+    const job = heldJob('j3', data());
+    const previous = await h.lifecycle.started(job, 'http://gpu0');
+    expect(previous).toBeUndefined();
+    await h.lifecycle.promptSubmitting(job, 'p-1', 'http://gpu0');
+    h.lifecycle.stepped(job, 'http://gpu0', 3, 8);
+    await new Promise((r) => setImmediate(r));
+    expect(job.progress).toMatchObject({ step: 3, total_steps: 8, prompt_id: 'p-1', comfyui: 'http://gpu0' });
+    const result = { images: [], seed: 1, model: 'm', prompt_id: 'p-1', comfyui: 'http://gpu0', timings: { queue_ms: 1, execution_ms: 2, total_ms: 3 } };
+    await h.lifecycle.succeeded(job, 'http://gpu0', result);
+    expect(h.log).toEqual(['event:running', 'webhook:running', 'event:progress', 'record:succeeded', 'event:succeeded', 'webhook:succeeded']);
+    expect(h.records.get('j3')).toMatchObject({ status: 'succeeded', attempts: 1, progress: { step: 8, total_steps: 8 }, result });
+    expect(h.transitions.map((t) => t.kind)).toEqual(['running', 'progress', 'ended']);
+  });
+
+  it('a retry re-attaches: started() returns the prompt the earlier attempt recorded', async () => {
+    const h = harness();
+    const job = heldJob('j4', data(), 1);
+    (job as unknown as { progress: unknown }).progress = { step: 5, total_steps: 8, fraction: 0.6, prompt_id: 'p-old', comfyui: 'http://gpu0', started_at: 1 };
+    expect(await h.lifecycle.started(job, 'http://gpu0')).toMatchObject({ prompt_id: 'p-old', comfyui: 'http://gpu0' });
+    expect(job.progress).toMatchObject({ step: 0, prompt_id: 'p-old' });
+  });
+
+  it('a canceled running job keeps the step it reached; forgetting the prompt keeps it too', async () => {
+    const h = harness();
+    const job = heldJob('j5', data());
+    await h.lifecycle.started(job, 'http://gpu0');
+    await h.lifecycle.promptSubmitting(job, 'p-1', 'http://gpu0');
+    h.lifecycle.stepped(job, 'http://gpu0', 2, 8);
+    await h.lifecycle.forgetPrompt(job);
+    expect(job.progress).toMatchObject({ step: 2, prompt_id: undefined });
+    await h.lifecycle.canceled(job, 'http://gpu0');
+    expect(h.records.get('j5')).toMatchObject({ status: 'canceled', progress: { step: 2, total_steps: 8 }, error: { code: 'canceled' } });
+  });
+
+  it('a job BullMQ gave up on gets one failed record; one a processor ended is left alone', async () => {
+    const h = harness();
+    const stalled = Object.assign(heldJob('j6', data(), 2), { failedReason: 'job stalled more than allowable limit' });
+    await h.lifecycle.failedByQueue(stalled, 'http://gpu0');
+    expect(h.records.get('j6')).toMatchObject({ status: 'failed', error: { code: 'job_stalled' }, attempts: 2 });
+    const ended = heldJob('j7', data());
+    await h.lifecycle.failed(ended, 'http://gpu0', { code: 'comfyui_rejected', message: 'bad graph' });
+    h.log.length = 0;
+    await h.lifecycle.failedByQueue(Object.assign(ended, { failedReason: '[comfyui_rejected] bad graph' }), 'http://gpu0');
+    expect(h.log).toEqual([]);
+  });
+
+  it('requeued tells watchers the job is queued again', async () => {
+    const h = harness();
+    await h.lifecycle.requeued(heldJob('j8', data()), 'http://gpu0', 'retry', 'prompt_lost');
+    expect(h.events).toEqual([expect.objectContaining({ type: 'status', status: 'queued', job_id: 'j8' })]);
+    expect(h.transitions).toEqual([expect.objectContaining({ kind: 'requeued', reason: 'retry', code: 'prompt_lost' })]);
+  });
+});

@@ -1,0 +1,349 @@
+import { EventEmitter } from 'node:events';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { InjectQueue } from '@nestjs/bullmq';
+import type { Queue } from 'bullmq';
+import type Redis from 'ioredis';
+import { Env } from '@app/config';
+import {
+  type GenerationJob, type GenerationJobData, generationJobOptions, type GenerationProgress, type GenerationResult, type JobError,
+  type JobEvent, JobName, type JobResource, logQueueErrors, QueueName, RedisKeys, type WebhookEvent, decodeFailure,
+} from '@app/queue';
+import { REDIS_CLIENT, ResultStore } from '@app/storage';
+import { WebhookEnqueuer, WebhookStateStore } from '@app/webhooks';
+import { JobEventBus } from './job-event-bus';
+import { renderJobResource } from './job-resource';
+import type { JobTransition } from './job-transitions';
+import {
+  asGenerationProgress, CANCELED_ERROR, isTerminal, isTerminalRecord, type JobView, type QueueSnapshot, type StepProgress,
+  type TerminalRecord, viewFromQueue, viewFromRecord,
+} from './job-view';
+
+const QUEUED_STATES = new Set(['waiting', 'prioritized', 'delayed', 'waiting-children', 'paused']);
+
+export type ReadResult = { found: true; view: JobView } | { found: false; expired: boolean };
+
+/**
+ * The owner of a generation job's life: the only reader and writer of its state (the BullMQ job,
+ * the cancel flag, the terminal record, its webhook deliveries) and the only emitter of its
+ * transitions (queued → running → succeeded | failed | canceled, and progress). The API's routes,
+ * the worker's processor and pool, SSE, metrics and heartbeats all go through it.
+ *
+ * Source of truth: while a job lives, its BullMQ job; once it ends, its terminal record in the
+ * result store. The record is written by whoever ends the job (the worker, or the API for a job
+ * canceled while queued) BEFORE BullMQ is told, and it is read FIRST. So a reader never sees a
+ * BullMQ "completed" without its result, or "active" after the user was told it was canceled; the
+ * record outlives BullMQ's lazily pruned job by the same retention; and a job removed from the
+ * queue (canceled while queued) has a record and no BullMQ job at all. BullMQ's retained job is
+ * read for a finished job only when no record exists: a job given up after stalls, ended by no
+ * processor.
+ */
+@Injectable()
+export class JobLifecycle {
+  private readonly logger = new Logger(JobLifecycle.name);
+  private readonly local = new EventEmitter();
+
+  constructor(
+    private readonly env: Env,
+    private readonly keys: RedisKeys,
+    private readonly store: ResultStore,
+    private readonly bus: JobEventBus,
+    private readonly webhooks: WebhookEnqueuer,
+    private readonly webhookStates: WebhookStateStore,
+    @Inject(REDIS_CLIENT) private readonly redis: Redis,
+    @InjectQueue(QueueName.Generation) private readonly queue: Queue<GenerationJobData, GenerationResult>,
+  ) {
+    logQueueErrors(queue, (m) => this.logger.warn(m));
+    this.local.setMaxListeners(50);
+  }
+
+  /** In-process transitions (metrics, heartbeats). Listeners must not throw. */
+  onTransition(listener: (t: JobTransition) => void): () => void {
+    this.local.on('transition', listener);
+    return () => this.local.off('transition', listener);
+  }
+
+  /** Live events of one job from any process (SSE). */
+  listen(jobId: string, listener: (e: JobEvent) => void): () => void {
+    return this.bus.listen(jobId, listener);
+  }
+
+  // ---------------------------------------------------------------- the API's side
+
+  async waitingCount(): Promise<number> {
+    const counts = await this.queue.getJobCounts('waiting', 'prioritized', 'delayed');
+    return (counts.waiting ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0);
+  }
+
+  async enqueue(jobId: string, data: GenerationJobData, priority?: number): Promise<void> {
+    await this.queue.add(
+      JobName.Generate,
+      data,
+      generationJobOptions({ jobId, priority, attempts: this.env.JOB_ATTEMPTS, backoffMs: this.env.JOB_BACKOFF_MS, resultTtlSeconds: this.env.RESULT_TTL_SECONDS }),
+    );
+    this.emit({ kind: 'queued', jobId, model: data.params.model, at: data.submitted_at });
+  }
+
+  async read(jobId: string): Promise<ReadResult> {
+    const record = await this.store.getRecord(jobId);
+    if (isTerminalRecord(record)) return { found: true, view: viewFromRecord(record, await this.webhookState(jobId, record.data)) };
+    const snapshot = await this.queueSnapshot(jobId);
+    if (snapshot) return { found: true, view: viewFromQueue(snapshot, await this.webhookState(jobId, snapshot.data)) };
+    return { found: false, expired: await this.store.wasExpired(jobId) };
+  }
+
+  /**
+   * Cancels a job that has not ended: a queued job is removed and never runs (its record and
+   * `canceled` event are written here); a running one is flagged and its worker told to stop it.
+   * Returns true when the job is already canceled on return.
+   */
+  async cancel(view: JobView, requestId?: string): Promise<boolean> {
+    const jobId = view.id;
+    await this.redis.set(this.keys.cancelFlag(jobId), '1', 'EX', this.env.RESULT_TTL_SECONDS);
+    if (view.status === 'queued') {
+      // A worker may take it meanwhile: then it sees the flag before submitting, or hears the request below.
+      await this.queue.remove(jobId).catch(() => 0);
+      if ((await this.queue.getJobState(jobId)) === 'unknown') {
+        const record: TerminalRecord = {
+          v: 1, id: jobId, status: 'canceled', data: view.data, progress: null, attempts: view.attempts,
+          started_at: null, finished_at: Date.now(), result: null, error: CANCELED_ERROR,
+        };
+        await this.end(record, undefined, requestId);
+        return true;
+      }
+    }
+    await this.bus.requestCancel(jobId);
+    return false;
+  }
+
+  /** Resolves true once the job has ended, false after timeoutMs. Events first, reading as the net. */
+  waitForEnd(jobId: string, timeoutMs: number): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      let done = false;
+      const finish = (v: boolean) => {
+        if (done) return;
+        done = true;
+        stop();
+        clearTimeout(deadline);
+        clearInterval(poll);
+        resolve(v);
+      };
+      const check = async () => {
+        try {
+          if (await this.hasEnded(jobId)) finish(true);
+        } catch {
+          // Redis blinking: the deadline still ends the wait.
+        }
+      };
+      const stop = this.bus.listen(jobId, (e) => {
+        if (e.type === 'status' && isTerminal(e.status)) void check();
+      });
+      const deadline = setTimeout(() => finish(false), timeoutMs);
+      const poll = setInterval(() => void check(), 1_000);
+      void check();
+    });
+  }
+
+  private async hasEnded(jobId: string): Promise<boolean> {
+    if (isTerminalRecord(await this.store.getRecord(jobId))) return true;
+    const state = await this.queue.getJobState(jobId);
+    return state === 'completed' || state === 'failed';
+  }
+
+  /** The origin of absolute links in what leaves the API without a request (webhook payloads). */
+  private linkBase(data: GenerationJobData): string {
+    return this.env.PUBLIC_BASE_URL ?? data.base_url ?? '';
+  }
+
+  // ---------------------------------------------------------------- the worker's side
+
+  /** Cancel requests from any API instance; the handler stops the job if this process holds it. */
+  onCancelRequest(handler: (jobId: string) => void): Promise<void> {
+    return this.bus.onCancelRequest(handler);
+  }
+
+  async isCancelRequested(jobId: string): Promise<boolean> {
+    return (await this.redis.exists(this.keys.cancelFlag(jobId))) === 1;
+  }
+
+  /**
+   * A worker took the job and is about to run it on `comfyui`. Returns what an earlier attempt
+   * recorded (its prompt id, to re-attach to) before this attempt's start replaces it.
+   */
+  async started(job: GenerationJob, comfyui: string): Promise<GenerationProgress | undefined> {
+    const jobId = job.id as string;
+    const previous = asGenerationProgress(job.progress);
+    const at = Date.now();
+    const total = job.data.params.num_inference_steps;
+    await job.updateProgress({ step: 0, total_steps: total, fraction: 0, prompt_id: previous?.prompt_id, comfyui: previous?.comfyui, started_at: at } satisfies GenerationProgress);
+    await this.bus.publish({ type: 'status', job_id: jobId, status: 'running', at });
+    this.emit({ kind: 'running', jobId, model: job.data.params.model, at, comfyui, attempt: job.attemptsMade + 1, queueMs: Math.max(0, (job.processedOn ?? at) - job.data.submitted_at) });
+    if (WebhookEnqueuer.wants(job.data.webhook, 'running')) {
+      const view = this.heldView(job, 'running', at);
+      await this.enqueueWebhook(job.data, 'running', at, renderJobResource(view, this.linkBase(job.data)));
+    }
+    return previous;
+  }
+
+  /** Recorded before the prompt is submitted, so a worker that crashes right after can re-attach to it. */
+  async promptSubmitting(job: GenerationJob, promptId: string, comfyui: string): Promise<void> {
+    await job.updateProgress({ ...this.currentProgress(job), prompt_id: promptId, comfyui });
+  }
+
+  /** The attempt gives its prompt up: a retry submits afresh. The step reached stays on record. */
+  async forgetPrompt(job: GenerationJob): Promise<void> {
+    const p = this.currentProgress(job);
+    if (!p.prompt_id) return;
+    await job.updateProgress({ ...p, prompt_id: undefined, comfyui: undefined }).catch(() => undefined);
+  }
+
+  /** A sampling step ended. Not awaited by the GPU path: progress is advisory. */
+  stepped(job: GenerationJob, comfyui: string, step: number, totalSteps: number): void {
+    const jobId = job.id as string;
+    const at = Date.now();
+    void job.updateProgress({ ...this.currentProgress(job), step, total_steps: totalSteps, fraction: totalSteps ? step / totalSteps : 0 }).catch(() => undefined);
+    void this.bus.publish({ type: 'progress', job_id: jobId, step, total_steps: totalSteps, fraction: totalSteps ? step / totalSteps : 0, at });
+    this.emit({ kind: 'progress', jobId, model: job.data.params.model, at, comfyui, step, totalSteps });
+  }
+
+  async succeeded(job: GenerationJob, comfyui: string, result: GenerationResult): Promise<void> {
+    const steps = job.data.params.num_inference_steps;
+    await this.end(this.terminal(job, 'succeeded', { result, progress: { step: steps, total_steps: steps } }), comfyui);
+  }
+
+  /** The last attempt failed (or the failure cannot be retried). */
+  async failed(job: GenerationJob, comfyui: string | undefined, error: JobError): Promise<void> {
+    await this.end(this.terminal(job, 'failed', { error }), comfyui);
+  }
+
+  async canceled(job: GenerationJob, comfyui: string | undefined): Promise<void> {
+    await this.end(this.terminal(job, 'canceled', { error: CANCELED_ERROR }), comfyui);
+  }
+
+  /** The job went back to the queue (BullMQ already has it there). */
+  async requeued(job: GenerationJob, comfyui: string | undefined, reason: 'retry' | 'comfyui_down' | 'shutdown', code?: string): Promise<void> {
+    const at = Date.now();
+    const jobId = job.id as string;
+    await this.bus.publish({ type: 'status', job_id: jobId, status: 'queued', at });
+    this.emit({ kind: 'requeued', jobId, model: job.data.params.model, at, comfyui, reason, code });
+  }
+
+  /**
+   * BullMQ failed a job for good without a processor ending it (given up after stalls): record the
+   * failure its reason states, once. A job a processor ended already has its record.
+   */
+  async failedByQueue(job: GenerationJob, comfyui: string): Promise<void> {
+    const jobId = job.id as string;
+    if (isTerminalRecord(await this.store.getRecord(jobId))) return;
+    const error = decodeFailure(job.failedReason);
+    const status = error.code === CANCELED_ERROR.code ? 'canceled' : 'failed';
+    await this.end(this.terminal(job, status, { error, attempts: job.attemptsMade }), comfyui);
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private terminal(
+    job: GenerationJob,
+    status: TerminalRecord['status'],
+    o: { result?: GenerationResult; error?: JobError; progress?: StepProgress; attempts?: number },
+  ): TerminalRecord {
+    const p = asGenerationProgress(job.progress);
+    return {
+      v: 1,
+      id: job.id as string,
+      status,
+      data: job.data,
+      progress: o.progress ?? (p ? { step: p.step, total_steps: p.total_steps } : null),
+      attempts: o.attempts ?? job.attemptsMade + 1,
+      started_at: p?.started_at ?? job.processedOn ?? null,
+      finished_at: Date.now(),
+      result: o.result ?? null,
+      error: o.error ?? null,
+    };
+  }
+
+  /** Record first (readers trust it), then the event, then the webhook. */
+  private async end(record: TerminalRecord, comfyui: string | undefined, requestId?: string): Promise<void> {
+    const jobId = record.id;
+    await this.store.putRecord(jobId, record as unknown as Record<string, unknown>);
+    await this.bus.publish({ type: 'status', job_id: jobId, status: record.status, at: record.finished_at });
+    this.emit({ kind: 'ended', jobId, model: record.data.params.model, at: record.finished_at, status: record.status, comfyui, code: record.error?.code, result: record.result ?? undefined });
+    try {
+      const resource = renderJobResource(viewFromRecord(record, null), this.linkBase(record.data));
+      await this.enqueueWebhook(record.data, record.status, record.finished_at, resource, requestId);
+    } catch (e) {
+      // The job's end is on record; a delivery that cannot be enqueued must not undo it.
+      this.logger.error({ job_id: jobId, request_id: requestId, msg: 'could not enqueue the webhook', event: record.status, error: (e as Error).message });
+    }
+  }
+
+  private heldView(job: GenerationJob, status: 'running', at: number): JobView {
+    const p = this.currentProgress(job);
+    return {
+      id: job.id as string, status, data: job.data, queue_position: null, progress: { step: p.step, total_steps: p.total_steps },
+      attempts: job.attemptsMade + 1, created_at: job.data.submitted_at, started_at: p.started_at ?? at, finished_at: null,
+      result: null, error: null, webhook: null,
+    };
+  }
+
+  private currentProgress(job: GenerationJob): GenerationProgress {
+    const total = job.data.params.num_inference_steps;
+    return asGenerationProgress(job.progress) ?? { step: 0, total_steps: total, fraction: 0 };
+  }
+
+  private async enqueueWebhook(data: GenerationJobData, event: WebhookEvent, at: number, resource: JobResource, requestId?: string): Promise<void> {
+    const webhookId = await this.webhooks.enqueue({ jobId: resource.id, hook: data.webhook, event, occurredAt: at, resource });
+    if (webhookId) this.logger.log({ job_id: resource.id, request_id: requestId, msg: 'webhook enqueued', event, webhook_id: webhookId });
+  }
+
+  private emit(t: JobTransition): void {
+    try {
+      this.local.emit('transition', t);
+    } catch (e) {
+      this.logger.warn({ job_id: t.jobId, msg: 'transition listener failed', error: (e as Error).message });
+    }
+  }
+
+  private async webhookState(jobId: string, data: GenerationJobData) {
+    return data.webhook ? this.webhookStates.read(jobId, data.webhook) : null;
+  }
+
+  private async queueSnapshot(jobId: string): Promise<QueueSnapshot | undefined> {
+    // State first, then the job: reading the job first can show "completed" without its result.
+    const state = await this.queue.getJobState(jobId);
+    if (state === 'unknown') return undefined;
+    const job = await this.queue.getJob(jobId);
+    if (!job) return undefined;
+    // BullMQ prunes finished jobs lazily (when later jobs finish): past retention, treat it as gone.
+    if (job.finishedOn && Date.now() - job.finishedOn > this.env.RESULT_TTL_SECONDS * 1000) return undefined;
+    const queued = QUEUED_STATES.has(state);
+    const cancelRequested = queued && (await this.isCancelRequested(jobId));
+    return {
+      id: jobId,
+      state,
+      data: job.data,
+      progress: job.progress,
+      result: job.returnvalue,
+      failedReason: job.failedReason,
+      attemptsMade: job.attemptsMade,
+      timestamp: job.timestamp,
+      processedOn: job.processedOn,
+      finishedOn: job.finishedOn,
+      cancelRequested,
+      queuePosition: queued && !cancelRequested ? await this.queuePosition(jobId, state) : null,
+    };
+  }
+
+  /** 0 = next to run. Unprioritized waiting jobs go first, then the priority set in score order. */
+  private async queuePosition(jobId: string, state: string): Promise<number | null> {
+    const waitKey = this.queue.toKey('wait');
+    if (state === 'waiting') {
+      const [len, pos] = await Promise.all([this.redis.llen(waitKey), this.redis.lpos(waitKey, jobId)]);
+      return pos === null ? null : len - 1 - pos;
+    }
+    if (state === 'prioritized') {
+      const [len, rank] = await Promise.all([this.redis.llen(waitKey), this.redis.zrank(this.queue.toKey('prioritized'), jobId)]);
+      return rank === null ? null : len + rank;
+    }
+    return null;
+  }
+}
