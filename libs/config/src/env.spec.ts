@@ -15,6 +15,14 @@ describe('loadEnv', () => {
     });
   });
 
+  it('has separate submission and read budgets, with the old single budget as a deprecated alias of both', () => {
+    expect(loadEnv({})).toMatchObject({ RATE_LIMIT_SUBMIT_PER_MINUTE: 600, RATE_LIMIT_READ_PER_MINUTE: 6000, RATE_LIMIT_PER_MINUTE: undefined });
+    expect(loadEnv({ RATE_LIMIT_PER_MINUTE: '300' })).toMatchObject({ RATE_LIMIT_SUBMIT_PER_MINUTE: 300, RATE_LIMIT_READ_PER_MINUTE: 300 });
+    expect(loadEnv({ RATE_LIMIT_PER_MINUTE: '300', RATE_LIMIT_READ_PER_MINUTE: '9000' })).toMatchObject({ RATE_LIMIT_SUBMIT_PER_MINUTE: 300, RATE_LIMIT_READ_PER_MINUTE: 9000 });
+    expect(loadEnv({}, { RATE_LIMIT_PER_MINUTE: 50, RATE_LIMIT_SUBMIT_PER_MINUTE: 7 })).toMatchObject({ RATE_LIMIT_SUBMIT_PER_MINUTE: 7, RATE_LIMIT_READ_PER_MINUTE: 50 });
+    expect(() => loadEnv({ RATE_LIMIT_READ_PER_MINUTE: '0' })).toThrow(/RATE_LIMIT_READ_PER_MINUTE/);
+  });
+
   it('parses lists, numbers and booleans; an empty value means unset', () => {
     const env = loadEnv({ COMFYUI_URLS: 'http://gpu1:8188, http://gpu2:8188', PORT: '9000', GPU_REQUIRED: 'false', PUBLIC_BASE_URL: '' });
     expect(env.COMFYUI_URLS).toEqual(['http://gpu1:8188', 'http://gpu2:8188']);
