@@ -1,6 +1,6 @@
 import { Queue } from 'bullmq';
 import Redis from 'ioredis';
-import { QueueName } from '@app/queue';
+import { QueueName, RedisKeys } from '@app/queue';
 import { type ApiKeyLimits, ApiKeyStore } from '../../apps/api/src/auth/api-key.store';
 import type { Stack } from './stack';
 
@@ -12,7 +12,7 @@ export class TestKeys {
   constructor(readonly prefix: string, redisUrl = process.env.REDIS_URL as string) {
     this.redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
     this.redis.on('error', () => undefined);
-    this.store = new ApiKeyStore(this.redis, prefix);
+    this.store = new ApiKeyStore(this.redis, new RedisKeys(prefix));
   }
 
   static of(stack: Stack): TestKeys {

@@ -53,11 +53,10 @@ function toRecord(h: Record<string, string>): ApiKeyRecord {
  * closed); only the index entry goes, so the key stops matching at once on every API instance.
  */
 export class ApiKeyStore {
-  private readonly keys: RedisKeys;
-
-  constructor(private readonly redis: Redis, prefix: string) {
-    this.keys = new RedisKeys(prefix);
-  }
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+  ) {}
 
   async create(input: { name: string } & ApiKeyLimits): Promise<{ record: ApiKeyRecord; key: string }> {
     const name = input.name?.trim();

@@ -1,6 +1,7 @@
 import Redis from 'ioredis';
 import { Env, EnvValidationError, loadEnv } from '@app/config';
 import { ApiKeyInputError, type ApiKeyLimits, type ApiKeyRecord, ApiKeyStore } from './api-key.store';
+import { RedisKeys } from '@app/queue';
 
 const USAGE = `Usage: npm run keys -- <command>
 
@@ -151,7 +152,7 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   try {
-    return await runKeysCommand(argv, new ApiKeyStore(redis, env.QUEUE_PREFIX), io);
+    return await runKeysCommand(argv, new ApiKeyStore(redis, new RedisKeys(env.QUEUE_PREFIX)), io);
   } finally {
     await redis.quit().catch(() => redis.disconnect());
   }

@@ -28,11 +28,10 @@ function canonical(value: unknown): string {
  */
 @Injectable()
 export class IdempotencyService {
-  private readonly keys: RedisKeys;
-
-  constructor(env: Env, @Inject(REDIS_CLIENT) private readonly redis: Redis) {
-    this.keys = new RedisKeys(env.QUEUE_PREFIX);
-  }
+  constructor(
+    private readonly keys: RedisKeys,
+    @Inject(REDIS_CLIENT) private readonly redis: Redis,
+  ) {}
 
   async claim(owner: string | undefined, key: string, body: unknown, newJobId: string): Promise<IdempotencyClaim> {
     if (!KEY_PATTERN.test(key)) throw new ApiError(ErrorCode.ValidationFailed, 'Idempotency-Key must be 1-255 visible ASCII characters');

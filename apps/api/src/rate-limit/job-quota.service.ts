@@ -44,16 +44,13 @@ export interface QuotaSubject {
 @Injectable()
 export class JobQuota {
   private readonly logger = new Logger(JobQuota.name);
-  private readonly keys: RedisKeys;
   private queue?: Queue;
 
   constructor(
-    env: Env,
+    private readonly keys: RedisKeys,
     @Inject(REDIS_CLIENT) private readonly redis: Redis,
     private readonly moduleRef: ModuleRef,
-  ) {
-    this.keys = new RedisKeys(env.QUEUE_PREFIX);
-  }
+  ) {}
 
   /** Takes a slot for jobId, or throws 429 quota_exceeded. No-op without an owner (open server). */
   async reserve(subject: QuotaSubject, jobId: string): Promise<void> {

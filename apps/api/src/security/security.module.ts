@@ -57,8 +57,8 @@ export class SecurityModule {
       providers: [
         {
           provide: ApiKeyStore,
-          inject: [REDIS_CLIENT, Env],
-          useFactory: (redis: Redis, env: Env) => new ApiKeyStore(redis, env.QUEUE_PREFIX),
+          inject: [REDIS_CLIENT, RedisKeys],
+          useFactory: (redis: Redis, keys: RedisKeys) => new ApiKeyStore(redis, keys),
         },
         {
           provide: ContentPolicy,
