@@ -8,6 +8,9 @@ import { healthSettings } from './health-settings';
 import { WorkerHeartbeat, WorkerHeartbeatStore } from './worker-heartbeat';
 import { withTimeout } from './with-timeout';
 
+/** A worker whose ComfyUI answered its last probe: it can take a job now. */
+export const servesJobs = (beat: WorkerHeartbeat): boolean => beat.state !== 'comfyui_down';
+
 /**
  * The generation workers of the deployment as their heartbeats in Redis show them, read at most
  * once per HEALTH_CACHE_MS. Any API instance sees the whole fleet, wherever the workers run.
@@ -26,5 +29,13 @@ export class FleetMonitor {
   /** Fresh heartbeats; rejects when Redis cannot be read within the budget. */
   heartbeats(): Promise<WorkerHeartbeat[]> {
     return this.cached.get();
+  }
+
+  /**
+   * How many workers can take a job now (fresh heartbeat, ComfyUI answering). From the same
+   * cached read as the health checks: most callers pay no Redis round trip. Rejects like heartbeats().
+   */
+  async workersServing(): Promise<number> {
+    return (await this.heartbeats()).filter(servesJobs).length;
   }
 }
