@@ -3,11 +3,15 @@ import request from 'supertest';
 import { TestRedisServer } from './support/redis-server';
 import { Stack, waitFor } from './support/stack';
 
+// Messages are for operators: anonymous probes see statuses and counts only.
+const ADMIN_TOKEN = 'health-admin-token-0123456789';
+const ADMIN = { Authorization: `Bearer ${ADMIN_TOKEN}` };
+
 type Health = { status: string; details: Record<string, { status: string; message?: string }> };
 
 function readiness(url: string, status: 200 | 503, pred: (h: Health) => boolean, timeoutMs = 20_000) {
   return waitFor(async () => {
-    const res = await request(url).get('/health/ready');
+    const res = await request(url).get('/health/ready').set(ADMIN);
     return res.status === status && pred(res.body as Health) ? (res.body as Health) : undefined;
   }, timeoutMs, `readiness ${status}`);
 }
@@ -18,7 +22,7 @@ describe('health: Redis down and back (private redis-server)', () => {
 
   beforeAll(async () => {
     server = await TestRedisServer.start();
-    stack = await Stack.start({ comfyui: 1, env: { REDIS_URL: server.url, WORKER_HEARTBEAT_INTERVAL_MS: '300' } });
+    stack = await Stack.start({ comfyui: 1, env: { REDIS_URL: server.url, WORKER_HEARTBEAT_INTERVAL_MS: '300', ADMIN_TOKEN } });
     await readiness(stack.url, 200, () => true);
   });
   afterAll(async () => {
@@ -47,7 +51,7 @@ describe('health: Redis down and back (private redis-server)', () => {
       await admin.call('CLIENT', 'PAUSE', '4000', 'ALL');
       const h = await waitFor(async () => {
         const started = Date.now();
-        const res = await request(stack.url).get('/health/ready');
+        const res = await request(stack.url).get('/health/ready').set(ADMIN);
         expect(Date.now() - started).toBeLessThan(1000);
         return res.status === 503 && (res.body as Health).details.redis?.status === 'down' ? (res.body as Health) : undefined;
       }, 6_000, 'redis down while paused');

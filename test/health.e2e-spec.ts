@@ -1,4 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net';
+import { hostname } from 'node:os';
 import type { INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import request from 'supertest';
@@ -7,11 +8,16 @@ import { RedisKeys } from '@app/queue';
 import { WorkerModule } from '../apps/worker/src/worker.module';
 import { Stack, waitFor } from './support/stack';
 
+const ADMIN_TOKEN = 'health-admin-token-0123456789';
+const ADMIN = { Authorization: `Bearer ${ADMIN_TOKEN}` };
+const { version } = require('../package.json') as { version: string };
+
 type Health = { status: string; info?: Record<string, Record<string, unknown>>; error?: Record<string, Record<string, unknown>>; details: Record<string, Record<string, unknown>> };
 
+/** As an operator sees it (ADMIN_TOKEN): every detail. */
 async function ready(url: string, path = '/health/ready'): Promise<{ status: number; body: Health; ms: number }> {
   const started = Date.now();
-  const res = await request(url).get(path);
+  const res = await request(url).get(path).set(ADMIN);
   return { status: res.status, body: res.body as Health, ms: Date.now() - started };
 }
 
@@ -39,7 +45,7 @@ describe('health: liveness and readiness with every check going down and up', ()
     stack = await Stack.start({
       comfyui: 1,
       sim: { stepMs: 20 },
-      env: { WORKER_HEARTBEAT_INTERVAL_MS: '300', HEALTH_MIN_FREE_VRAM_MB: '2048', HEALTH_QUEUE_STUCK_MS: '1000' },
+      env: { WORKER_HEARTBEAT_INTERVAL_MS: '300', HEALTH_MIN_FREE_VRAM_MB: '2048', HEALTH_QUEUE_STUCK_MS: '1000', ADMIN_TOKEN },
     });
     await readyBecomes(stack.url, 200);
   });
@@ -59,9 +65,42 @@ describe('health: liveness and readiness with every check going down and up', ()
     expect(gpu.devices[0].vram_free_mb).toBeGreaterThan(2048);
     expect(r.body.details.workers).toMatchObject({ status: 'up', alive: 1, by_state: { idle: 1 } });
     expect(r.body.details.queue).toMatchObject({ status: 'up', waiting: 0 });
-    const h = await request(stack.url).get('/health').expect(200);
+    const h = await request(stack.url).get('/health').set(ADMIN).expect(200);
     expect(Object.keys(h.body.details).sort()).toEqual(Object.keys(r.body.details).sort());
+    expect(h.body.details.comfyui.instances[0].url).toBe(stack.sims[0].url);
     expect(h.headers['cache-control']).toBe('no-store');
+  });
+
+  it('/health keeps the original service\'s fields beside the checks', async () => {
+    const h = await request(stack.url).get('/health').expect(200);
+    expect(h.body).toMatchObject({
+      status: 'healthy',
+      version,
+      models: { image: { name: 'qwen-image-lightning-4step', type: 'text-to-image', framework: 'comfyui', device: 'cuda', initialized: true } },
+    });
+    expect(Object.keys(h.body.details).sort()).toEqual(['comfyui', 'gpu', 'queue', 'redis', 'workers']);
+    expect(h.body.info.redis.status).toBe('up');
+  });
+
+  it('without ADMIN_TOKEN the checks show statuses and counts only: no URL, worker id, version or host', async () => {
+    const admin = await ready(stack.url);
+    for (const path of ['/health', '/health/ready', '/health/live']) {
+      const res = await request(stack.url).get(path).expect(200);
+      const text = JSON.stringify(res.body);
+      // (a very short host name could occur inside any word)
+      const host = hostname().length >= 4 ? [hostname()] : [];
+      for (const secret of [stack.sims[0].url, '127.0.0.1', '0.3.64', ...host, (admin.body.details.workers.workers as Array<{ id: string }>)[0].id]) {
+        expect(text).not.toContain(secret);
+      }
+    }
+    const anon = (await request(stack.url).get('/health/ready').expect(200)).body as Health;
+    expect(anon.details.comfyui).toEqual({ status: 'up', instances: 1, instances_up: 1 });
+    expect(anon.details.workers).toMatchObject({ status: 'up', alive: 1, by_state: { idle: 1 }, workers: 1 });
+    expect(anon.details.gpu).toMatchObject({ status: 'up', devices: 1 });
+    expect(anon.details.queue).toMatchObject({ status: 'up', waiting: 0, active: 0 });
+    // A wrong token is simply anonymous.
+    const wrong = await request(stack.url).get('/health/ready').set('Authorization', `Bearer ${ADMIN_TOKEN}x`).expect(200);
+    expect(JSON.stringify(wrong.body)).not.toContain(stack.sims[0].url);
   });
 
   it('liveness is 200 and touches nothing', async () => {
@@ -75,6 +114,12 @@ describe('health: liveness and readiness with every check going down and up', ()
     expect(h.status).toBe('error');
     expect(h.error?.comfyui).toMatchObject({ status: 'down', instances: [{ url: stack.sims[0].url, up: false }] });
     await request(stack.url).get('/health/live').expect(200);
+    const unhealthy = await waitFor(async () => {
+      const res = await request(stack.url).get('/health');
+      return res.status === 503 && res.body.models?.image?.initialized === false ? res.body : undefined;
+    }, 10_000, '/health unhealthy, model not initialized');
+    expect(unhealthy).toMatchObject({ status: 'unhealthy', version, models: { image: { device: 'unknown', initialized: false } } });
+    expect(unhealthy.error.comfyui).toEqual({ status: 'down', instances: 1, instances_up: 0 });
     await stack.sims[0].start();
     await readyBecomes(stack.url, 200, allUp);
   });
@@ -92,6 +137,12 @@ describe('health: liveness and readiness with every check going down and up', ()
     stack.sims[0].faults.set({ noGpu: true });
     const h = await readyBecomes(stack.url, 503, down('gpu'));
     expect(String(h.error?.gpu.message)).toContain('no CUDA device');
+    const cpu = await waitFor(async () => {
+      const res = await request(stack.url).get('/health');
+      return res.body.models?.image?.device === 'cpu' ? res : undefined;
+    }, 10_000, '/health to report a CPU device');
+    expect(cpu.status).toBe(503);
+    expect(cpu.body.models.image.initialized).toBe(true);
     stack.sims[0].faults.reset();
     await readyBecomes(stack.url, 200, allUp);
   });
@@ -136,10 +187,6 @@ describe('health: liveness and readiness with every check going down and up', ()
       await beats.remove(['wedged:1:0']);
     }
   });
-
-  it('the queue dashboard is off (404) without ADMIN_TOKEN', async () => {
-    await request(stack.url).get('/admin/queues').expect(404);
-  });
 });
 
 describe('health: a ComfyUI that accepts connections but never answers', () => {
@@ -156,7 +203,7 @@ describe('health: a ComfyUI that accepts connections but never answers', () => {
     });
     await new Promise<void>((r) => hung.listen(0, '127.0.0.1', r));
     const port = (hung.address() as { port: number }).port;
-    stack = await Stack.start({ comfyui: 0, worker: false, env: { COMFYUI_URLS: `http://127.0.0.1:${port}` } });
+    stack = await Stack.start({ comfyui: 0, worker: false, env: { COMFYUI_URLS: `http://127.0.0.1:${port}`, ADMIN_TOKEN } });
   });
   afterAll(async () => {
     await stack?.close();
@@ -195,5 +242,16 @@ describe('health: HEALTH_READY_CHECKS for an API-only node that cannot reach Com
   it('runs only the named checks', async () => {
     const r = await request(stack.url).get('/health/ready').expect(200);
     expect(Object.keys(r.body.details)).toEqual(['redis']);
+  });
+
+  it('/health is healthy with no worker known: the model is not initialized and its device unknown (ComfyUI is not probed)', async () => {
+    const h = await request(stack.url).get('/health').expect(200);
+    expect(h.body).toMatchObject({ status: 'healthy', models: { image: { initialized: false, device: 'unknown' } }, details: { redis: { status: 'up' } } });
+  });
+
+  it('without ADMIN_TOKEN configured, no header reveals details, and the queue dashboard is off (404)', async () => {
+    const h = await request(stack.url).get('/health/ready').set('Authorization', 'Bearer anything-at-all-0123456789').expect(200);
+    expect(h.body.details.redis).toEqual({ status: 'up', latency_ms: expect.any(Number) });
+    await request(stack.url).get('/admin/queues').expect(404);
   });
 });

@@ -5,6 +5,8 @@ import { Test, type TestingModule } from '@nestjs/testing';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import Redis from 'ioredis';
 import { Env, loadEnv } from '@app/config';
+import { servesJobs, WorkerHeartbeatStore } from '@app/health';
+import { RedisKeys } from '@app/queue';
 import { ApiModule } from '../../apps/api/src/api.module';
 import { setupApp } from '../../apps/api/src/setup-app';
 import { startSimulator, type SimulatorHandle, type SimulatorOptions } from '../../apps/comfyui-sim/src/simulator';
@@ -94,9 +96,18 @@ export class Stack {
       this.worker = await NestFactory.createApplicationContext(WorkerModule.forRoot(this.env), { logger: ['error', 'warn'] });
       await this.worker.init();
     }
+    // The synchronous route refuses work while no worker has said it can take it (no_capacity):
+    // let the first heartbeats land before any API serves, as they do within ms in production.
+    if (this.worker && this.sims.length) await this.workersServing(this.sims.length);
     const first = await this.addApi();
     this.api = first.app;
     this.url = first.url;
+  }
+
+  /** Resolves once `count` generation workers have a heartbeat saying their ComfyUI answers. */
+  async workersServing(count: number, timeoutMs = 10_000): Promise<void> {
+    const beats = new WorkerHeartbeatStore(this.redis, new RedisKeys(this.env.QUEUE_PREFIX));
+    await waitFor(async () => ((await beats.list()).filter(servesJobs).length >= count ? true : undefined), timeoutMs, `${count} worker heartbeat(s)`);
   }
 
   /** Another API instance on the same Redis and prefix (as behind a load balancer). */

@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { BullModule } from '@nestjs/bullmq';
 import { ComfyUiClientFactory } from '@app/comfyui';
+import { workerHeartbeatStoreProvider } from '@app/health';
 import { ConfigModule, Env } from '@app/config';
 import { bullConnection } from '@app/queue';
 import { StorageModule } from '@app/storage';
@@ -35,7 +36,7 @@ export class WorkerModule {
       providers: [
         ComfyUiClientFactory, GenerationProcessor, GenerationWorkerPool, WebhookProcessor, webhookDnsLookupProvider,
         // After the pool (they attach to its workers when they bootstrap): heartbeat and metrics.
-        WorkerActivity, WorkerHeartbeatService, WorkerMetrics, WorkerMetricsServer,
+        WorkerActivity, workerHeartbeatStoreProvider, WorkerHeartbeatService, WorkerMetrics, WorkerMetricsServer,
       ],
       exports: [GenerationWorkerPool],
     };

@@ -25,6 +25,7 @@ export enum ErrorCode {
   ImageNotFound = 'image_not_found',
   JobFinished = 'job_finished',
   QueueFull = 'queue_full',
+  NoCapacity = 'no_capacity',
   RedisUnavailable = 'redis_unavailable',
   SyncTimeout = 'sync_timeout',
   IdempotencyKeyReused = 'idempotency_key_reused',

@@ -1,5 +1,7 @@
+import type { FactoryProvider } from '@nestjs/common';
+import { REDIS_CLIENT } from '@app/storage';
 import type Redis from 'ioredis';
-import type { RedisKeys } from '@app/queue';
+import { RedisKeys } from '@app/queue';
 import type { GpuReport } from './gpu-report';
 
 export type WorkerState = 'idle' | 'busy' | 'comfyui_down';
@@ -79,3 +81,10 @@ export class WorkerHeartbeatStore {
     return beats.sort((a, b) => a.id.localeCompare(b.id));
   }
 }
+
+/** The heartbeat store as a provider (REDIS_CLIENT and RedisKeys come from the app's global modules). */
+export const workerHeartbeatStoreProvider: FactoryProvider<WorkerHeartbeatStore> = {
+  provide: WorkerHeartbeatStore,
+  inject: [REDIS_CLIENT, RedisKeys],
+  useFactory: (redis: Redis, keys: RedisKeys) => new WorkerHeartbeatStore(redis, keys),
+};

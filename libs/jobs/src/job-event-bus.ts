@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
 import Redis from 'ioredis';
 import { Env } from '@app/config';
-import { type JobEvent, RedisKeys, redisOptionsFromUrl } from '@app/queue';
+import { type JobEvent, RedisKeys, redisOptionsFromUrl, watchRedisClient } from '@app/queue';
 import { REDIS_CLIENT } from '@app/storage';
 
 type Listener = (event: JobEvent) => void;
@@ -65,7 +65,7 @@ export class JobEventBus implements OnModuleDestroy {
   private connection(): Redis {
     if (this.subscriber) return this.subscriber;
     const sub = new Redis({ ...redisOptionsFromUrl(this.env.REDIS_URL), maxRetriesPerRequest: null });
-    sub.on('error', () => undefined); // ioredis reconnects and resubscribes by itself
+    watchRedisClient(sub); // ioredis reconnects and resubscribes by itself; outages are logged once
     sub.on('message', (channel: string, message: string) => {
       if (channel === this.keys.cancelChannel) {
         for (const h of this.cancelHandlers) this.safely(() => h(message));

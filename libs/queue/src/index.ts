@@ -5,3 +5,4 @@ export * from './job-failure';
 export * from './job-events';
 export * from './job-resource';
 export * from './queue-errors';
+export * from './dependency-state';

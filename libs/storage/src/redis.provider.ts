@@ -1,25 +1,16 @@
 import { Env } from '@app/config';
 import { FactoryProvider, Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
 import Redis from 'ioredis';
+import { redisDependency, watchRedisClient } from '@app/queue';
 
 /** The process's one general-purpose ioredis connection (BullMQ keeps its own). */
 export const REDIS_CLIENT = Symbol('REDIS_CLIENT');
 
 export function createRedisClient(url: string): Redis {
-  const logger = new Logger('Redis');
   // Fail fast instead of queueing commands while Redis is away: callers answer 503 and retry.
   const client = new Redis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
-  // Without a listener ioredis prints every reconnect failure; log each distinct one once per outage.
-  let last: string | undefined;
-  client.on('error', (err: Error) => {
-    if (err.message === last) return;
-    last = err.message;
-    logger.warn(`Redis connection error: ${err.message}`);
-  });
-  client.on('ready', () => {
-    if (last !== undefined) logger.log('Redis connection restored');
-    last = undefined;
-  });
+  // One line per outage for the whole process, however many connections notice it.
+  watchRedisClient(client);
   return client;
 }
 
@@ -74,7 +65,9 @@ export const redisClientProvider: FactoryProvider<Promise<Redis>> = {
     const client = createRedisClient(env.REDIS_URL);
     // With the offline queue off, a command sent before the first connect fails; give the connection a
     // moment so start-up is not a race. A Redis that stays down does not stop the app: health reports it.
-    if (!(await waitUntilReady(client, REDIS_READY_TIMEOUT_MS))) {
+    // A refused connection was already reported as "redis unavailable"; a silent one (a Redis that
+    // accepts and never answers) was not.
+    if (!(await waitUntilReady(client, REDIS_READY_TIMEOUT_MS)) && redisDependency().available) {
       new Logger('Redis').warn(`Redis not ready after ${REDIS_READY_TIMEOUT_MS} ms; starting anyway`);
     }
     return client;

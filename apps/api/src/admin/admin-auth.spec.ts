@@ -1,5 +1,5 @@
 import type { NextFunction, Request, Response } from 'express';
-import { adminAuth, presentedSecret } from './admin-auth';
+import { adminAuth, presentedSecret, presentsAdminToken } from './admin-auth';
 
 const TOKEN = 'admin-token-0123456789';
 
@@ -40,5 +40,13 @@ describe('admin auth', () => {
       expect(r).toMatchObject({ passed: false, status: 401 });
       expect(r.challenge).toContain('Basic realm=');
     }
+  });
+
+  it('presentsAdminToken: true only for the configured token, never without one', () => {
+    expect(presentsAdminToken(`Bearer ${TOKEN}`, TOKEN)).toBe(true);
+    expect(presentsAdminToken(`Bearer ${TOKEN}`, `${TOKEN}x`)).toBe(false);
+    expect(presentsAdminToken(undefined, TOKEN)).toBe(false);
+    expect(presentsAdminToken('Bearer ', undefined)).toBe(false);
+    expect(presentsAdminToken(`Bearer ${TOKEN}`, undefined)).toBe(false);
   });
 });

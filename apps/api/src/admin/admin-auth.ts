@@ -19,15 +19,20 @@ export function presentedSecret(header: string | undefined): string | undefined 
   return undefined;
 }
 
+/** Whether an Authorization header carries ADMIN_TOKEN (constant-time); never true without a token. */
+export function presentsAdminToken(header: string | undefined, token: string | undefined): boolean {
+  if (!token) return false;
+  const given = presentedSecret(header);
+  return given !== undefined && timingSafeEqual(digest(given), digest(token));
+}
+
 /**
  * Guards the operator dashboard with ADMIN_TOKEN, as a Bearer token or as the basic-auth password
  * (any user name), so both curl and a browser's login prompt work. Compared in constant time.
  */
 export function adminAuth(token: string) {
-  const expected = digest(token);
   return (req: Request & { id?: string }, res: Response, next: NextFunction): void => {
-    const given = presentedSecret(req.header('authorization'));
-    if (given !== undefined && timingSafeEqual(digest(given), expected)) return next();
+    if (presentsAdminToken(req.header('authorization'), token)) return next();
     res.setHeader('WWW-Authenticate', 'Basic realm="Fictures admin", charset="UTF-8"');
     sendError(res, req, 401, ErrorCode.Unauthorized, 'Admin credentials required');
   };

@@ -2,6 +2,7 @@ import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logge
 import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
 import { DomainError, ErrorCode } from '@app/common';
+import { redisDependency } from '@app/queue';
 import { ApiError, isRedisUnavailable, STATUS_BY_CODE } from './api-error';
 import { handledByRoute, type RouteMethods } from './route-methods';
 
@@ -90,7 +91,10 @@ export class AllExceptionsFilter implements ExceptionFilter {
       return { status, code, message, details: undefined, headers: none };
     }
     if (isRedisUnavailable(exception)) {
-      this.logger.warn({ request_id: req.id, msg: 'redis unavailable', error: (exception as Error).message });
+      // While the outage is known (and logged once by the Redis state), a line per request is debug noise.
+      const line = { request_id: req.id, msg: 'request failed: redis unavailable', error: (exception as Error).message };
+      if (redisDependency().available) this.logger.warn(line);
+      else this.logger.debug(line);
       return { status: 503, code: ErrorCode.RedisUnavailable, message: 'The job store is unavailable; try again shortly', details: undefined, headers: { 'Retry-After': '5' } };
     }
     const errorId = randomUUID();

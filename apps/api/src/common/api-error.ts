@@ -31,6 +31,7 @@ export const STATUS_BY_CODE: Record<string, number> = {
   [ErrorCode.JobStalled]: 502,
   [ErrorCode.RedisUnavailable]: 503,
   [ErrorCode.QueueFull]: 503,
+  [ErrorCode.NoCapacity]: 503,
   [ErrorCode.SyncTimeout]: 504,
   [ErrorCode.InternalError]: 500,
 };

@@ -2,7 +2,7 @@ import { Module } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
 import { ComfyUiClientFactory } from '@app/comfyui';
 import {
-  ComfyUiHealthIndicator, ComfyUiProbe, FleetMonitor, GpuHealthIndicator, QueueHealthIndicator, RedisHealthIndicator,
+  ComfyUiHealthIndicator, ComfyUiProbe, FleetMonitor, workerHeartbeatStoreProvider, GpuHealthIndicator, QueueHealthIndicator, RedisHealthIndicator,
   WorkersHealthIndicator,
 } from '@app/health';
 import { HealthController } from './health.controller';
@@ -21,6 +21,7 @@ import { ShutdownState } from './shutdown-state';
     ComfyUiClientFactory,
     ComfyUiProbe,
     FleetMonitor,
+    workerHeartbeatStoreProvider,
     RedisHealthIndicator,
     ComfyUiHealthIndicator,
     GpuHealthIndicator,

@@ -74,14 +74,22 @@ export class ReadinessService {
     }
   }
 
-  /** Logs a check when it changes state, not on every probe (probes come every few seconds). */
+  /**
+   * Logs the checks that changed state, not every probe (probes come every few seconds), and in one
+   * line: a Redis outage takes redis, workers and queue down together.
+   */
   private noteTransitions(body: HealthCheckResult): void {
+    const down: Record<string, unknown> = {};
+    const up: string[] = [];
     for (const [key, value] of Object.entries(body.details)) {
       const before = this.lastStatus.get(key);
       if (before === value.status) continue;
       this.lastStatus.set(key, value.status);
-      if (value.status === 'down') this.logger.warn({ msg: 'readiness check down', check: key, details: value });
-      else if (before !== undefined) this.logger.log({ msg: 'readiness check up again', check: key });
+      if (value.status === 'down') down[key] = value;
+      else if (before !== undefined) up.push(key);
     }
+    const downKeys = Object.keys(down);
+    if (downKeys.length) this.logger.warn({ msg: 'readiness check down', checks: downKeys, details: down });
+    if (up.length) this.logger.log({ msg: 'readiness check up again', checks: up });
   }
 }

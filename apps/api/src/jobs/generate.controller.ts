@@ -1,12 +1,14 @@
-import { Body, Controller, HttpCode, Post, Req, Res } from '@nestjs/common';
-import { ApiGatewayTimeoutResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { Body, Controller, HttpCode, Optional, Post, Req, Res } from '@nestjs/common';
+import { ApiGatewayTimeoutResponse, ApiOkResponse, ApiOperation, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
+import { FleetMonitor } from '@app/health';
 import { JobTimings } from '@app/queue';
 import { WorkflowRegistry } from '@app/workflows';
 import { ApiError, STATUS_BY_CODE } from '../common/api-error';
 import { RateLimitAs } from '../rate-limit/rate-limit-kind';
+import { ContentPolicy, enforceContentPolicy } from '../policy/content-policy';
 import { GenerateImageDto } from './dto/generate-image.dto';
 import { JobsService } from './jobs.service';
 import { ApiRequest, callerOf, requestBase } from './request-context';
@@ -29,18 +31,39 @@ export class GenerateController {
     private readonly jobs: JobsService,
     private readonly workflows: WorkflowRegistry,
     private readonly env: Env,
+    private readonly fleet: FleetMonitor,
+    @Optional() private readonly contentPolicy?: ContentPolicy,
   ) {}
 
   /** The original service's synchronous call: same request, same response, plus job_id and timings. */
   @Post('generate')
   @RateLimitAs('submit')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Generate an image and wait for it (synchronous)' })
+  @ApiOperation({
+    summary: 'Generate an image and wait for it (synchronous)',
+    description:
+      'Answers `503 no_capacity` with `Retry-After` at once when no worker with a live ComfyUI exists, instead of waiting ' +
+      'SYNC_TIMEOUT_MS. `POST /api/v1/images/jobs` still accepts jobs then: they wait in the queue and run when a GPU is back.',
+  })
   @ApiOkResponse({ description: 'image_url is a data: URL with the PNG' })
+  @ApiServiceUnavailableResponse({ description: '`no_capacity`: no GPU worker can take the job now (see Retry-After); or `redis_unavailable`, `queue_full`' })
   @ApiGatewayTimeoutResponse({ description: 'Still running after SYNC_TIMEOUT_MS; poll the job_id in details' })
   async generate(@Body() dto: GenerateImageDto, @Req() req: ApiRequest, @Res({ passthrough: true }) res: Response): Promise<GenerateImageResponse> {
     const caller = callerOf(req);
     const base = requestBase(req);
+    // Input the model or the policy rejects is the caller's to fix whatever the fleet does: 4xx before 503.
+    const checked = this.workflows.resolve(dto);
+    if (await this.noCapacity()) {
+      // Only here: submit() runs the policy itself, and a remote policy should not be asked twice.
+      await enforceContentPolicy(this.contentPolicy, checked.prompt, checked.negative_prompt);
+      const retryAfterS = Math.max(1, Math.ceil((this.env.WORKER_HEARTBEAT_INTERVAL_MS + this.env.HEALTH_CACHE_MS) / 1000));
+      throw new ApiError(
+        ErrorCode.NoCapacity,
+        'No GPU worker can take a job right now; retry later, or submit it to POST /api/v1/images/jobs, where it waits for one',
+        undefined,
+        { 'Retry-After': String(retryAfterS) },
+      );
+    }
     const jobId = await this.jobs.submit(dto, caller, { requestBase: base });
     const ended = await this.jobs.waitForEnd(jobId, this.env.SYNC_TIMEOUT_MS);
     const location = `${this.jobs.baseUrl(base)}/api/v1/images/jobs/${jobId}`;
@@ -66,5 +89,14 @@ export class GenerateController {
       job_id: jobId,
       timings: resource.timings,
     };
+  }
+
+  /**
+   * A caller waiting on a job no GPU can take would only learn it after SYNC_TIMEOUT_MS. The
+   * heartbeats are read through the health cache, so this costs a Redis round trip only once per
+   * HEALTH_CACHE_MS. Unreadable heartbeats (Redis away) are left to the submission's own 503.
+   */
+  private async noCapacity(): Promise<boolean> {
+    return (await this.fleet.workersServing().catch(() => undefined)) === 0;
   }
 }

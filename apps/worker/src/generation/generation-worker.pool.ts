@@ -3,7 +3,7 @@ import { Worker } from 'bullmq';
 import { ComfyUiClient, ComfyUiClientFactory } from '@app/comfyui';
 import { Env } from '@app/config';
 import { JobLifecycle } from '@app/jobs';
-import { AbortReason, bullConnection, decodeFailure, GenerationJobData, GenerationResult, QueueName } from '@app/queue';
+import { AbortReason, bullConnection, decodeFailure, GenerationJobData, GenerationResult, QueueName, watchBullMq } from '@app/queue';
 import { runWithJobContext } from '../logging/job-context';
 import { GenerationProcessor } from './generation.processor';
 
@@ -86,9 +86,9 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
       if (final) void this.lifecycle.failedByQueue(job, url).catch(() => undefined);
       else void this.lifecycle.requeued(job, url, 'retry', decodeFailure(job.failedReason).code).catch(() => undefined);
     });
+    // Redis outages are one line per state change (the process-wide Redis state); anything else once per distinct message.
     let lastError: string | undefined;
-    worker.on('error', (err) => {
-      // BullMQ repeats connection errors while Redis is away: log each distinct one once.
+    watchBullMq(worker, (err) => {
       if (err.message === lastError) return;
       lastError = err.message;
       this.logger.error({ comfyui: url, msg: 'worker error', error: err.message });

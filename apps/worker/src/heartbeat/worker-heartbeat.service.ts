@@ -1,10 +1,7 @@
 import { hostname } from 'node:os';
-import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
-import type Redis from 'ioredis';
+import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { Env } from '@app/config';
 import { ComfyInstanceStatus, probeComfyUi, withTimeout, WorkerHeartbeat, WorkerHeartbeatStore, WorkerState } from '@app/health';
-import { RedisKeys } from '@app/queue';
-import { REDIS_CLIENT } from '@app/storage';
 import { SlotActivity, WorkerActivity } from './worker-activity';
 
 const BUSY_WINDOW_MS = 60_000;
@@ -18,7 +15,6 @@ const BUSY_WINDOW_MS = 60_000;
 @Injectable()
 export class WorkerHeartbeatService implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('Heartbeat');
-  private readonly store: WorkerHeartbeatStore;
   private readonly startedAt = Date.now();
   private readonly samples = new Map<number, Array<{ at: number; busyMs: number }>>();
   private readonly lastState = new Map<number, WorkerState>();
@@ -30,10 +26,8 @@ export class WorkerHeartbeatService implements OnApplicationBootstrap, BeforeApp
   constructor(
     private readonly env: Env,
     private readonly activity: WorkerActivity,
-    @Inject(REDIS_CLIENT) redis: Redis,
-  ) {
-    this.store = new WorkerHeartbeatStore(redis, new RedisKeys(env.QUEUE_PREFIX));
-  }
+    private readonly store: WorkerHeartbeatStore,
+  ) {}
 
   get intervalMs(): number {
     return this.env.WORKER_HEARTBEAT_INTERVAL_MS;

@@ -4,7 +4,7 @@ import { DelayedError, Job, UnrecoverableError, Worker } from 'bullmq';
 import type Redis from 'ioredis';
 import { Env } from '@app/config';
 import {
-  bullConnection, QueueName, RedisKeys, WebhookEventState, WebhookJobData, WebhookJobResult,
+  bullConnection, QueueName, RedisKeys, watchBullMq, WebhookEventState, WebhookJobData, WebhookJobResult,
 } from '@app/queue';
 import { REDIS_CLIENT } from '@app/storage';
 import {
@@ -77,7 +77,8 @@ export class WebhookProcessor implements OnApplicationBootstrap, BeforeApplicati
       settings: { backoffStrategy: (attemptsMade: number, _type?: string, err?: Error) => this.backoffMs(attemptsMade, err) },
     });
     this.worker.on('failed', (job, err) => void this.onFailed(job, err));
-    this.worker.on('error', (err) => this.logger.error({ msg: 'webhook worker error', error: err.message }));
+    // Connection errors are the process's Redis state's to report (once per outage); the rest are ours.
+    watchBullMq(this.worker, (err) => this.logger.error({ msg: 'webhook worker error', error: err.message }));
     this.logger.log(`webhook worker: concurrency ${this.env.WEBHOOK_CONCURRENCY}, ${this.schedule.length + 1} attempts`);
   }
 
