@@ -175,7 +175,7 @@ describe('API keys, ownership and hardening', () => {
     }
   });
 
-  it('sets security headers; the docs pages get a CSP that lets Swagger UI and ReDoc run', async () => {
+  it('sets security headers; the docs pages get a CSP that lets Swagger UI and ReDoc run from this origin only', async () => {
     const api = await request(stack.url).get('/api/v1/models').set(a.auth).expect(200);
     expect(api.headers['content-security-policy']).toContain("default-src 'none'");
     expect(api.headers['x-content-type-options']).toBe('nosniff');
@@ -192,7 +192,7 @@ describe('API keys, ownership and hardening', () => {
       await request(stack.url).get(src.startsWith('/') ? src : `/docs/${src.replace(/^\.\//, '').replace(/^docs\//, '')}`).expect(200);
     }
     const redoc = await request(stack.url).get('/redoc').expect(200);
-    expect(redoc.headers['content-security-policy']).toContain('https://cdn.redoc.ly');
+    expect(redoc.headers['content-security-policy']).not.toContain('https:');
     expect(redoc.headers['content-security-policy']).toContain('worker-src');
   });
 

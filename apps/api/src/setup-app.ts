@@ -1,15 +1,18 @@
 import { INestApplication } from '@nestjs/common';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import type { Express, Request, Response } from 'express';
+import type { Express } from 'express';
 import { Env } from '@app/config';
 import { AllExceptionsFilter, bodyParserErrorHandler, requireJsonBody } from './common/all-exceptions.filter';
 import { requestIdMiddleware } from './common/request-id.middleware';
 import { routeMethodsOf } from './common/route-methods';
 import { apiValidationPipe } from './common/validation';
 import { mountQueueBoard } from './admin/queue-board';
+import { mountRedoc } from './docs/redoc';
 import { httpMetricsMiddleware } from './metrics/http-metrics.middleware';
 import { corsOptions, rejectPrototypeKeys, securityHeaders } from './security/http-hardening';
+
+const DOCS_TITLE = 'Fictures AI Server API';
 
 /** Everything main.ts and the e2e tests share: parsing, validation, errors, docs. */
 export function setupApp(app: INestApplication, env: Env): void {
@@ -40,11 +43,8 @@ export function setupApp(app: INestApplication, env: Env): void {
       .addSecurityRequirements('api-key')
       .build(),
   );
-  SwaggerModule.setup('docs', app, doc, { jsonDocumentUrl: 'docs-json' });
-  (express.getHttpAdapter().getInstance() as Express).get('/redoc', (_req: Request, res: Response) => {
-    res.type('html').send(
-      '<!doctype html><html><head><title>Fictures AI Server API</title><meta charset="utf-8"/></head><body>' +
-        '<redoc spec-url="/docs-json"></redoc><script src="https://cdn.redoc.ly/redoc/latest/bundles/redoc.standalone.js"></script></body></html>',
-    );
-  });
+  const server = express.getHttpAdapter().getInstance() as Express;
+  // Before Swagger UI's static files, which are mounted under the same /docs prefix.
+  mountRedoc(server, '/docs-json', DOCS_TITLE);
+  SwaggerModule.setup('docs', app, doc, { jsonDocumentUrl: 'docs-json', customSiteTitle: DOCS_TITLE });
 }

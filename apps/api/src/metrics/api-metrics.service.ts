@@ -4,6 +4,7 @@ import { InjectQueue } from '@nestjs/bullmq';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { CachedProbe, FleetMonitor, WORKER_STATES, WorkerHeartbeat, withTimeout } from '@app/health';
 import { logQueueErrors, QueueName } from '@app/queue';
+import { RedisMemoryProbe } from './redis-memory';
 
 const QUEUE_STATES = ['waiting', 'prioritized', 'active', 'delayed', 'completed', 'failed', 'waiting-children'] as const;
 type QueueDepth = Record<string, Record<string, number>>;
@@ -14,7 +15,7 @@ const MIB = 1024 * 1024;
  * The API's Prometheus registry (its own, not prom-client's global one, so several apps can share
  * a process in tests). Per process: HTTP traffic, submissions and queued cancels. Fleet-wide,
  * read from Redis at scrape time (every API instance reports the same values): queue depth, and
- * from worker heartbeats: worker states, ComfyUI up, GPU VRAM and busy share.
+ * from worker heartbeats: worker states, ComfyUI up, GPU VRAM and busy share; Redis memory.
  */
 @Injectable()
 export class ApiMetrics {
@@ -28,6 +29,7 @@ export class ApiMetrics {
     private readonly fleet: FleetMonitor,
     @InjectQueue(QueueName.Generation) generation: Queue,
     @InjectQueue(QueueName.Webhook) webhook: Queue,
+    redisMemory: RedisMemoryProbe,
   ) {
     const registers = [this.registry];
     for (const q of [generation, webhook]) logQueueErrors(q, (m) => new Logger('Metrics').warn(m));
@@ -96,6 +98,37 @@ export class ApiMetrics {
     this.fleetGauge('fictures_gpu_busy_ratio', 'Share of the last minute the GPU spent on jobs, per ComfyUI instance', ['comfyui'], readFleet, (b, set) =>
       set({ comfyui: b.comfyui }, b.busy_ratio),
     );
+    new Gauge({
+      name: 'fictures_redis_memory_used_bytes',
+      help: 'Memory Redis uses (INFO memory used_memory; read at most every 5 s, the same on every API instance)',
+      registers,
+      async collect() {
+        this.reset();
+        const m = await redisMemory.read();
+        if (m) this.set(m.used_bytes);
+      },
+    });
+    new Gauge({
+      name: 'fictures_redis_memory_max_bytes',
+      help: 'Redis maxmemory (0 = no limit); used / max is how full Redis is',
+      registers,
+      async collect() {
+        this.reset();
+        const m = await redisMemory.read();
+        if (m) this.set(m.max_bytes);
+      },
+    });
+    new Gauge({
+      name: 'fictures_redis_maxmemory_policy',
+      help: 'Always 1, labelled with Redis maxmemory-policy (BullMQ needs noeviction)',
+      labelNames: ['policy'],
+      registers,
+      async collect() {
+        this.reset();
+        const m = await redisMemory.read();
+        if (m) this.set({ policy: m.policy }, 1);
+      },
+    });
   }
 
   private fleetGauge<L extends string>(

@@ -5,6 +5,7 @@ import { ApiMetricsServer } from './api-metrics-server';
 import { ApiMetrics } from './api-metrics.service';
 import { JobCounters } from './job-counters';
 import { MetricsController } from './metrics.controller';
+import { RedisMemoryProbe } from './redis-memory';
 
 /** Prometheus metrics of the API: GET /metrics on the public port, or on METRICS_PORT when set. */
 @Module({})
@@ -15,7 +16,7 @@ export class MetricsModule {
       module: MetricsModule,
       imports: [HealthModule],
       controllers: ownPort ? [] : [MetricsController],
-      providers: [ApiMetrics, JobCounters, ...(ownPort ? [ApiMetricsServer] : [])],
+      providers: [ApiMetrics, RedisMemoryProbe, JobCounters, ...(ownPort ? [ApiMetricsServer] : [])],
       exports: [ApiMetrics],
     };
   }
