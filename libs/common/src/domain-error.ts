@@ -26,6 +26,8 @@ export enum ErrorCode {
   JobFinished = 'job_finished',
   QueueFull = 'queue_full',
   RedisUnavailable = 'redis_unavailable',
+  /** The object store (S3 bucket) does not answer or refuses our credentials. */
+  StorageUnavailable = 'storage_unavailable',
   SyncTimeout = 'sync_timeout',
   IdempotencyKeyReused = 'idempotency_key_reused',
   InvalidWebhookUrl = 'invalid_webhook_url',
