@@ -1,12 +1,12 @@
 import { Env } from '@app/config';
 import { RedisKeys } from '@app/queue';
+import { S3Client } from '@aws-sdk/client-s3';
 import { DynamicModule, FactoryProvider, Module, OnApplicationShutdown } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { FsResultStore } from './fs-result.store';
 import { REDIS_CLIENT, redisClientProvider, RedisClientShutdown } from './redis.provider';
 import { RedisResultStore } from './redis-result.store';
 import { ResultStore } from './result-store';
-import { S3Client } from '@aws-sdk/client-s3';
 import { s3ClientConfig, S3ResultStore } from './s3-result.store';
 
 /** Sweep often enough that disk is reclaimed within ~10% of the TTL, but not more than once a minute. */
