@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import request from 'supertest';
 import { DomainError, ErrorCode } from '@app/common';
 import { RedisKeys } from '@app/queue';
@@ -139,8 +139,33 @@ describe('S3 result store (images in a real S3-protocol server, records in Redis
     expect(refused.bytes.toString()).toContain('Request has expired');
   });
 
+  const records = () => new RedisResultStore(stack.redis, new RedisKeys(`${stack.env.QUEUE_PREFIX}-adapter`), 60);
+
+  it('retention against the real server: past the TTL an object is refused, then swept; delete removes a job', async () => {
+    let clock = Date.now();
+    const client = new S3Client({ ...s3ClientConfig({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, timeoutMs: 2000 }), credentials: S3RVER_CREDENTIALS });
+    // A prefix of its own: the sweep must not reach the job the other tests read.
+    const store = new S3ResultStore(client, records(), { bucket: s3.bucket, prefix: 'sweep-test', ttlSeconds: 60, timeoutMs: 2000, now: () => clock });
+    try {
+      await store.putImage('old-job', 0, Buffer.from('old'), 'image/png');
+      await store.putImage('old-job', 1, Buffer.from('old too'), 'image/png');
+      await store.putImage('kept-job', 0, Buffer.from('kept'), 'image/webp');
+      await store.putImage('deleted-job', 0, Buffer.from('bye'), 'image/png');
+      await store.delete('deleted-job');
+      expect(await store.getImage('deleted-job', 0)).toBeUndefined();
+
+      clock += 61_000;
+      expect(await store.getImage('old-job', 0)).toBeUndefined(); // past its expiry: refused before any sweep
+      expect(await store.sweep()).toBe(3); // old-job ×2 and kept-job: all uploaded before now - TTL
+      const listed = await bucket.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: 'sweep-test/' }));
+      expect(listed.Contents ?? []).toEqual([]);
+      expect(await bucket.send(new GetObjectCommand({ Bucket: s3.bucket, Key: `${PREFIX}/${job.id}/0` }))).toMatchObject({ ContentType: 'image/png' });
+    } finally {
+      await store.close();
+    }
+  });
+
   describe('failures', () => {
-    const records = () => new RedisResultStore(stack.redis, new RedisKeys(`${stack.env.QUEUE_PREFIX}-adapter`), 60);
 
     it('a bucket that refuses our credentials: storage_unavailable on every call', async () => {
       const client = new S3Client({
