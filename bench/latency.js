@@ -277,7 +277,7 @@ async function main() {
     apiUrl = `http://${H.HOST}:${apiPort}`;
     const common = {
       REDIS_URL: redis.url, QUEUE_PREFIX: 'bench', COMFYUI_URLS: sim.url, WORKFLOWS_DIR: 'workflows', LOG_LEVEL: LOG_LEVEL, GPU_REQUIRED: 'false',
-      RATE_LIMIT_PER_MINUTE: '10000000', QUOTA_MAX_JOBS_PER_KEY: '1000000', AUTH_REQUIRED: 'false',
+      RATE_LIMIT_SUBMIT_PER_MINUTE: '10000000', RATE_LIMIT_READ_PER_MINUTE: '10000000', QUOTA_MAX_JOBS_PER_KEY: '1000000', AUTH_REQUIRED: 'false',
     };
     const api = new H.AppProcess('api', 'api', { ...common, PORT: String(apiPort), HOST: H.HOST }, logs);
     api.start();

@@ -137,6 +137,31 @@ async function waitHistory(base: string, id: string, timeoutMs = 5000): Promise<
   }
 }
 
+/** tEXt chunks of a PNG as [keyword, text], read by hand. */
+function pngTextChunks(png: Buffer): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (let at = 8; at + 8 <= png.length; at += 12 + png.readUInt32BE(at)) {
+    if (png.toString('latin1', at + 4, at + 8) !== 'tEXt') continue;
+    const data = png.subarray(at + 8, at + 8 + png.readUInt32BE(at));
+    const nul = data.indexOf(0);
+    out.push([data.toString('latin1', 0, nul), data.toString('latin1', nul + 1)]);
+  }
+  return out;
+}
+
+/** Polls a condition (never a fixed sleep). */
+async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Until the simulator runs and holds nothing, so a test starts with no other prompt's events in flight. */
+const untilIdle = (s: SimulatorHandle): Promise<void> =>
+  until(() => s.stats().running === null && s.stats().pending === 0, 'the simulator to go idle');
+
 const doneOf = (id: string) => (m: Msg): boolean => m.type === 'executing' && m.data.node === null && m.data.prompt_id === id;
 const ofPrompt = (c: Client, id: string): Msg[] => c.msgs.filter((m) => m.data.prompt_id === id);
 
@@ -253,6 +278,9 @@ describe('comfyui-sim: happy path', () => {
     const r = await post(s.url, '/prompt', { prompt: qwen(99, 'no client id') });
     const id = json(r).prompt_id as string;
     await waitHistory(s.url, id);
+    // History and WS frames travel on different sockets: wait for the prompt's last broadcast too.
+    await watcher.waitFor((m) => m.type === 'progress_state' && m.data.prompt_id === id
+      && (m.data.nodes as Record<string, { state?: string }>)['60']?.state === 'finished');
     const types = new Set(ofPrompt(watcher, id).map((m) => m.type));
     expect(types).toEqual(new Set(['progress_state', 'progress']));
   });
@@ -267,6 +295,43 @@ describe('comfyui-sim: happy path', () => {
     expect(await code('filename=x.png&type=bogus')).toEqual([400, 0]);
     expect(await code('filename=x.png&subfolder=../..')).toEqual([403, 0]);
     expect(await code('subfolder=')).toEqual([404, 0]);
+  });
+
+  it('answers / with a small HTML front page (200, no-cache), like a real server', async () => {
+    for (const path of ['/', '/api/']) {
+      const r = await axios.get(`${s.url}${path}`, { responseType: 'text', transformResponse: (x: unknown) => x });
+      expect(r.status).toBe(200);
+      expect(r.headers['content-type']).toMatch(/^text\/html/);
+      expect(r.headers['cache-control']).toBe('no-cache');
+      expect(r.data).toMatch(/^<!DOCTYPE html>/);
+      expect(r.data).toContain('<title>ComfyUI</title>');
+    }
+    const head = await axios.head(`${s.url}/`);
+    expect([head.status, head.data]).toEqual([200, '']);
+    const wrong = await axios.post(`${s.url}/`, '{}', { validateStatus: () => true });
+    expect([wrong.status, wrong.headers.allow]).toEqual([405, 'GET,HEAD']);
+  });
+
+  it('writes the graph into a `prompt` tEXt chunk and each extra_pnginfo key (the workflow) into its own', async () => {
+    const c = await connect(s.url, 'meta-client');
+    const graph = qwen(4242, 'metadata', { prefix: 'meta/run' });
+    const workflow = { last_node_id: 60, nodes: [{ id: 60, type: 'SaveImage' }], version: 0.4 };
+    const withWorkflow = await submit(s.url, graph, 'meta-client', { extra_data: { extra_pnginfo: { workflow } } });
+    await c.waitFor(doneOf(withWorkflow));
+    const bare = await submit(s.url, qwen(4243, 'metadata', { prefix: 'meta/run' }), 'meta-client');
+    await c.waitFor(doneOf(bare));
+
+    const png = async (id: string): Promise<Buffer> => {
+      const img = ((await getJson(s.url, `/history/${id}`))[id] as Record<string, any>).outputs['60'].images[0];
+      return Buffer.from((await axios.get(`${s.url}/view`, { params: img, responseType: 'arraybuffer' })).data as ArrayBuffer);
+    };
+    const first = pngTextChunks(await png(withWorkflow));
+    expect(first.map(([k]) => k)).toEqual(['prompt', 'workflow']);
+    expect(JSON.parse(first[0][1])).toEqual(graph);
+    expect(JSON.parse(first[1][1])).toEqual(workflow);
+    const second = pngTextChunks(await png(bare));
+    expect(second.map(([k]) => k)).toEqual(['prompt']);
+    expect(JSON.parse(second[0][1])['3'].inputs.seed).toBe(4243);
   });
 });
 
@@ -519,11 +584,16 @@ describe('comfyui-sim: fault switches', () => {
   });
 
   it('hang: accepted, then no execution_start and an empty history until released', async () => {
+    // The test before leaves a prompt without client_id whose progress_state is broadcast to every
+    // socket: start only once it is gone, and look only at this prompt's events.
+    await untilIdle(s);
     const c = await connect(s.url, 'hang');
     s.faults.set({ hang: true });
     const id = await submit(s.url, emptyImage(0x123456), 'hang');
-    await expect(c.waitFor((m) => m.type === 'execution_start', 300)).rejects.toThrow('timed out');
+    await until(() => s.stats().running === id, 'the executor to hold the hung prompt');
+    await expect(c.waitFor((m) => m.data.prompt_id === id, 300)).rejects.toThrow('timed out');
     expect(await getJson(s.url, `/history/${id}`)).toEqual({});
+    // Not even a queue status broadcast: a frozen server accepts silently.
     expect(c.msgs.filter((m) => m.type !== 'status' || m.data.sid === undefined)).toEqual([]);
     expect(s.stats().running).toBe(id);
     s.faults.set({ hang: false });
@@ -554,7 +624,7 @@ describe('comfyui-sim: fault switches', () => {
     const types = ofPrompt(c, id).map((m) => m.type);
     expect(types.slice(-3)).toEqual(['executing', 'execution_error', 'executing']);
     expect(types).not.toContain('execution_success');
-    const ev = c.msgs.find((m) => m.type === 'execution_error') as Msg;
+    const ev = ofPrompt(c, id).find((m) => m.type === 'execution_error') as Msg;
     expect(ev.data).toMatchObject({ prompt_id: id, node_id: '3', node_type: 'KSampler', exception_type: 'torch.OutOfMemoryError' });
     expect(ev.data.exception_message).toMatch(/^CUDA out of memory\. Tried to allocate 20\.00 GiB\nThis error means you ran out of memory on your GPU/);
     expect(Object.keys(ev.data)).toEqual(['prompt_id', 'node_id', 'node_type', 'executed', 'exception_message', 'exception_type', 'traceback', 'current_inputs', 'current_outputs', 'timestamp']);

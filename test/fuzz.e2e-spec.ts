@@ -38,11 +38,16 @@ const anyJson = fc.jsonValue({ maxDepth: 3 });
 const notAString = fc.oneof(fc.integer(), fc.boolean(), fc.constant(null), fc.array(fc.integer(), { maxLength: 3 }), fc.dictionary(printable, fc.integer(), { maxKeys: 3 }));
 const notANumber = fc.oneof(fc.string({ maxLength: 8 }), fc.boolean(), fc.array(fc.integer(), { maxLength: 2 }), fc.dictionary(printable, fc.integer(), { maxKeys: 2 }));
 const side = fc.integer({ min: 16, max: 128 }).map((n) => n * 16);
+/** What the API calls visible text: something that shows, no controls but \n and \t, no lone surrogates. */
+const VISIBLE = /[^\p{White_Space}\p{Cc}\p{Cf}\p{Cs}\p{Cn}\p{Default_Ignorable_Code_Point}]/u;
+const plainText = (s: string) => !/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/.test(s) && !/[\ud800-\udfff]/u.test(s);
+/** One character a text field must not carry. */
+const unsafeChar = fc.constantFrom('\u0000', '\u0001', '\r', '\u001b', '\u007f', '\u0085', '\u009b', '\ud800', '\udfff');
 
 const validBody: fc.Arbitrary<Body> = fc.record(
   {
-    prompt: fc.string({ unit: 'grapheme', minLength: 1, maxLength: 80 }).filter((s) => /\S/.test(s) && s.length <= 1000),
-    negative_prompt: fc.string({ unit: 'grapheme', maxLength: 40 }).filter((s) => s.length <= 1000),
+    prompt: fc.string({ unit: 'grapheme', minLength: 1, maxLength: 80 }).filter((s) => VISIBLE.test(s) && plainText(s) && s.length <= 1000),
+    negative_prompt: fc.string({ unit: 'grapheme', maxLength: 40 }).filter((s) => (s === '' || VISIBLE.test(s)) && plainText(s) && s.length <= 1000),
     width: side,
     height: side,
     num_inference_steps: fc.integer({ min: 1, max: 16 }),
@@ -50,8 +55,8 @@ const validBody: fc.Arbitrary<Body> = fc.record(
     seed: fc.maxSafeNat(),
     model: fc.constant('qwen-image-lightning-4step'),
     metadata: fc.dictionary(
-      fc.string({ minLength: 1, maxLength: 64 }).filter((k) => !PROTO.has(k)),
-      fc.string({ maxLength: 100 }),
+      fc.string({ minLength: 1, maxLength: 64 }).filter((k) => !PROTO.has(k) && plainText(k)),
+      fc.string({ maxLength: 100 }).filter(plainText),
       { maxKeys: 16 },
     ),
   },
@@ -88,6 +93,15 @@ const breakIt: fc.Arbitrary<(b: Body) => Body> = fc.oneof(
     .map((m) => (b: Body) => ({ ...b, metadata: m })),
   fc.constantFrom('not a url', 'http://127.0.0.1:9/hook', 'file:///etc/passwd', 'javascript:alert(1)').map((u) => (b: Body) => ({ ...b, webhook_url: u })),
   fc.constantFrom({ '3': { class_type: 'KSampler', inputs: {} } }, ['6', 0]).map((g) => (b: Body) => ({ ...b, prompt: g })),
+  // A control character or lone surrogate anywhere in a text field, and null for any field.
+  fc
+    .tuple(fc.constantFrom('prompt', 'negative_prompt', 'model'), unsafeChar, fc.nat({ max: 40 }))
+    .map(([f, ch, at]) => (b: Body) => {
+      const text = typeof b[f] === 'string' && b[f] !== '' ? (b[f] as string) : 'text';
+      return { ...b, [f]: text.slice(0, at) + ch + text.slice(at) };
+    }),
+  fc.tuple(unsafeChar, fc.boolean()).map(([ch, inKey]) => (b: Body) => ({ ...b, metadata: inKey ? { [`k${ch}`]: 'v' } : { k: `v${ch}` } })),
+  fc.constantFrom(...KNOWN_FIELDS).map((f) => (b: Body) => ({ ...b, [f]: null })),
 );
 
 const garbageAuth: fc.Arbitrary<Auth> = fc.tuple(fc.constantFrom('authorization', 'x-api-key'), fc.oneof(printable, printable.map((s) => `Bearer ${s}`), fc.constant('Bearer fk_' + 'A'.repeat(43)))).map(([header, value]) => ({ mode: 'garbage' as const, header, value }));

@@ -1,3 +1,4 @@
+import axios from 'axios';
 import { Queue } from 'bullmq';
 import sharp from 'sharp';
 import request from 'supertest';
@@ -21,6 +22,22 @@ async function jobCount(stack: Stack): Promise<number> {
   }
 }
 
+/** Types of a PNG's chunks, read by hand so the check does not share code with what it checks. */
+function pngChunkTypes(png: Buffer): string[] {
+  const types: string[] = [];
+  for (let at = 8; at + 8 <= png.length; at += 12 + png.readUInt32BE(at)) types.push(png.toString('latin1', at + 4, at + 8));
+  return types;
+}
+
+/** The bytes ComfyUI (the simulator) wrote for the prompt whose graph contains `text`, via its own /history and /view. */
+async function comfyOutput(simUrl: string, text: string): Promise<Buffer> {
+  const history = (await axios.get<Record<string, { prompt: unknown[]; outputs: Record<string, { images?: Array<Record<string, string>> }> }>>(`${simUrl}/history`)).data;
+  const entry = Object.values(history).find((e) => JSON.stringify(e.prompt[2]).includes(text));
+  const image = Object.values(entry?.outputs ?? {}).flatMap((o) => o.images ?? [])[0];
+  if (!image) throw new Error(`no output in the simulator's history for ${text}`);
+  return Buffer.from((await axios.get<ArrayBuffer>(`${simUrl}/view`, { params: image, responseType: 'arraybuffer' })).data);
+}
+
 describe('images end to end (API → Redis → worker → ComfyUI simulator)', () => {
   let stack: Stack;
   beforeAll(async () => {
@@ -41,8 +58,19 @@ describe('images end to end (API → Redis → worker → ComfyUI simulator)', (
     expect(res.body.timings.total_ms).toBeGreaterThan(0);
     const m = /^data:image\/png;base64,(.+)$/.exec(res.body.image_url);
     expect(m).not.toBeNull();
-    const meta = await sharp(Buffer.from(m![1], 'base64')).metadata();
+    const served = Buffer.from(m![1], 'base64');
+    const meta = await sharp(served).metadata();
     expect(meta).toMatchObject({ format: 'png', width: 320, height: 256 });
+
+    // ComfyUI wrote its graph into the file; what the service hands out has no text chunk (KEEP_IMAGE_METADATA=false)
+    // and the same pixels (nothing re-encoded).
+    const original = await comfyOutput(stack.sims[0].url, 'a lighthouse at dusk');
+    expect(pngChunkTypes(original)).toContain('tEXt');
+    expect((await sharp(original).metadata()).comments?.map((c) => c.keyword)).toContain('prompt');
+    expect(pngChunkTypes(served).filter((t) => ['tEXt', 'iTXt', 'zTXt'].includes(t))).toEqual([]);
+    expect(pngChunkTypes(served)).toEqual(pngChunkTypes(original).filter((t) => t !== 'tEXt'));
+    expect(meta.comments ?? []).toEqual([]);
+    expect(await sharp(served).raw().toBuffer()).toEqual(await sharp(original).raw().toBuffer());
   });
 
   it('an async job goes queued → running (with progress) → succeeded, and its image downloads', async () => {
@@ -77,6 +105,7 @@ describe('images end to end (API → Redis → worker → ComfyUI simulator)', (
     expect(img.headers.etag).toBe(`"${done.images[0].sha256}"`);
     expect(img.headers['cache-control']).toContain('immutable');
     expect((img.body as Buffer).subarray(1, 4).toString()).toBe('PNG');
+    expect(pngChunkTypes(img.body as Buffer).filter((t) => ['tEXt', 'iTXt', 'zTXt'].includes(t))).toEqual([]);
     expect(await sharp(img.body as Buffer).metadata()).toMatchObject({ width: 256, height: 256 });
     for (const inm of [img.headers.etag, `W/${img.headers.etag}`, `"other", ${img.headers.etag}`, '*']) {
       await request(stack.url).get(`/api/v1/images/jobs/${id}/images/0`).set('If-None-Match', inm).expect(304);

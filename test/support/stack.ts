@@ -77,8 +77,9 @@ export class Stack {
       WORKER_STALLED_INTERVAL_MS: '2000',
       SYNC_TIMEOUT_MS: '20000',
       WORKER_SHUTDOWN_GRACE_MS: '1000',
-      // Specs poll every 50 ms from one IP; only the rate-limit spec wants the real limit.
-      RATE_LIMIT_PER_MINUTE: '1000000',
+      // Specs poll every 50 ms from one IP; only the rate-limit spec wants the real limits.
+      RATE_LIMIT_SUBMIT_PER_MINUTE: '1000000',
+      RATE_LIMIT_READ_PER_MINUTE: '1000000',
       ...opts.env,
     };
     this.env = loadEnv(this.rawEnv);

@@ -1,5 +1,6 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { BullModule } from '@nestjs/bullmq';
+import { ComfyUiClientFactory } from '@app/comfyui';
 import { ConfigModule, Env } from '@app/config';
 import { bullConnection, QueueName } from '@app/queue';
 import { StorageModule } from '@app/storage';
@@ -44,7 +45,7 @@ export class ApiModule {
         SecurityModule.forRoot(),
       ],
       controllers: [GenerateController, JobsController, JobEventsController, ModelsController],
-      providers: [JobsService, IdempotencyService, WebhookUrlPolicy, webhookHostResolverProvider, ModelsService],
+      providers: [JobsService, IdempotencyService, WebhookUrlPolicy, webhookHostResolverProvider, ModelsService, ComfyUiClientFactory],
     };
   }
 }

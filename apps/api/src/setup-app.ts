@@ -1,22 +1,15 @@
-import { INestApplication, ValidationError, ValidationPipe } from '@nestjs/common';
+import { INestApplication } from '@nestjs/common';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { Express, Request, Response } from 'express';
-import { DomainError, ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import { AllExceptionsFilter, bodyParserErrorHandler, requireJsonBody } from './common/all-exceptions.filter';
 import { requestIdMiddleware } from './common/request-id.middleware';
+import { routeMethodsOf } from './common/route-methods';
+import { apiValidationPipe } from './common/validation';
 import { mountQueueBoard } from './admin/queue-board';
 import { httpMetricsMiddleware } from './metrics/http-metrics.middleware';
 import { corsOptions, rejectPrototypeKeys, securityHeaders } from './security/http-hardening';
-
-function flatten(errors: ValidationError[], parent = ''): Array<{ field: string; message: string }> {
-  return errors.flatMap((e) => {
-    const field = parent ? `${parent}.${e.property}` : e.property;
-    const own = Object.values(e.constraints ?? {}).map((message) => ({ field, message }));
-    return [...own, ...flatten(e.children ?? [], field)];
-  });
-}
 
 /** Everything main.ts and the e2e tests share: parsing, validation, errors, docs. */
 export function setupApp(app: INestApplication, env: Env): void {
@@ -33,17 +26,8 @@ export function setupApp(app: INestApplication, env: Env): void {
   express.use(bodyParserErrorHandler);
   express.use(requireJsonBody);
   if (env.CORS_ORIGINS.length) app.enableCors(corsOptions(env.CORS_ORIGINS));
-  app.useGlobalFilters(new AllExceptionsFilter());
-  app.useGlobalPipes(
-    new ValidationPipe({
-      whitelist: true,
-      forbidNonWhitelisted: true,
-      transform: true,
-      transformOptions: { enableImplicitConversion: false },
-      forbidUnknownValues: true,
-      exceptionFactory: (errors) => new DomainError(ErrorCode.ValidationFailed, 'The request has invalid fields', flatten(errors)),
-    }),
-  );
+  app.useGlobalFilters(new AllExceptionsFilter(routeMethodsOf(express.getHttpAdapter().getInstance() as Express)));
+  app.useGlobalPipes(apiValidationPipe());
   const doc = SwaggerModule.createDocument(
     app,
     new DocumentBuilder()

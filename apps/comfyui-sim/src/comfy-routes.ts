@@ -1,7 +1,7 @@
 /**
  * ComfyUI's HTTP API (server.py), handler by handler, with the same status codes and bodies:
- * POST /prompt, GET/POST /queue, GET/POST /history, POST /interrupt, POST /free, GET /prompt,
- * /system_stats, /object_info, /models, /embeddings, /extensions, /features.
+ * GET / (the front page), POST /prompt, GET/POST /queue, GET/POST /history, POST /interrupt,
+ * POST /free, GET /prompt, /system_stats, /object_info, /models, /embeddings, /extensions, /features.
  */
 import { randomUUID } from 'node:crypto';
 import { objectInfo } from './node-registry';
@@ -9,7 +9,7 @@ import { QueueItem } from './prompt-queue';
 import { validatePrompt } from './prompt-validator';
 import { JsonObject, JsonValue, PyFloat, isJsonObject, keysOf, orderedObject, parseJson, setKey } from './py-json';
 import { PyException, pyFloat, pyInt, pyTruthy, pyTypeName } from './py-values';
-import { BodyTooLarge, readBody, sendEmpty, sendInternalError, sendJson, sendText } from './http-util';
+import { BodyTooLarge, readBody, sendBytes, sendEmpty, sendInternalError, sendJson, sendText } from './http-util';
 import { Route, RouteContext, RouteRequest } from './route-context';
 import { viewHandler } from './view-handler';
 
@@ -187,6 +187,24 @@ function getQueue(ctx: RouteContext, r: RouteRequest): void {
   ]));
 }
 
+/**
+ * The real server answers / with its web front end (index.html, no-cache); some clients probe /
+ * before anything else and refuse a server whose answer is not 2xx. A small page stands in for it.
+ */
+const FRONT_PAGE = Buffer.from(
+  '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="UTF-8">\n<title>ComfyUI</title>\n</head>\n'
+    + '<body>\n<h1>ComfyUI</h1>\n<p>ComfyUI simulator: the HTTP API and WebSocket of a real server, without the graph editor.</p>\n'
+    + '</body>\n</html>\n',
+  'utf8',
+);
+
+function getRoot(_ctx: RouteContext, r: RouteRequest): void {
+  r.res.setHeader('Cache-Control', 'no-cache');
+  r.res.setHeader('Pragma', 'no-cache');
+  r.res.setHeader('Expires', '0');
+  sendBytes(r.res, 200, 'text/html', FRONT_PAGE);
+}
+
 function getModels(ctx: RouteContext, r: RouteRequest): void {
   const folder = r.params.folder;
   const files = ctx.models.get(folder);
@@ -205,6 +223,7 @@ function getObjectInfo(ctx: RouteContext, r: RouteRequest): void {
 }
 
 export const COMFY_ROUTES: Route[] = [
+  { method: 'GET', path: '/', handler: getRoot },
   { method: 'POST', path: '/prompt', handler: postPrompt },
   { method: 'GET', path: '/prompt', handler: (ctx, r) => sendJson(r.res, 200, ctx.proc.queueInfo()) },
   { method: 'GET', path: '/queue', handler: getQueue },

@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { BullModule } from '@nestjs/bullmq';
+import { ComfyUiClientFactory } from '@app/comfyui';
 import { ConfigModule, Env } from '@app/config';
 import { bullConnection } from '@app/queue';
 import { StorageModule } from '@app/storage';
@@ -32,7 +33,7 @@ export class WorkerModule {
         JobsModule,
       ],
       providers: [
-        GenerationProcessor, GenerationWorkerPool, WebhookProcessor, webhookDnsLookupProvider,
+        ComfyUiClientFactory, GenerationProcessor, GenerationWorkerPool, WebhookProcessor, webhookDnsLookupProvider,
         // After the pool (they attach to its workers when they bootstrap): heartbeat and metrics.
         WorkerActivity, WorkerHeartbeatService, WorkerMetrics, WorkerMetricsServer,
       ],

@@ -37,6 +37,7 @@ export enum ErrorCode {
   QuotaExceeded = 'quota_exceeded',
   ContentPolicy = 'content_policy',
   NotFound = 'not_found',
+  MethodNotAllowed = 'method_not_allowed',
   InternalError = 'internal_error',
   // failures recorded on a job
   ComfyUiRejected = 'comfyui_rejected',

@@ -11,7 +11,16 @@ describe('loadEnv', () => {
       RESULT_STORE: 'redis',
       RESULT_TTL_SECONDS: 86400,
       QUEUE_MAX_WAITING: 10000,
+      KEEP_IMAGE_METADATA: false,
     });
+  });
+
+  it('has separate submission and read budgets, with the old single budget as a deprecated alias of both', () => {
+    expect(loadEnv({})).toMatchObject({ RATE_LIMIT_SUBMIT_PER_MINUTE: 600, RATE_LIMIT_READ_PER_MINUTE: 6000, RATE_LIMIT_PER_MINUTE: undefined });
+    expect(loadEnv({ RATE_LIMIT_PER_MINUTE: '300' })).toMatchObject({ RATE_LIMIT_SUBMIT_PER_MINUTE: 300, RATE_LIMIT_READ_PER_MINUTE: 300 });
+    expect(loadEnv({ RATE_LIMIT_PER_MINUTE: '300', RATE_LIMIT_READ_PER_MINUTE: '9000' })).toMatchObject({ RATE_LIMIT_SUBMIT_PER_MINUTE: 300, RATE_LIMIT_READ_PER_MINUTE: 9000 });
+    expect(loadEnv({}, { RATE_LIMIT_PER_MINUTE: 50, RATE_LIMIT_SUBMIT_PER_MINUTE: 7 })).toMatchObject({ RATE_LIMIT_SUBMIT_PER_MINUTE: 7, RATE_LIMIT_READ_PER_MINUTE: 50 });
+    expect(() => loadEnv({ RATE_LIMIT_READ_PER_MINUTE: '0' })).toThrow(/RATE_LIMIT_READ_PER_MINUTE/);
   });
 
   it('parses lists, numbers and booleans; an empty value means unset', () => {
@@ -20,6 +29,7 @@ describe('loadEnv', () => {
     expect(env.PORT).toBe(9000);
     expect(env.GPU_REQUIRED).toBe(false);
     expect(env.PUBLIC_BASE_URL).toBeUndefined();
+    expect(loadEnv({ KEEP_IMAGE_METADATA: 'true' }).KEEP_IMAGE_METADATA).toBe(true);
   });
 
   it.each([
@@ -33,6 +43,7 @@ describe('loadEnv', () => {
     ['RESULT_PUBLIC_BASE_URL', 'cdn.example'],
     ['WEBHOOK_SECRET', 'plain-secret'],
     ['LOG_LEVEL', 'loud'],
+    ['KEEP_IMAGE_METADATA', 'maybe'],
   ])('refuses %s=%s with one line naming the variable', (name, value) => {
     let error: unknown;
     try {

@@ -102,6 +102,13 @@ export class Env {
   @Transform(toInt) @IsInt() @Min(1)
   RESULT_TTL_SECONDS = 86_400;
 
+  /**
+   * ComfyUI writes its whole graph (node ids, model files, output prefix) into PNG text chunks;
+   * false strips tEXt/iTXt/zTXt before an image is stored, true keeps them for operators who want them.
+   */
+  @Transform(toBool) @IsBoolean()
+  KEEP_IMAGE_METADATA = false;
+
   /** Bucket of RESULT_STORE=s3 (required then). Credentials come from the AWS SDK's own chain (AWS_ACCESS_KEY_ID…). */
   @ValidateIf((e: Env) => e.RESULT_STORE === 's3' || e.RESULT_S3_BUCKET !== undefined)
   @Matches(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, { message: 'RESULT_S3_BUCKET must be set for RESULT_STORE=s3: 3-63 lowercase letters, digits, . and -' })
@@ -218,9 +225,20 @@ export class Env {
   @Transform(toBool) @IsBoolean()
   AUTH_REQUIRED = false;
 
-  /** Requests per minute per API key (per client IP when the server runs open); keys may override it. */
+  /**
+   * Submissions (POST jobs, POST generate) per minute per API key (per client IP when the server
+   * runs open); a key's --rpm overrides it. Sized for one web-app backend serving all its users.
+   */
   @Transform(toInt) @IsInt() @Min(1)
-  RATE_LIMIT_PER_MINUTE = 300;
+  RATE_LIMIT_SUBMIT_PER_MINUTE = 600;
+
+  /** Reads (job, events, images, models; cancel too) per minute per key or client IP: a separate budget, so polling never blocks submitting. */
+  @Transform(toInt) @IsInt() @Min(1)
+  RATE_LIMIT_READ_PER_MINUTE = 6_000;
+
+  /** Deprecated: the old single budget. When set, it is the default of both budgets above (each counted on its own). */
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1)
+  RATE_LIMIT_PER_MINUTE?: number;
 
   /** Jobs one API key may have queued or running at once; keys may override it. */
   @Transform(toInt) @IsInt() @Min(1)
@@ -250,7 +268,7 @@ export class EnvValidationError extends Error {
  * every known one is checked, and all problems are reported at once.
  */
 export function loadEnv(source: Record<string, string | undefined> = process.env, overrides: Partial<Record<keyof Env, unknown>> = {}): Env {
-  const known = new Set(Object.keys(new Env()).concat(['PUBLIC_BASE_URL', 'WEBHOOK_SECRET', 'HEALTH_MIN_FREE_VRAM_MB', 'ADMIN_TOKEN', 'METRICS_PORT', 'WORKER_METRICS_PORT', 'CONTENT_POLICY_FILE',
+  const known = new Set(Object.keys(new Env()).concat(['PUBLIC_BASE_URL', 'WEBHOOK_SECRET', 'HEALTH_MIN_FREE_VRAM_MB', 'ADMIN_TOKEN', 'METRICS_PORT', 'WORKER_METRICS_PORT', 'CONTENT_POLICY_FILE', 'RATE_LIMIT_PER_MINUTE',
     'RESULT_S3_BUCKET', 'RESULT_S3_ENDPOINT', 'RESULT_S3_SWEEP_INTERVAL_SECONDS', 'RESULT_PUBLIC_BASE_URL']));
   const raw: Record<string, unknown> = {};
   // An empty value means "not set" (as in .env.example), so the default applies.
@@ -261,6 +279,11 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
     throw new EnvValidationError(
       errors.map((e) => `${e.property}=${JSON.stringify(raw[e.property] ?? (overrides as Record<string, unknown>)[e.property])}: ${Object.values(e.constraints ?? {}).join('; ')}`),
     );
+  }
+  const given = (k: keyof Env) => raw[k] !== undefined || (overrides as Record<string, unknown>)[k] !== undefined;
+  if (env.RATE_LIMIT_PER_MINUTE !== undefined) {
+    if (!given('RATE_LIMIT_SUBMIT_PER_MINUTE')) env.RATE_LIMIT_SUBMIT_PER_MINUTE = env.RATE_LIMIT_PER_MINUTE;
+    if (!given('RATE_LIMIT_READ_PER_MINUTE')) env.RATE_LIMIT_READ_PER_MINUTE = env.RATE_LIMIT_PER_MINUTE;
   }
   return env;
 }

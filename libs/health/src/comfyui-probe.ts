@@ -1,5 +1,5 @@
 import { Injectable, OnApplicationShutdown } from '@nestjs/common';
-import { ComfyUiClient, ComfyUiHttpClient } from '@app/comfyui';
+import { ComfyUiClient, ComfyUiClientFactory } from '@app/comfyui';
 import { Env } from '@app/config';
 import { CachedProbe } from './cached-probe';
 import { gpuReports, type GpuReport } from './gpu-report';
@@ -38,9 +38,9 @@ export class ComfyUiProbe implements OnApplicationShutdown {
   private readonly clients: ComfyUiClient[];
   private readonly cached: CachedProbe<ComfyInstanceStatus[]>;
 
-  constructor(env: Env) {
+  constructor(env: Env, comfy: ComfyUiClientFactory) {
     const { timeoutMs, cacheMs } = healthSettings(env);
-    this.clients = env.COMFYUI_URLS.map((u) => new ComfyUiHttpClient(u, { requestTimeoutMs: timeoutMs }));
+    this.clients = env.COMFYUI_URLS.map((u) => comfy.create(u, { requestTimeoutMs: timeoutMs }));
     this.cached = new CachedProbe(() => Promise.all(this.clients.map((c) => probeComfyUi(c, timeoutMs))), cacheMs);
   }
 

@@ -6,3 +6,5 @@ export * from './redis.provider';
 export * from './storage.module';
 export * from './sniff-image-type';
 export { JOB_ID_PATTERN } from './storage-validation';
+export * from './png-text-chunks';
+export * from './image-header';

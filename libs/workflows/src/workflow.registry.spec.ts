@@ -16,6 +16,15 @@ function problemFields(fn: () => unknown): string[] {
   throw new Error('expected a validation error');
 }
 
+function problems(fn: () => unknown): Array<{ field: string; message: string }> {
+  try {
+    fn();
+  } catch (e) {
+    return (e as DomainError).details as Array<{ field: string; message: string }>;
+  }
+  throw new Error('expected a validation error');
+}
+
 describe('WorkflowRegistry', () => {
   it('loads the shipped workflows with qwen as the default', () => {
     expect(registry.list().map((w) => w.manifest.id).sort()).toEqual(['qwen-image-lightning-4step', 'smoke-test']);
@@ -30,6 +39,32 @@ describe('WorkflowRegistry', () => {
   it('rejects sizes outside the limits or off the multiple, listing every field', () => {
     expect(problemFields(() => registry.resolve({ prompt: 'x', width: 4000, height: 1000 }))).toEqual(['width', 'height']);
     expect(problemFields(() => registry.resolve({ prompt: 'x', model: 'smoke-test', num_inference_steps: 4 }))).toEqual(['num_inference_steps']);
+  });
+
+  it('names the field in every limit message', () => {
+    expect(problems(() => registry.resolve({ prompt: 'x', width: 4000, height: 1000 }))).toEqual([
+      { field: 'width', message: 'width must be between 256 and 2048 for model qwen-image-lightning-4step' },
+      { field: 'height', message: 'height must be a multiple of 16' },
+    ]);
+  });
+
+  it('says a parameter the model does not use is not adjustable, instead of "between 0 and 0"', () => {
+    expect(problems(() => registry.resolve({ prompt: 'x', model: 'smoke-test', guidance_scale: 0.5, num_inference_steps: 4 }))).toEqual([
+      { field: 'num_inference_steps', message: 'num_inference_steps is not adjustable for model smoke-test (it is always 1); omit it' },
+      { field: 'guidance_scale', message: 'guidance_scale is not adjustable for model smoke-test (it is always 0); omit it' },
+    ]);
+    // Its own default is harmless (a client may send back what GET /models shows), and so is any seed.
+    expect(registry.resolve({ prompt: 'x', model: 'smoke-test', guidance_scale: 0, num_inference_steps: 1, seed: 5 })).toMatchObject({ guidance_scale: 0, num_inference_steps: 1, seed: 5 });
+    expect(registry.limits('smoke-test')).toMatchObject({ fixed: ['num_inference_steps', 'guidance_scale'], guidance_scale: { min: 0, max: 0 }, num_inference_steps: { min: 1, max: 1 } });
+    expect(registry.limits('qwen-image-lightning-4step').fixed).toEqual([]);
+  });
+
+  it('derives "not adjustable" from the bindings, whatever limits a manifest declares for an unbound parameter', () => {
+    const manifest = JSON.parse(JSON.stringify(registry.get('smoke-test')!.manifest));
+    manifest.id = 'declares-limits';
+    manifest.parameters.guidance_scale = { bind: [], default: 0, min: 0, max: 0 };
+    const custom = new WorkflowRegistry([{ manifest, graph: registry.get('smoke-test')!.graph }]);
+    expect(problems(() => custom.resolve({ prompt: 'x', guidance_scale: 3 }))[0].message).toMatch(/^guidance_scale is not adjustable for model declares-limits/);
   });
 
   it('rejects an unknown model with the list of models', () => {

@@ -11,6 +11,11 @@ export const PROMPT_MAX_LENGTH = 1000;
 export const SEED_MAX = Number.MAX_SAFE_INTEGER; // 2^53 - 1
 const GLOBAL = { sideMin: 256, sideMax: 2048, multiple: 16, stepsMax: 150, guidanceMax: 30 };
 const PARAM_NAMES = ['prompt', 'negative_prompt', 'width', 'height', 'num_inference_steps', 'guidance_scale', 'seed'] as const;
+/** The parameters a model may leave unbound, and then fixed at their default. A seed is always accepted: it is reported back. */
+const FIXABLE_PARAMS = ['width', 'height', 'num_inference_steps', 'guidance_scale'] as const;
+type NumericParameterName = (typeof FIXABLE_PARAMS)[number] | 'seed';
+
+const isBound = (spec: NumericParameterSpec): boolean => spec.bind.length > 0;
 
 export class WorkflowConfigError extends Error {}
 
@@ -87,19 +92,27 @@ export class WorkflowRegistry {
   limits(id: string): ModelLimits {
     const m = this.require(id).manifest;
     const p = m.parameters;
-    const side = (s: NumericParameterSpec) => ({
-      min: s.min ?? GLOBAL.sideMin,
-      max: s.max ?? GLOBAL.sideMax,
-      multiple_of: s.multiple_of ?? GLOBAL.multiple,
-    });
+    // A parameter bound to no input cannot change the picture: its only value is its default, whatever
+    // min/max its manifest declares (smoke-test's "0..0" guidance was such a range, and read as a limit).
+    const fixedAt = (name: NumericParameterName, fallback: number) => ({ min: p[name].default ?? fallback, max: p[name].default ?? fallback });
+    const side = (name: 'width' | 'height') => {
+      const s = p[name];
+      const multiple_of = s.multiple_of ?? GLOBAL.multiple;
+      return isBound(s) ? { min: s.min ?? GLOBAL.sideMin, max: s.max ?? GLOBAL.sideMax, multiple_of } : { ...fixedAt(name, 1328), multiple_of };
+    };
     return {
-      width: side(p.width),
-      height: side(p.height),
-      num_inference_steps: { min: p.num_inference_steps.min ?? 1, max: p.num_inference_steps.max ?? GLOBAL.stepsMax },
-      guidance_scale: { min: p.guidance_scale.min ?? 0, max: p.guidance_scale.max ?? GLOBAL.guidanceMax },
+      width: side('width'),
+      height: side('height'),
+      num_inference_steps: isBound(p.num_inference_steps)
+        ? { min: p.num_inference_steps.min ?? 1, max: p.num_inference_steps.max ?? GLOBAL.stepsMax }
+        : fixedAt('num_inference_steps', 1),
+      guidance_scale: isBound(p.guidance_scale)
+        ? { min: p.guidance_scale.min ?? 0, max: p.guidance_scale.max ?? GLOBAL.guidanceMax }
+        : fixedAt('guidance_scale', 0),
       seed: { min: 0, max: SEED_MAX },
       max_pixels: m.max_pixels ?? GLOBAL.sideMax * GLOBAL.sideMax,
       prompt_max_length: PROMPT_MAX_LENGTH,
+      fixed: FIXABLE_PARAMS.filter((name) => !isBound(p[name])),
     };
   }
 
@@ -127,9 +140,13 @@ export class WorkflowRegistry {
       seed: req.seed ?? Math.floor(random(2 ** 48 - 1) * 32) % (SEED_MAX + 1),
     };
     const problems: FieldProblem[] = [];
-    const range = (field: string, v: number, min: number, max: number, multiple?: number) => {
-      if (v < min || v > max) problems.push({ field, message: `must be between ${min} and ${max} for model ${modelId}` });
-      else if (multiple && v % multiple !== 0) problems.push({ field, message: `must be a multiple of ${multiple}` });
+    const fixed = new Set<string>(lim.fixed);
+    const range = (field: NumericParameterName, v: number, min: number, max: number, multiple?: number) => {
+      // A value the model cannot use is refused rather than ignored, except its own default (a client may echo GET /models).
+      if (fixed.has(field)) {
+        if (req[field] !== undefined && v !== min) problems.push({ field, message: `${field} is not adjustable for model ${modelId} (it is always ${min}); omit it` });
+      } else if (v < min || v > max) problems.push({ field, message: `${field} must be between ${min} and ${max} for model ${modelId}` });
+      else if (multiple && v % multiple !== 0) problems.push({ field, message: `${field} must be a multiple of ${multiple}` });
     };
     range('width', params.width, lim.width.min, lim.width.max, lim.width.multiple_of);
     range('height', params.height, lim.height.min, lim.height.max, lim.height.multiple_of);
@@ -139,7 +156,7 @@ export class WorkflowRegistry {
     if (params.width * params.height > lim.max_pixels) {
       problems.push({ field: 'width', message: `width × height must be at most ${lim.max_pixels} pixels for model ${modelId}` });
     }
-    if (problems.length) throw new DomainError(ErrorCode.ValidationFailed, 'The request has invalid fields', problems);
+    if (problems.length) throw new DomainError(ErrorCode.ValidationFailed, problems.map((p) => p.message).join('; '), problems);
     return params;
   }
 

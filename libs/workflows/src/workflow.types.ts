@@ -6,6 +6,7 @@ export interface InputBinding {
 }
 
 export interface NumericParameterSpec {
+  /** Empty: the parameter is not adjustable for this model (fixed at default; min/max are ignored). */
   bind: InputBinding[];
   default?: number;
   min?: number;
@@ -59,4 +60,6 @@ export interface ModelLimits {
   seed: { min: number; max: number };
   max_pixels: number;
   prompt_max_length: number;
+  /** Parameters this model's graph does not use: their range is their default, any other value is refused. */
+  fixed: Array<'width' | 'height' | 'num_inference_steps' | 'guidance_scale'>;
 }

@@ -29,7 +29,7 @@ function context(path: string, headers: Record<string, string> = {}): { ctx: Exe
 }
 
 describe('ApiKeyGuard', () => {
-  const env = loadEnv({}, { RATE_LIMIT_PER_MINUTE: 50 });
+  const env = loadEnv({}, { RATE_LIMIT_SUBMIT_PER_MINUTE: 50 });
 
   it('runs open while no key exists', async () => {
     const guard = new ApiKeyGuard(env, fakeStore({ exists: false }), new Reflector());

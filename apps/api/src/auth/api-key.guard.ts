@@ -78,7 +78,7 @@ export class ApiKeyGuard implements CanActivate, OnApplicationBootstrap {
     const principal = {
       id: record.id,
       name: record.name,
-      rpm: record.rpm ?? this.env.RATE_LIMIT_PER_MINUTE,
+      rpm: record.rpm ?? this.env.RATE_LIMIT_SUBMIT_PER_MINUTE,
       maxJobs: record.max_jobs ?? this.env.QUOTA_MAX_JOBS_PER_KEY,
       priority: record.priority,
     };

@@ -2,7 +2,7 @@ import type Redis from 'ioredis';
 import { RedisKeys } from '@app/queue';
 import { displayPrefix, generateApiKey, hashApiKey, PRIORITY_MAX, PRIORITY_MIN, sameDigest } from './api-key';
 
-/** Per-key overrides; absent = the deployment default (RATE_LIMIT_PER_MINUTE, QUOTA_MAX_JOBS_PER_KEY, priority 100). */
+/** Per-key overrides; absent = the deployment default (RATE_LIMIT_SUBMIT_PER_MINUTE, QUOTA_MAX_JOBS_PER_KEY, priority 100). */
 export interface ApiKeyLimits {
   rpm?: number;
   max_jobs?: number;

@@ -5,6 +5,7 @@ export interface ApiKeyPrincipal {
   id: string;
   name: string;
   /** Effective limits: the key's own, else the deployment defaults. */
+  /** Submissions per minute (the key's --rpm, else RATE_LIMIT_SUBMIT_PER_MINUTE). */
   rpm: number;
   maxJobs: number;
   priority?: number;

@@ -6,7 +6,7 @@ const USAGE = `Usage: npm run keys -- <command>
 
   create --name <name> [--rpm N] [--max-jobs N] [--priority N] [--json]
         Creates a key and prints it ONCE (only its SHA-256 is stored).
-        --rpm       requests per minute (default RATE_LIMIT_PER_MINUTE)
+        --rpm       submissions per minute (default RATE_LIMIT_SUBMIT_PER_MINUTE)
         --max-jobs  jobs queued or running at once (default QUOTA_MAX_JOBS_PER_KEY)
         --priority  1 (first) .. 2097151 (last); default 100
   list [--json]      Lists keys: id, name, display prefix, limits, created, revoked.
@@ -50,7 +50,7 @@ function intFlag(flags: Map<string, string | true>, name: string): number | unde
 
 function describeLimits(r: ApiKeyLimits): string {
   return [
-    r.rpm !== undefined ? `${r.rpm} req/min` : 'default req/min',
+    r.rpm !== undefined ? `${r.rpm} submissions/min` : 'default submissions/min',
     r.max_jobs !== undefined ? `${r.max_jobs} jobs at once` : 'default jobs at once',
     `priority ${r.priority ?? 'default'}`,
   ].join(', ');

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
 import { DomainError, ErrorCode } from '@app/common';
 import { ApiError, isRedisUnavailable, STATUS_BY_CODE } from './api-error';
+import { handledByRoute, type RouteMethods } from './route-methods';
 
 interface BodyParserError extends Error {
   type?: string;
@@ -45,10 +46,18 @@ export function requireJsonBody(req: Request & { id?: string }, res: Response, n
 export class AllExceptionsFilter implements ExceptionFilter {
   private readonly logger = new Logger('HTTP');
 
+  /** routeMethods: which methods the app's routes answer on a path, for 405 instead of 404. */
+  constructor(private readonly routeMethods: RouteMethods = () => []) {}
+
   catch(exception: unknown, host: ArgumentsHost): void {
     const ctx = host.switchToHttp();
     const req = ctx.getRequest<Request & { id?: string }>();
     const res = ctx.getResponse<Response>();
+    // No route took the request but the path has routes: a wrong method, not a missing page.
+    if (exception instanceof HttpException && exception.getStatus() === HttpStatus.NOT_FOUND && !handledByRoute(req) && !res.headersSent) {
+      const allowed = this.routeMethods(req.path);
+      if (allowed.length) return this.wrongMethod(req, res, allowed);
+    }
     const { status, code, message, details, headers } = this.describe(exception, req);
     if (res.headersSent) {
       res.end();
@@ -56,6 +65,11 @@ export class AllExceptionsFilter implements ExceptionFilter {
     }
     for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
     sendError(res, req, status, code, message, details);
+  }
+
+  private wrongMethod(req: Request & { id?: string }, res: Response, allowed: string[]): void {
+    res.setHeader('Allow', allowed.join(', '));
+    sendError(res, req, 405, ErrorCode.MethodNotAllowed, `${req.method} is not allowed on ${req.path}; allowed: ${allowed.join(', ')}`, { allow: allowed });
   }
 
   private describe(exception: unknown, req: Request & { id?: string }) {

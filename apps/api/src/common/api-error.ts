@@ -9,6 +9,7 @@ export const STATUS_BY_CODE: Record<string, number> = {
   [ErrorCode.NotFound]: 404,
   [ErrorCode.JobNotFound]: 404,
   [ErrorCode.ImageNotFound]: 404,
+  [ErrorCode.MethodNotAllowed]: 405,
   [ErrorCode.JobFinished]: 409,
   [ErrorCode.Canceled]: 409,
   [ErrorCode.JobExpired]: 410,

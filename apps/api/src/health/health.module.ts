@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
+import { ComfyUiClientFactory } from '@app/comfyui';
 import {
   ComfyUiHealthIndicator, ComfyUiProbe, FleetMonitor, GpuHealthIndicator, QueueHealthIndicator, RedisHealthIndicator,
   WorkersHealthIndicator,
@@ -17,6 +18,7 @@ import { ShutdownState } from './shutdown-state';
   providers: [
     ShutdownState,
     ReadinessService,
+    ComfyUiClientFactory,
     ComfyUiProbe,
     FleetMonitor,
     RedisHealthIndicator,

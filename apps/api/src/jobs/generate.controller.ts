@@ -6,6 +6,7 @@ import { Env } from '@app/config';
 import { JobTimings } from '@app/queue';
 import { WorkflowRegistry } from '@app/workflows';
 import { ApiError, STATUS_BY_CODE } from '../common/api-error';
+import { RateLimitAs } from '../rate-limit/rate-limit-kind';
 import { GenerateImageDto } from './dto/generate-image.dto';
 import { JobsService } from './jobs.service';
 import { ApiRequest, callerOf, requestBase } from './request-context';
@@ -32,6 +33,7 @@ export class GenerateController {
 
   /** The original service's synchronous call: same request, same response, plus job_id and timings. */
   @Post('generate')
+  @RateLimitAs('submit')
   @HttpCode(200)
   @ApiOperation({ summary: 'Generate an image and wait for it (synchronous)' })
   @ApiOkResponse({ description: 'image_url is a data: URL with the PNG' })

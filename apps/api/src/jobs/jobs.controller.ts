@@ -7,6 +7,7 @@ import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import { JobResource } from '@app/queue';
 import { ApiError } from '../common/api-error';
+import { RateLimitAs } from '../rate-limit/rate-limit-kind';
 import { CreateJobDto } from './dto/create-job.dto';
 import { IdempotencyService } from './idempotency.service';
 import { JobsService } from './jobs.service';
@@ -37,6 +38,7 @@ export class JobsController {
   ) {}
 
   @Post()
+  @RateLimitAs('submit')
   @HttpCode(202)
   @ApiOperation({ summary: 'Submit a generation job (asynchronous)' })
   @ApiAcceptedResponse({ description: 'The job resource; Location points at it' })
@@ -90,6 +92,8 @@ export class JobsController {
   }
 
   @Delete(':id')
+  // Cancel only ever frees capacity: it shares the cheap budget, so a client can always cancel.
+  @RateLimitAs('read')
   @ApiOperation({ summary: 'Cancel: removes a queued job, interrupts a running one' })
   cancel(@Param('id', jobIdPipe) id: string, @Req() req: ApiRequest): Promise<JobResource> {
     return this.jobs.cancel(id, callerOf(req), requestBase(req));

@@ -1,5 +1,5 @@
 import { Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
-import { ComfyUiClient, ComfyUiHttpClient } from '@app/comfyui';
+import { ComfyUiClient, ComfyUiClientFactory } from '@app/comfyui';
 import { Env } from '@app/config';
 import { ModelLimits, WorkflowRegistry } from '@app/workflows';
 
@@ -27,9 +27,9 @@ export class ModelsService implements OnModuleDestroy {
   private readonly comfy: ComfyUiClient[];
   private cache?: { at: number; value: Promise<FilesByServer> };
 
-  constructor(private readonly env: Env, private readonly workflows: WorkflowRegistry) {
+  constructor(private readonly env: Env, private readonly workflows: WorkflowRegistry, comfy: ComfyUiClientFactory) {
     // HTTP only: the API never opens ComfyUI's WebSocket.
-    this.comfy = env.COMFYUI_URLS.map((u) => new ComfyUiHttpClient(u, { requestTimeoutMs: 1_000 }));
+    this.comfy = env.COMFYUI_URLS.map((u) => comfy.create(u, { requestTimeoutMs: 1_000 }));
   }
 
   async list(): Promise<ModelResource[]> {

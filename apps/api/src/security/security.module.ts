@@ -1,4 +1,4 @@
-import { DynamicModule, Logger, Module } from '@nestjs/common';
+import { DynamicModule, type ExecutionContext, Logger, Module } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { ThrottlerModule, type ThrottlerModuleOptions } from '@nestjs/throttler';
 import { ThrottlerStorageRedisService } from '@nest-lab/throttler-storage-redis';
@@ -13,19 +13,24 @@ import { BlocklistContentPolicy } from '../policy/blocklist.content-policy';
 import { ContentPolicy } from '../policy/content-policy';
 import { FailOpenThrottlerStorage } from '../rate-limit/fail-open-throttler.storage';
 import { JobQuota } from '../rate-limit/job-quota.service';
+import { RATE_LIMIT_KINDS, type RateLimitKind } from '../rate-limit/rate-limit-kind';
 import { RATE_LIMIT_WINDOW_MS, RateLimitGuard } from '../rate-limit/rate-limit.guard';
 
 function throttlerOptions(env: Env, redis: Redis): ThrottlerModuleOptions {
   const keys = new RedisKeys(env.QUEUE_PREFIX);
+  if (env.RATE_LIMIT_PER_MINUTE !== undefined) {
+    new Logger('RateLimit').warn('RATE_LIMIT_PER_MINUTE is deprecated: set RATE_LIMIT_SUBMIT_PER_MINUTE and RATE_LIMIT_READ_PER_MINUTE');
+  }
+  const budget: Record<RateLimitKind, (ctx: ExecutionContext) => number> = {
+    // A key's own --rpm is its submission budget: submissions are what a key is sized by.
+    submit: (ctx) => ctx.switchToHttp().getRequest<AuthenticatedRequest>().apiKey?.rpm ?? env.RATE_LIMIT_SUBMIT_PER_MINUTE,
+    read: () => env.RATE_LIMIT_READ_PER_MINUTE,
+  };
   return {
-    throttlers: [
-      {
-        name: 'default',
-        ttl: RATE_LIMIT_WINDOW_MS,
-        limit: (ctx) => ctx.switchToHttp().getRequest<AuthenticatedRequest>().apiKey?.rpm ?? env.RATE_LIMIT_PER_MINUTE,
-      },
-    ],
-    // One counter per key id (or client IP) for the whole API, under the deployment's prefix.
+    // RateLimitGuard applies only the throttler of the route's kind.
+    throttlers: RATE_LIMIT_KINDS.map((kind) => ({ name: kind, ttl: RATE_LIMIT_WINDOW_MS, limit: budget[kind] })),
+    // One counter per key id (or client IP) for the whole API, under the deployment's prefix; the
+    // storage appends the throttler's name, so each budget has its own.
     generateKey: (_ctx, tracker) => keys.rateLimit(tracker),
     // The shared fail-fast client: a Redis outage is an error at once, never a hanging request.
     storage: new FailOpenThrottlerStorage(new ThrottlerStorageRedisService(redis)),

@@ -1,6 +1,6 @@
 import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { Worker } from 'bullmq';
-import { ComfyUiClient, ComfyUiHttpClient } from '@app/comfyui';
+import { ComfyUiClient, ComfyUiClientFactory } from '@app/comfyui';
 import { Env } from '@app/config';
 import { JobLifecycle } from '@app/jobs';
 import { AbortReason, bullConnection, decodeFailure, GenerationJobData, GenerationResult, QueueName } from '@app/queue';
@@ -31,6 +31,7 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
     private readonly env: Env,
     private readonly processor: GenerationProcessor,
     private readonly lifecycle: JobLifecycle,
+    private readonly comfyFactory: ComfyUiClientFactory,
   ) {}
 
   get allSlots(): readonly Slot[] {
@@ -52,9 +53,7 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
   }
 
   private createSlot(url: string): Slot {
-    const comfy = new ComfyUiHttpClient(url, {
-      requestTimeoutMs: this.env.COMFYUI_REQUEST_TIMEOUT_MS,
-      pollIntervalMs: this.env.COMFYUI_POLL_INTERVAL_MS,
+    const comfy = this.comfyFactory.create(url, {
       logger: {
         debug: (m, c) => this.logger.debug({ comfyui: url, msg: m, ...c }),
         info: (m, c) => this.logger.log({ comfyui: url, msg: m, ...c }),

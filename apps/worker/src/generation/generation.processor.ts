@@ -1,14 +1,13 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Injectable, Logger } from '@nestjs/common';
 import { DelayedError, UnrecoverableError, WaitingError } from 'bullmq';
-import { ComfyUiClient, ComfyUnavailableError, type PromptOutcome } from '@app/comfyui';
+import { ComfyUiClient, ComfyUnavailableError, OutputFetchError, type PromptOutcome } from '@app/comfyui';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import { JobLifecycle } from '@app/jobs';
 import { encodeFailure, type GenerationJob, type GenerationResult, type StoredImageRef } from '@app/queue';
-import { ResultStore, sniffImageType } from '@app/storage';
+import { readImageHeader, ResultStore, stripPngTextChunks } from '@app/storage';
 import { WorkflowRegistry } from '@app/workflows';
-import sharp from 'sharp';
 import { classifyFailure } from './failure-classification';
 
 /** How long a job waits when ComfyUI was found down before a worker looks at it again. */
@@ -99,18 +98,21 @@ export class GenerationProcessor {
   private async fetchAndStore(jobId: string, outcome: PromptOutcome, comfy: ComfyUiClient, signal: AbortSignal): Promise<StoredImageRef[]> {
     const refs: StoredImageRef[] = [];
     for (const [index, image] of outcome.images.entries()) {
-      const bytes = await comfy.view(image, signal);
-      const meta = await sharp(bytes).metadata();
-      const contentType = sniffImageType(bytes) ?? 'application/octet-stream';
-      await this.store.putImage(jobId, index, bytes, contentType);
+      const fetched = await comfy.view(image, signal);
+      // ComfyUI writes the whole graph into PNG text chunks: internals end users must not get.
+      const bytes = this.env.KEEP_IMAGE_METADATA ? fetched : stripPngTextChunks(fetched);
+      // Dimensions from the header: no decode of megabytes per image on the GPU's critical path.
+      const header = readImageHeader(bytes);
+      if (!header) throw new OutputFetchError(`ComfyUI output ${image.filename} is not a PNG, JPEG or WebP image`);
+      await this.store.putImage(jobId, index, bytes, header.contentType);
       refs.push({
         index,
         key: `${jobId}/${index}`,
-        content_type: contentType,
+        content_type: header.contentType,
         bytes: bytes.length,
         sha256: createHash('sha256').update(bytes).digest('hex'),
-        width: meta.width ?? 0,
-        height: meta.height ?? 0,
+        width: header.width,
+        height: header.height,
       });
     }
     return refs;
