@@ -27,6 +27,8 @@ export enum ErrorCode {
   QueueFull = 'queue_full',
   NoCapacity = 'no_capacity',
   RedisUnavailable = 'redis_unavailable',
+  /** The object store (S3 bucket) does not answer or refuses our credentials. */
+  StorageUnavailable = 'storage_unavailable',
   SyncTimeout = 'sync_timeout',
   IdempotencyKeyReused = 'idempotency_key_reused',
   InvalidWebhookUrl = 'invalid_webhook_url',

@@ -37,7 +37,10 @@ describe('loadEnv', () => {
     ['PORT', '70000'],
     ['REDIS_URL', 'localhost:6379'],
     ['COMFYUI_URLS', 'ftp://gpu:8188'],
-    ['RESULT_STORE', 's3'],
+    ['RESULT_STORE', 'mongo'],
+    ['RESULT_S3_BUCKET', 'No_Such'],
+    ['RESULT_S3_PREFIX', '/abs'],
+    ['RESULT_PUBLIC_BASE_URL', 'cdn.example'],
     ['WEBHOOK_SECRET', 'plain-secret'],
     ['LOG_LEVEL', 'loud'],
     ['KEEP_IMAGE_METADATA', 'maybe'],
@@ -52,5 +55,16 @@ describe('loadEnv', () => {
     const message = (error as Error).message;
     expect(message).not.toContain('\n');
     expect(message).toContain(`${name}=`);
+  });
+
+  it('RESULT_STORE=s3 needs a bucket; the S3 settings have defaults', () => {
+    expect(() => loadEnv({ RESULT_STORE: 's3' })).toThrow(/RESULT_S3_BUCKET/);
+    const env = loadEnv({ RESULT_STORE: 's3', RESULT_S3_BUCKET: 'my-results', RESULT_S3_FORCE_PATH_STYLE: 'true' });
+    expect(env).toMatchObject({
+      RESULT_S3_BUCKET: 'my-results', RESULT_S3_PREFIX: '', RESULT_S3_REGION: 'us-east-1', RESULT_S3_FORCE_PATH_STYLE: true,
+      RESULT_S3_TIMEOUT_MS: 5000, RESULT_S3_SIGNED_URL_TTL_SECONDS: 0,
+    });
+    expect(env.RESULT_S3_SWEEP_INTERVAL_SECONDS).toBeUndefined();
+    expect(loadEnv({ RESULT_S3_SWEEP_INTERVAL_SECONDS: '0' }).RESULT_S3_SWEEP_INTERVAL_SECONDS).toBe(0);
   });
 });

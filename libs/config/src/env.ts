@@ -1,6 +1,6 @@
 import { plainToInstance, Transform } from 'class-transformer';
 import {
-  IsBoolean, IsIn, IsInt, IsOptional, IsString, IsUrl, Matches, Max, Min, MinLength, validateSync,
+  IsBoolean, IsIn, IsInt, IsOptional, IsString, IsUrl, Matches, Max, Min, MinLength, ValidateIf, validateSync,
 } from 'class-validator';
 
 const toInt = ({ value }: { value: unknown }) =>
@@ -93,8 +93,8 @@ export class Env {
   WORKER_SHUTDOWN_GRACE_MS = 30_000;
 
   // --- results ---
-  @IsIn(['redis', 'fs'])
-  RESULT_STORE: 'redis' | 'fs' = 'redis';
+  @IsIn(['redis', 'fs', 's3'])
+  RESULT_STORE: 'redis' | 'fs' | 's3' = 'redis';
 
   @IsString()
   RESULT_DIR = 'data/results';
@@ -108,6 +108,42 @@ export class Env {
    */
   @Transform(toBool) @IsBoolean()
   KEEP_IMAGE_METADATA = false;
+
+  /** Bucket of RESULT_STORE=s3 (required then). Credentials come from the AWS SDK's own chain (AWS_ACCESS_KEY_ID…). */
+  @ValidateIf((e: Env) => e.RESULT_STORE === 's3' || e.RESULT_S3_BUCKET !== undefined)
+  @Matches(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, { message: 'RESULT_S3_BUCKET must be set for RESULT_STORE=s3: 3-63 lowercase letters, digits, . and -' })
+  RESULT_S3_BUCKET?: string;
+
+  /** Key prefix inside the bucket, e.g. results/ (a trailing / is added). */
+  @Matches(/^(?!\/)[A-Za-z0-9!_.*'()\/-]{0,200}$/, { message: 'RESULT_S3_PREFIX may hold letters, digits and !_.*\'()/- only, and must not start with /' })
+  RESULT_S3_PREFIX = '';
+
+  /** S3-compatible endpoint (R2, MinIO, GCS interop…); unset = AWS S3 of RESULT_S3_REGION. */
+  @IsOptional() @IsUrl({ require_tld: false, require_protocol: true, protocols: ['http', 'https'] })
+  RESULT_S3_ENDPOINT?: string;
+
+  @Matches(/^[a-z0-9-]{1,32}$/, { message: 'RESULT_S3_REGION must look like us-east-1 (or auto for R2)' })
+  RESULT_S3_REGION = 'us-east-1';
+
+  /** Path-style URLs (endpoint/bucket/key): MinIO and most self-hosted stores need them. */
+  @Transform(toBool) @IsBoolean()
+  RESULT_S3_FORCE_PATH_STYLE = false;
+
+  /** Deadline of every bucket call (connect, answer, and each idle stretch of a download). */
+  @Transform(toInt) @IsInt() @Min(100) @Max(120_000)
+  RESULT_S3_TIMEOUT_MS = 5_000;
+
+  /** > 0: downloads answer 302 to a presigned GET that expires after this many seconds, instead of streaming. */
+  @Transform(toInt) @IsInt() @Min(0) @Max(604_800)
+  RESULT_S3_SIGNED_URL_TTL_SECONDS = 0;
+
+  /** How often expired objects are deleted (one process per interval, by a Redis lock); 0 = never (a bucket lifecycle rule does it). Unset: a tenth of the TTL, 1 min – 1 h. */
+  @IsOptional() @Transform(toInt) @IsInt() @Min(0)
+  RESULT_S3_SWEEP_INTERVAL_SECONDS?: number;
+
+  /** Public origin of the bucket (CDN, public bucket): downloads answer 302 to <this>/<key>. */
+  @IsOptional() @IsUrl({ require_tld: false, require_protocol: true, protocols: ['http', 'https'] })
+  RESULT_PUBLIC_BASE_URL?: string;
 
   // --- workflows ---
   @IsString()
@@ -232,7 +268,8 @@ export class EnvValidationError extends Error {
  * every known one is checked, and all problems are reported at once.
  */
 export function loadEnv(source: Record<string, string | undefined> = process.env, overrides: Partial<Record<keyof Env, unknown>> = {}): Env {
-  const known = new Set(Object.keys(new Env()).concat(['PUBLIC_BASE_URL', 'WEBHOOK_SECRET', 'HEALTH_MIN_FREE_VRAM_MB', 'ADMIN_TOKEN', 'METRICS_PORT', 'WORKER_METRICS_PORT', 'CONTENT_POLICY_FILE', 'RATE_LIMIT_PER_MINUTE']));
+  const known = new Set(Object.keys(new Env()).concat(['PUBLIC_BASE_URL', 'WEBHOOK_SECRET', 'HEALTH_MIN_FREE_VRAM_MB', 'ADMIN_TOKEN', 'METRICS_PORT', 'WORKER_METRICS_PORT', 'CONTENT_POLICY_FILE', 'RATE_LIMIT_PER_MINUTE',
+    'RESULT_S3_BUCKET', 'RESULT_S3_ENDPOINT', 'RESULT_S3_SWEEP_INTERVAL_SECONDS', 'RESULT_PUBLIC_BASE_URL']));
   const raw: Record<string, unknown> = {};
   // An empty value means "not set" (as in .env.example), so the default applies.
   for (const [k, v] of Object.entries(source)) if (known.has(k) && v !== undefined && v !== '') raw[k] = v;

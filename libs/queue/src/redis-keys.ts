@@ -30,6 +30,10 @@ export class RedisKeys {
   image(jobId: string, index: number): string {
     return `${this.prefix}:img:${jobId}:${index}`;
   }
+  /** Held by the one process that sweeps expired objects from the bucket this interval. */
+  get resultSweepLock(): string {
+    return `${this.prefix}:result-sweep`;
+  }
   idempotency(owner: string, key: string): string {
     return `${this.prefix}:idem:${owner}:${key}`;
   }

@@ -8,11 +8,13 @@ import { FsResultStore } from './fs-result.store';
 import { REDIS_CLIENT } from './redis.provider';
 import { RedisResultStore } from './redis-result.store';
 import { ResultStore } from './result-store';
+import { S3ResultStore } from './s3-result.store';
 import { StorageModule, sweepIntervalMs } from './storage.module';
 
 /** Stands in for ioredis: no server in unit tests. */
 function fakeRedis() {
-  return { status: 'ready', quit: jest.fn().mockResolvedValue('OK'), disconnect: jest.fn() };
+  // set: the S3 sweeper's lock; null = another process holds it this round.
+  return { status: 'ready', quit: jest.fn().mockResolvedValue('OK'), disconnect: jest.fn(), set: jest.fn().mockResolvedValue(null) };
 }
 
 describe('StorageModule', () => {
@@ -52,6 +54,22 @@ describe('StorageModule', () => {
     expect(app.get(REDIS_CLIENT)).toBe(redis);
     await app.close();
     expect(redis.quit).toHaveBeenCalledTimes(1);
+  });
+
+  it('RESULT_STORE=s3: an S3ResultStore whose sweeper takes a Redis lock per round; RESULT_S3_SWEEP_INTERVAL_SECONDS=0 turns it off', async () => {
+    const s3 = { RESULT_STORE: 's3', RESULT_S3_BUCKET: 'results-bucket', RESULT_S3_ENDPOINT: 'http://127.0.0.1:9', QUEUE_PREFIX: 'pfx' };
+    const { app, redis, store } = await boot(s3);
+    expect(store).toBeInstanceOf(S3ResultStore);
+    expect((store as S3ResultStore).key('job-1', 0)).toBe('job-1/0');
+    expect(redis.set).toHaveBeenCalledWith('pfx:result-sweep', '1', 'PX', sweepIntervalMs(86_400) - 1000, 'NX');
+    const close = jest.spyOn(store, 'close');
+    await app.close();
+    expect(close).toHaveBeenCalled();
+
+    const off = await boot({ ...s3, RESULT_S3_SWEEP_INTERVAL_SECONDS: '0', RESULT_S3_PREFIX: 'a/b' });
+    expect((off.store as S3ResultStore).key('job-1', 2)).toBe('a/b/job-1/2');
+    expect(off.redis.set).not.toHaveBeenCalled();
+    await off.app.close();
   });
 
   it('a client that is not connected is disconnected, not quit', async () => {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
 import { Body, Controller, Delete, Get, Headers, HttpCode, Param, ParseUUIDPipe, Post, Query, Req, Res } from '@nestjs/common';
 import { ApiAcceptedResponse, ApiHeader, ApiOkResponse, ApiOperation, ApiProduces, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
@@ -99,7 +100,7 @@ export class JobsController {
   }
 
   @Get(':id/images/:index')
-  @ApiOperation({ summary: 'The image bytes' })
+  @ApiOperation({ summary: 'The image bytes (or, with a CDN or signed links configured, a 302 to them)' })
   @ApiProduces('image/png', 'image/jpeg', 'image/webp')
   async image(
     @Param('id', jobIdPipe) id: string,
@@ -108,17 +109,29 @@ export class JobsController {
     @Res() res: Response,
   ): Promise<void> {
     if (!/^\d{1,3}$/.test(indexParam)) throw new ApiError(ErrorCode.ImageNotFound, `No image ${indexParam}`);
-    const { bytes, contentType, sha256 } = await this.jobs.image(id, Number(indexParam), callerOf(req));
+    const index = Number(indexParam);
+    const { sha256 } = await this.jobs.imageRef(id, index, callerOf(req));
     const etag = `"${sha256}"`;
     res.setHeader('ETag', etag);
     // Private: images belong to the key that made them; immutable: a job's image never changes.
     res.setHeader('Cache-Control', `private, max-age=${this.env.RESULT_TTL_SECONDS}, immutable`);
+    // The record knows the image's hash, so a client that has it is answered without touching the store.
     if (matchesIfNoneMatch(req.headers['if-none-match'], etag)) {
       res.status(304).end();
       return;
     }
+    const source = await this.jobs.imageSource(id, index);
+    if ('link' in source) {
+      // A signed link dies before the job: a cached redirect would outlive it.
+      if (source.link.expires) res.setHeader('Cache-Control', 'private, no-store');
+      res.redirect(302, source.link.url);
+      return;
+    }
+    const { body, contentType, contentLength } = source.stream;
     res.setHeader('Content-Type', contentType);
-    res.setHeader('Content-Length', String(bytes.length));
-    res.status(200).end(bytes);
+    if (contentLength !== undefined) res.setHeader('Content-Length', String(contentLength));
+    res.status(200);
+    // A body that fails half-way (bucket gone mid-download) can only end the connection: the status is sent.
+    await pipeline(body, res).catch(() => res.destroy());
   }
 }

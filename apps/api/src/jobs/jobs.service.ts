@@ -3,8 +3,8 @@ import { Injectable, Logger, Optional } from '@nestjs/common';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import { isTerminal, JobLifecycle, type JobView, renderJobResource } from '@app/jobs';
-import { DEFAULT_WEBHOOK_EVENTS, type GenerationJobData, type JobResource } from '@app/queue';
-import { ResultStore } from '@app/storage';
+import { DEFAULT_WEBHOOK_EVENTS, type GenerationJobData, type JobResource, type StoredImageRef } from '@app/queue';
+import { type ImageStream, ResultStore } from '@app/storage';
 import { WorkflowRegistry } from '@app/workflows';
 import { ApiError } from '../common/api-error';
 import { ContentPolicy, enforceContentPolicy } from '../policy/content-policy';
@@ -128,13 +128,33 @@ export class JobsService {
     return this.get(jobId, caller, base);
   }
 
+  /** The whole image, for answers that embed it (data URLs). */
   async image(jobId: string, index: number, caller: Caller): Promise<{ bytes: Buffer; contentType: string; sha256: string }> {
+    const ref = await this.imageRef(jobId, index, caller);
+    const stored = await this.store.getImage(jobId, index);
+    if (!stored) throw this.imageExpired(jobId);
+    return { bytes: stored.bytes, contentType: stored.contentType, sha256: ref.sha256 };
+  }
+
+  /** The record's entry for one image of the caller's succeeded job (404 and 410 come from here). */
+  async imageRef(jobId: string, index: number, caller: Caller): Promise<StoredImageRef> {
     const view = await this.view(jobId, caller);
     const ref = view.result?.images.find((i) => i.index === index);
     if (view.status !== 'succeeded' || !ref) throw new ApiError(ErrorCode.ImageNotFound, `Job ${jobId} has no image ${index}`);
-    const stored = await this.store.getImage(jobId, index);
-    if (!stored) throw new ApiError(ErrorCode.JobExpired, `The image of job ${jobId} has expired`);
-    return { bytes: stored.bytes, contentType: stored.contentType, sha256: ref.sha256 };
+    return ref;
+  }
+
+  /** Where a download comes from: a link the client follows (CDN, signed URL), or a stream from the store. */
+  async imageSource(jobId: string, index: number): Promise<{ link: { url: string; expires: boolean } } | { stream: ImageStream }> {
+    const link = await this.store.imageLink(jobId, index);
+    if (link) return { link };
+    const stream = await this.store.openImage(jobId, index);
+    if (!stream) throw this.imageExpired(jobId);
+    return { stream };
+  }
+
+  private imageExpired(jobId: string): ApiError {
+    return new ApiError(ErrorCode.JobExpired, `The image of job ${jobId} has expired`);
   }
 
   private notFound(jobId: string): ApiError {

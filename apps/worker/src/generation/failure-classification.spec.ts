@@ -1,7 +1,7 @@
 import {
   ComfyAbortError, ComfyHttpError, ComfyUiTimeoutError, ComfyUnavailableError, ExecutionError, PromptLostError, PromptValidationError,
 } from '@app/comfyui';
-import { ErrorCode } from '@app/common';
+import { DomainError, ErrorCode } from '@app/common';
 import { AbortReason } from '@app/queue';
 import { classifyFailure, type FailureContext } from './failure-classification';
 
@@ -52,5 +52,17 @@ describe('classifyFailure', () => {
     expect(classifyFailure(new TypeError('x is undefined'), ctx({ attemptsMade: 2 }))).toMatchObject({
       kind: 'failed', retry: true, final: true, unexpected: true, error: { code: ErrorCode.InternalError },
     });
+  });
+
+  it('an unreachable object store keeps its code: retried, then the job fails with storage_unavailable', () => {
+    const err = new DomainError(ErrorCode.StorageUnavailable, 'Object storage is unavailable');
+    const expected = { kind: 'failed', retry: true, unexpected: false, interruptPrompt: false, freeMemory: false, error: { code: ErrorCode.StorageUnavailable, message: 'Object storage is unavailable' } };
+    expect(classifyFailure(err, ctx({ attemptsMade: 0 }))).toEqual({ ...expected, final: false });
+    expect(classifyFailure(err, ctx({ attemptsMade: 2 }))).toEqual({ ...expected, final: true });
+  });
+
+  it('other domain errors from a lib stay unexpected internal errors', () => {
+    const err = new DomainError(ErrorCode.ValidationFailed, 'Invalid content type');
+    expect(classifyFailure(err, ctx())).toMatchObject({ kind: 'failed', retry: true, unexpected: true, error: { code: ErrorCode.InternalError } });
   });
 });

@@ -1,5 +1,5 @@
 import { ComfyAbortError, ComfyUiError, ComfyUiTimeoutError, ComfyUnavailableError, ExecutionError } from '@app/comfyui';
-import { ErrorCode } from '@app/common';
+import { DomainError, ErrorCode } from '@app/common';
 import { AbortReason, type JobError } from '@app/queue';
 
 /** What an attempt's failure means for the job. */
@@ -29,6 +29,9 @@ export interface FailureContext {
 
 const OOM = /out of memory|OutOfMemory/i;
 
+/** Store failures a later attempt may not meet: the job keeps their code, so it can end with it. */
+const RETRYABLE_STORAGE_CODES: ReadonlySet<string> = new Set([ErrorCode.StorageUnavailable]);
+
 /** The one place that decides what a failed attempt means. Pure: the processor carries it out. */
 export function classifyFailure(err: unknown, ctx: FailureContext): FailureDecision {
   if (ctx.aborted || err instanceof ComfyAbortError) {
@@ -47,6 +50,12 @@ export function classifyFailure(err: unknown, ctx: FailureContext): FailureDecis
       // CUDA out of memory: unload models and free the cache before the retry.
       freeMemory: err instanceof ExecutionError && OOM.test(`${err.exceptionType} ${err.exceptionMessage}`),
       unexpected: false,
+    };
+  }
+  if (err instanceof DomainError && RETRYABLE_STORAGE_CODES.has(err.code)) {
+    return {
+      kind: 'failed', error: { code: err.code, message: err.message }, retry: true, final: lastAttempt,
+      interruptPrompt: false, freeMemory: false, unexpected: false,
     };
   }
   const message = err instanceof Error ? err.message : String(err);
