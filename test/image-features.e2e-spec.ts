@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import sharp from 'sharp';
 import request from 'supertest';
 import { QueueName } from '@app/queue';
+import { TestKeys } from './support/security';
 import { Stack, waitFor } from './support/stack';
 
 /** Every job BullMQ holds under the stack's prefix, whatever its state. */
@@ -199,5 +200,44 @@ describe('image features: aspect ratios, several images, output formats, result 
       expect(await jobCount(stack)).toBe(before);
       expect(executed()).toBe(ran);
     });
+  });
+});
+
+describe('the result cache is per API key unless RESULT_CACHE=global', () => {
+  const body = { prompt: 'a shared scene', model: 'smoke-test', seed: 99 };
+
+  async function finished(stack: Stack, auth: Record<string, string>, extra: Record<string, unknown> = {}): Promise<Record<string, any>> {
+    const created = await request(stack.url).post('/api/v1/images/jobs').set(auth).send({ ...body, ...extra }).expect(202);
+    return waitFor(async () => {
+      const r = await request(stack.url).get(`/api/v1/images/jobs/${created.body.id}`).set(auth).expect(200);
+      return r.body.status === 'succeeded' ? r.body : undefined;
+    }, 20_000, 'the job to succeed');
+  }
+
+  it.each([
+    ['owner', false],
+    ['global', true],
+  ])('RESULT_CACHE=%s: another key shares the result: %s', async (mode, shared) => {
+    const stack = await Stack.start({ comfyui: 1, sim: { stepMs: 2 }, env: { RESULT_CACHE: mode } });
+    const keys = TestKeys.of(stack);
+    try {
+      const a = await keys.create('tenant-a');
+      const b = await keys.create('tenant-b');
+      const first = await finished(stack, a.auth);
+      expect(first.cached).toBe(false);
+      const ran = stack.sims[0].stats().executed;
+      const again = await finished(stack, a.auth);
+      expect(again.cached).toBe(true);
+      const other = await finished(stack, b.auth);
+      expect(other.cached).toBe(shared);
+      expect(stack.sims[0].stats().executed).toBe(ran + (shared ? 0 : 1));
+      // Whoever is answered from whose images, each job is its owner's only.
+      await request(stack.url).get(`/api/v1/images/jobs/${other.id}/images/0`).set(a.auth).expect(404);
+      const bytes = await request(stack.url).get(`/api/v1/images/jobs/${other.id}/images/0`).set(b.auth).expect(200);
+      expect(bytes.headers.etag).toBe(`"${other.images[0].sha256}"`);
+    } finally {
+      keys.close();
+      await stack.close();
+    }
   });
 });
