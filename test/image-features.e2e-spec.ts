@@ -241,3 +241,28 @@ describe('the result cache is per API key unless RESULT_CACHE=global', () => {
     }
   });
 });
+
+describe('a cached answer needs no GPU', () => {
+  it('POST /generate serves a cached request while no worker is up, and refuses the rest with no_capacity', async () => {
+    const stack = await Stack.start({ comfyui: 1, sim: { stepMs: 2 }, env: { WORKER_HEARTBEAT_INTERVAL_MS: '1000' } });
+    try {
+      const body = { prompt: 'rendered once', model: 'smoke-test', seed: 5 };
+      const first = await request(stack.url).post('/api/v1/images/generate').send(body).expect(200);
+      expect(first.body.cached).toBe(false);
+      await stack.worker!.close();
+      stack.worker = undefined;
+      // The API's view of the fleet, which /generate shares, says no worker can take a job.
+      await waitFor(async () => {
+        const res = await request(stack.url).get('/health');
+        return res.body?.models?.image?.initialized === false ? true : undefined;
+      }, 20_000, 'no worker seen by the API');
+      expect((await request(stack.url).post('/api/v1/images/generate').send({ ...body, seed: 6 })).body.error.code).toBe('no_capacity');
+      const again = await request(stack.url).post('/api/v1/images/generate').send(body).expect(200);
+      expect(again.body).toMatchObject({ cached: true, image_url: first.body.image_url });
+      const refused = await request(stack.url).post('/api/v1/images/generate').send({ ...body, cache: false });
+      expect(refused.status).toBe(503);
+    } finally {
+      await stack.close();
+    }
+  });
+});

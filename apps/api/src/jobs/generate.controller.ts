@@ -66,7 +66,8 @@ export class GenerateController {
     const base = requestBase(req);
     // Input the model or the policy rejects is the caller's to fix whatever the fleet does: 4xx before 503.
     const checked = this.workflows.resolve(dto);
-    if (await this.noCapacity()) {
+    // A cached answer needs no GPU: it is served whatever the fleet does.
+    if ((await this.noCapacity()) && !(await this.jobs.hasCachedAnswer(checked, dto, caller))) {
       // Only here: submit() runs the policy itself, and a remote policy should not be asked twice.
       await enforceContentPolicy(this.contentPolicy, checked.prompt, checked.negative_prompt);
       const retryAfterS = Math.max(1, Math.ceil((this.env.WORKER_HEARTBEAT_INTERVAL_MS + this.env.HEALTH_CACHE_MS) / 1000));

@@ -86,6 +86,13 @@ export class JobsService {
     };
   }
 
+  /** True when submit() would answer this request from the result cache (so no GPU is needed for it). */
+  async hasCachedAnswer(params: GenerationParams, dto: CreateJobDto, caller: Caller): Promise<boolean> {
+    if (dto.cache === false) return false;
+    const key = this.cacheKey(params, dto.seed !== undefined, caller);
+    return !!key && !!(await this.lifecycle.cachedResult(key).catch(() => undefined));
+  }
+
   /** Only a seed the client chose makes a request repeatable: a random one never matches, so it is not indexed. */
   private cacheKey(params: GenerationParams, seeded: boolean, caller: Caller): string | undefined {
     if (!seeded || this.env.RESULT_CACHE === 'off') return undefined;
