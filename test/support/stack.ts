@@ -88,7 +88,9 @@ export class Stack {
     if ((opts.worker ?? true) && this.overrides.worker?.length) {
       const ctx = await compileWithOverrides(WorkerModule.forRoot(this.env), this.overrides.worker);
       ctx.useLogger(['error', 'warn']);
-      this.worker = await ctx.init();
+      // Held before init: a hook that throws must not orphan the clients already connected.
+      this.worker = ctx;
+      await ctx.init();
     } else if (opts.worker ?? true) {
       this.worker = await NestFactory.createApplicationContext(WorkerModule.forRoot(this.env), { logger: ['error', 'warn'] });
       await this.worker.init();
@@ -104,8 +106,10 @@ export class Stack {
       ? (await compileWithOverrides(ApiModule.forRoot(this.env), this.overrides.api)).createNestApplication<NestExpressApplication>({ bodyParser: false, logger: ['error'] })
       : await NestFactory.create<NestExpressApplication>(ApiModule.forRoot(this.env), { bodyParser: false, logger: ['error'] });
     setupApp(app, this.env);
-    await app.listen(0, '127.0.0.1');
+    // Registered before listen(): a bootstrap hook that refuses to start (AUTH_REQUIRED) leaves
+    // Redis clients behind that close() must still end, or they reconnect forever once Redis stops.
     this.apis.push(app);
+    await app.listen(0, '127.0.0.1');
     const addr = app.getHttpServer().address() as { port: number };
     return { app, url: `http://127.0.0.1:${addr.port}` };
   }
