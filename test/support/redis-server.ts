@@ -74,7 +74,9 @@ export class TestRedisServer {
       } catch {
         // not up yet
       } finally {
-        client.disconnect();
+        // After a refused connect the client has already ended; disconnect() would then arm ioredis's
+        // 2 s socket-destroy timer on a closed stream, holding the process open for nothing.
+        if (client.status !== 'end') client.disconnect();
       }
       await new Promise((r) => setTimeout(r, 50));
     }
