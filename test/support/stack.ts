@@ -115,8 +115,11 @@ export class Stack {
   }
 
   async close(): Promise<void> {
-    for (const app of this.apis) await app.close().catch(() => undefined);
-    await this.worker?.close().catch(() => undefined);
+    // Nest stops at the first shutdown hook that throws and leaves the later hooks' connections open,
+    // so a failed close is a leak: say so instead of swallowing it.
+    const report = (what: string) => (e: Error) => process.stderr.write(`Stack.close: ${what} did not close cleanly (its remaining connections stay open): ${e.message}\n`);
+    for (const app of this.apis) await app.close().catch(report('an API'));
+    await this.worker?.close().catch(report('the worker'));
     await Promise.all(this.sims.map((s) => s.close().catch(() => undefined)));
     if (this.redis && this.env) {
       const keys = await this.redis.keys(`${this.env.QUEUE_PREFIX}:*`).catch(() => [] as string[]);
