@@ -16,7 +16,7 @@ async function usedMemory(redis: Redis): Promise<number> {
 }
 
 /** MEMORY USAGE summed over the keys that belong to one job (shared lists and sets excluded). */
-async function jobKeyBytes(redis: Redis, prefix: string, jobId: string): Promise<{ bytes: number; keys: string[] }> {
+async function jobKeyBytes(redis: Redis, prefix: string, jobId: string): Promise<{ bytes: number; keys: string[]; each: string }> {
   const keys: string[] = [];
   let cursor = '0';
   do {
@@ -25,8 +25,13 @@ async function jobKeyBytes(redis: Redis, prefix: string, jobId: string): Promise
     cursor = next;
   } while (cursor !== '0');
   let bytes = 0;
-  for (const k of keys) bytes += Number(await redis.call('MEMORY', 'USAGE', k, 'SAMPLES', '0'));
-  return { bytes, keys };
+  const each: string[] = [];
+  for (const k of keys) {
+    const b = Number(await redis.call('MEMORY', 'USAGE', k, 'SAMPLES', '0'));
+    bytes += b;
+    each.push(`${k.slice(prefix.length + 1).replace(jobId, '<id>')} ${b}`);
+  }
+  return { bytes, keys, each: each.join(', ') };
 }
 
 describe('Redis that cannot fill up', () => {
@@ -113,7 +118,7 @@ describe('Redis that cannot fill up', () => {
 
     const finished = await jobKeyBytes(client, stack.env.QUEUE_PREFIX, image.id);
     process.stdout.write(
-      `redis-memory: a finished job with its 1024x1024 image in Redis: ${finished.bytes} bytes (image ${image.images[0].bytes} bytes) in ${finished.keys.length} keys; ` +
+      `redis-memory: a finished job with its 1024x1024 image in Redis: ${finished.bytes} bytes (image ${image.images[0].bytes} bytes) (${finished.each}); ` +
         `used_memory ${await usedMemory(client)} of 24 MiB\n`,
     );
   }, 240_000);
@@ -139,7 +144,7 @@ describe('Redis memory per job', () => {
     const own = await jobKeyBytes(stack.redis, stack.env.QUEUE_PREFIX, ids[0]);
     expect(own.bytes).toBeGreaterThan(0);
     process.stdout.write(
-      `redis-memory: a queued job: ${own.bytes} bytes in its own keys (${own.keys.map((k) => k.slice(stack.env.QUEUE_PREFIX.length + 1).replace(ids[0], '<id>')).join(', ')}); ` +
+      `redis-memory: a queued job: ${own.bytes} bytes in its own keys (${own.each}); ` +
         `${Math.round((after - before) / n)} bytes of used_memory per job over ${n} jobs (lists, streams and indexes included)\n`,
     );
   }, 60_000);
