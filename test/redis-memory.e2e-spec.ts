@@ -70,13 +70,17 @@ describe('Redis that cannot fill up', () => {
       }, 120_000, `${ids.length} jobs to end`);
 
     // A burst accepted while Redis is nearly empty holds more images than Redis has room for: the
-    // workers hit OOM and must neither lose a job nor leave one running.
+    // workers hit OOM and must neither lose a job nor leave one running. The queue is paused while
+    // it is accepted, so no image lands before the last submission (however slow the machine).
+    const queue = stack.api.get<Queue>(getQueueToken(QueueName.Generation), { strict: false });
+    await queue.pause();
     const burst: string[] = [];
     for (let i = 0; i < 12; i++) {
       const res = await submit();
       expect(res.status).toBe(202);
       burst.push(res.body.id);
     }
+    await queue.resume();
     const views = await ended(burst);
     const byOutcome = new Map<string, number>();
     for (const v of views) {
@@ -113,7 +117,6 @@ describe('Redis that cannot fill up', () => {
     const all = await ended(accepted);
     expect(all.every((v) => v.status === 'succeeded' || (v.status === 'failed' && v.error.code === 'storage_full'))).toBe(true);
     expect(statuses.filter((s) => s >= 500 && s !== 503)).toEqual([]);
-    const queue = stack.api.get<Queue>(getQueueToken(QueueName.Generation), { strict: false });
     expect(await queue.getJobCounts('active', 'waiting', 'delayed', 'prioritized')).toEqual({ active: 0, waiting: 0, delayed: 0, prioritized: 0 });
 
     const finished = await jobKeyBytes(client, stack.env.QUEUE_PREFIX, image.id);
