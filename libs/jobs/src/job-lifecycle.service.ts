@@ -8,7 +8,7 @@ import {
   type GenerationJob, type GenerationJobData, generationJobOptions, type GenerationProgress, type GenerationResult, type JobError,
   type JobEvent, JobName, type JobResource, logQueueErrors, QueueName, RedisKeys, type WebhookEvent, decodeFailure,
 } from '@app/queue';
-import { REDIS_CLIENT, ResultStore } from '@app/storage';
+import { REDIS_CLIENT, ResultStore, retryWhileStorageFull } from '@app/storage';
 import { WebhookEnqueuer, WebhookStateStore } from '@app/webhooks';
 import { JobEventBus } from './job-event-bus';
 import { renderJobResource } from './job-resource';
@@ -282,7 +282,8 @@ export class JobLifecycle {
   /** Record first (readers trust it), then the event, then the webhook. */
   private async end(record: TerminalRecord, comfyui: string | undefined, requestId?: string): Promise<void> {
     const jobId = record.id;
-    await this.store.putRecord(jobId, record as unknown as Record<string, unknown>);
+    // A Redis at maxmemory may get room back within moments (another job's images released): a few quick tries.
+    await retryWhileStorageFull(() => this.store.putRecord(jobId, record as unknown as Record<string, unknown>));
     await this.bus.publish({ type: 'status', job_id: jobId, status: record.status, at: record.finished_at });
     this.emit({ kind: 'ended', jobId, model: record.data.params.model, at: record.finished_at, status: record.status, comfyui, code: record.error?.code, result: record.result ?? undefined });
     try {
