@@ -237,6 +237,16 @@ export class JobLifecycle {
     await this.end(this.terminal(job, 'canceled', { error: CANCELED_ERROR }), comfyui);
   }
 
+  /**
+   * Puts a held job back in the queue without using an attempt: this worker is shutting down (it
+   * waits again at once), or its ComfyUI is down (it waits `delayMs` before any worker looks again).
+   */
+  async handBack(job: GenerationJob, token: string | undefined, comfyui: string, reason: 'shutdown' | 'comfyui_down', delayMs = 0): Promise<void> {
+    if (reason === 'shutdown') await job.moveToWait(token);
+    else await job.moveToDelayed(Date.now() + delayMs, token);
+    await this.requeued(job, comfyui, reason);
+  }
+
   /** The job went back to the queue (BullMQ already has it there). */
   async requeued(job: GenerationJob, comfyui: string | undefined, reason: 'retry' | 'comfyui_down' | 'shutdown', code?: string): Promise<void> {
     const at = Date.now();

@@ -27,6 +27,10 @@ function fakeLifecycle(opts: { cancelRequested?: boolean; previous?: object } = 
     failed: rec('failed'),
     canceled: rec('canceled'),
     requeued: rec('requeued'),
+    handBack: async (job: { moveToWait: () => Promise<void>; moveToDelayed: () => Promise<void> }, _t: unknown, comfyui: string, reason: string) => {
+      await (reason === 'shutdown' ? job.moveToWait() : job.moveToDelayed());
+      calls.push(['requeued', comfyui, reason]);
+    },
   };
   return { lifecycle: lifecycle as unknown as JobLifecycle, calls, names: () => calls.map((c) => c[0]) };
 }

@@ -141,15 +141,13 @@ export class GenerationProcessor {
         if (promptId) await comfy.cancel(promptId).catch(() => undefined);
         await this.lifecycle.forgetPrompt(job);
         this.logger.warn({ job_id: jobId, msg: 'shutting down: job handed back to the queue', prompt_id: promptId });
-        await job.moveToWait(token);
-        await this.lifecycle.requeued(job, comfy.baseUrl, 'shutdown');
+        await this.lifecycle.handBack(job, token, comfy.baseUrl, 'shutdown');
         return new WaitingError();
       case 'comfyui_down':
         // The availability monitor pauses this worker until ComfyUI answers again; the prompt (if
         // any was accepted) may still be found there by the next attempt, so it is kept on record.
         this.logger.warn({ job_id: jobId, msg: 'ComfyUI is down: job delayed without using an attempt', error: (err as Error).message });
-        await job.moveToDelayed(Date.now() + COMFY_DOWN_DELAY_MS, token);
-        await this.lifecycle.requeued(job, comfy.baseUrl, 'comfyui_down');
+        await this.lifecycle.handBack(job, token, comfy.baseUrl, 'comfyui_down', COMFY_DOWN_DELAY_MS);
         return new DelayedError();
       case 'failed': {
         // First, so that Redis has room again for the writes below (progress, record, BullMQ's retry).
