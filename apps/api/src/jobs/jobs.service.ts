@@ -6,7 +6,8 @@ import { isTerminal, JobLifecycle, type JobView, renderJobResource, resultCacheK
 import { DEFAULT_WEBHOOK_EVENTS, type GenerationJobData, type GenerationParams, type JobResource, type StoredImageRef } from '@app/queue';
 import { type ImageStream, ResultStore } from '@app/storage';
 import { WorkflowRegistry } from '@app/workflows';
-import { ApiError } from '../common/api-error';
+import { ApiError, STORAGE_FULL_RETRY_AFTER_S } from '../common/api-error';
+import { RedisMemoryProbe } from '../metrics/redis-memory';
 import { ContentPolicy, enforceContentPolicy } from '../policy/content-policy';
 import { JobQuota } from '../rate-limit/job-quota.service';
 import type { CreateJobDto } from './dto/create-job.dto';
@@ -35,6 +36,7 @@ export class JobsService {
     private readonly lifecycle: JobLifecycle,
     @Optional() private readonly contentPolicy?: ContentPolicy,
     @Optional() private readonly quota?: JobQuota,
+    @Optional() private readonly redisMemory?: RedisMemoryProbe,
   ) {}
 
   baseUrl(requestBase: string): string {
@@ -54,6 +56,7 @@ export class JobsService {
       this.logger.log({ request_id: caller.requestId, job_id: jobId, msg: 'job answered from the result cache', model: params.model, source_job_id: source.id });
       return jobId;
     }
+    await this.refuseWhenRedisNearlyFull();
     const waiting = await this.lifecycle.waitingCount();
     if (waiting >= this.env.QUEUE_MAX_WAITING) {
       throw new ApiError(ErrorCode.QueueFull, 'Too many jobs are waiting; try again later', { waiting }, { 'Retry-After': '30' });
@@ -98,6 +101,20 @@ export class JobsService {
     if (!seeded || this.env.RESULT_CACHE === 'off') return undefined;
     const scope = this.env.RESULT_CACHE === 'global' ? ({ kind: 'global' } as const) : ({ kind: 'owner', owner: caller.owner } as const);
     return resultCacheKey(params, this.workflows.fingerprint(params.model), scope);
+  }
+
+  /**
+   * With images in Redis, a job accepted now needs room for its images later: past the watermark,
+   * refuse new work (503) while the headroom still takes the images of jobs already accepted.
+   * The probe's cached INFO (a few seconds old at most) is precise enough for a share of maxmemory.
+   */
+  private async refuseWhenRedisNearlyFull(): Promise<void> {
+    if (this.env.RESULT_STORE !== 'redis' || !this.redisMemory) return;
+    const memory = await this.redisMemory.read();
+    // No maxmemory: Redis grows until the machine runs out, and there is no line to stay under.
+    if (!memory || memory.max_bytes === 0) return;
+    if (memory.used_bytes < memory.max_bytes * this.env.REDIS_MEMORY_HIGH_WATERMARK) return;
+    throw new ApiError(ErrorCode.StorageFull, 'Storage is nearly full; try again once older results have expired', undefined, { 'Retry-After': String(STORAGE_FULL_RETRY_AFTER_S) });
   }
 
   /** The job as data, for its owner only: anyone else gets the same 404 as for a job that never was. */
