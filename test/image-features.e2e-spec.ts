@@ -136,6 +136,8 @@ describe('image features: aspect ratios, several images, output formats, result 
     expect(sync.body).toMatchObject({ cached: true });
     expect(sync.body.images.map((i: { sha256: string }) => i.sha256)).toEqual(first.images.map((i: { sha256: string }) => i.sha256));
     expect(executed()).toBe(before);
+    const metrics = (await request(stack.url).get('/metrics').expect(200)).text;
+    expect(metrics).toMatch(/^fictures_result_cache_hits_total\{model="qwen-image-lightning-4step"\} 2$/m);
 
     // "cache": false renders anyway; another format or seed is another request; no seed is never cached.
     for (const other of [{ ...body, cache: false }, { ...body, output_format: 'jpeg' }, { ...body, seed: 4243 }]) {

@@ -360,7 +360,10 @@ export class JobLifecycle {
     // A Redis at maxmemory may get room back within moments (another job's images released): a few quick tries.
     await retryWhileStorageFull(() => this.store.putRecord(jobId, record as unknown as Record<string, unknown>));
     await this.bus.publish({ type: 'status', job_id: jobId, status: record.status, at: record.finished_at });
-    this.emit({ kind: 'ended', jobId, model: record.data.params.model, at: record.finished_at, status: record.status, comfyui, code: record.error?.code, result: record.result ?? undefined });
+    this.emit({
+      kind: 'ended', jobId, model: record.data.params.model, at: record.finished_at, status: record.status, comfyui, code: record.error?.code,
+      result: record.result ?? undefined, ...(record.cached ? { cached: true as const } : {}),
+    });
     try {
       const resource = renderJobResource(viewFromRecord(record, null), this.linkBase(record.data));
       await this.enqueueWebhook(record.data, record.status, record.finished_at, resource, requestId);
