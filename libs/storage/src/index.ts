@@ -8,3 +8,4 @@ export * from './sniff-image-type';
 export { JOB_ID_PATTERN } from './storage-validation';
 export * from './png-text-chunks';
 export * from './image-header';
+export * from './input-image';

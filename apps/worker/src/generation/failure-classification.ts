@@ -30,6 +30,9 @@ export interface FailureContext {
 const OOM = /out of memory|OutOfMemory/i;
 
 /** Store failures a later attempt may not meet: the job keeps their code, so it can end with it. */
+/** Input images found bad only by the worker (a URL's bytes, an upload gone): no retry can fix them. */
+const INPUT_CODES: ReadonlySet<string> = new Set([ErrorCode.InvalidImage, ErrorCode.ImageTooLarge, ErrorCode.MaskSizeMismatch, ErrorCode.InvalidImageUrl]);
+
 const RETRYABLE_STORAGE_CODES: ReadonlySet<string> = new Set([ErrorCode.StorageUnavailable]);
 
 /** The one place that decides what a failed attempt means. Pure: the processor carries it out. */
@@ -50,6 +53,13 @@ export function classifyFailure(err: unknown, ctx: FailureContext): FailureDecis
       // CUDA out of memory: unload models and free the cache before the retry.
       freeMemory: err instanceof ExecutionError && OOM.test(`${err.exceptionType} ${err.exceptionMessage}`),
       unexpected: false,
+    };
+  }
+  if (err instanceof DomainError && INPUT_CODES.has(err.code)) {
+    // A bad input image stays bad: fail at once with its code.
+    return {
+      kind: 'failed', error: { code: err.code, message: err.message }, retry: false, final: true,
+      interruptPrompt: false, freeMemory: false, unexpected: false,
     };
   }
   if (err instanceof DomainError && RETRYABLE_STORAGE_CODES.has(err.code)) {

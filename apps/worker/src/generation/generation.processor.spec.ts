@@ -2,13 +2,14 @@ import { Logger } from '@nestjs/common';
 import { DelayedError, UnrecoverableError, WaitingError } from 'bullmq';
 import sharp from 'sharp';
 import {
-  ComfyAbortError, type ComfyUiClient, ComfyUiTimeoutError, ComfyUnavailableError, ExecutionError, PromptValidationError, type PromptOutcome,
+  ComfyAbortError, type ComfyGraph, type ComfyUiClient, ComfyUiTimeoutError, ComfyUnavailableError, ExecutionError, PromptValidationError, type PromptOutcome,
 } from '@app/comfyui';
 import type { Env } from '@app/config';
 import type { JobLifecycle } from '@app/jobs';
 import { AbortReason, type GenerationJob, type GenerationJobData } from '@app/queue';
 import type { ResultStore } from '@app/storage';
 import type { WorkflowRegistry } from '@app/workflows';
+import type { EditInputs } from './edit-inputs';
 import { GenerationProcessor } from './generation.processor';
 
 type Call = [string, ...unknown[]];
@@ -74,7 +75,12 @@ function processor(lifecycle: JobLifecycle) {
   const store = { putImage: async (id: string, i: number, b: Buffer, ct: string) => void stored.push([id, i, b.length, ct]) } as unknown as ResultStore;
   const workflows = { buildGraph: () => ({ '1': { class_type: 'X', inputs: {} } }) } as unknown as WorkflowRegistry;
   const env = { COMFYUI_IDLE_TIMEOUT_MS: 1_000 } as Env;
-  return { p: new GenerationProcessor(env, workflows, store, lifecycle), stored };
+  // Text-to-image jobs: no inputs to upload; submit goes straight to the client.
+  const editInputs = {
+    prepare: async () => undefined,
+    submit: (comfy: ComfyUiClient, graph: ComfyGraph, opts: { promptId: string; signal: AbortSignal }) => comfy.submit(graph, opts),
+  } as unknown as EditInputs;
+  return { p: new GenerationProcessor(env, workflows, store, lifecycle, editInputs), stored };
 }
 
 const live = () => new AbortController().signal;
