@@ -9,6 +9,7 @@ import { WorkflowRegistry } from '@app/workflows';
 import { ApiError } from '../common/api-error';
 import { ContentPolicy, enforceContentPolicy } from '../policy/content-policy';
 import { JobQuota } from '../rate-limit/job-quota.service';
+import { InputImagesService } from '../uploads/input-images.service';
 import type { CreateJobDto } from './dto/create-job.dto';
 
 export interface Caller {
@@ -33,6 +34,7 @@ export class JobsService {
     private readonly workflows: WorkflowRegistry,
     private readonly store: ResultStore,
     private readonly lifecycle: JobLifecycle,
+    private readonly inputImages: InputImagesService,
     @Optional() private readonly contentPolicy?: ContentPolicy,
     @Optional() private readonly quota?: JobQuota,
   ) {}
@@ -43,16 +45,20 @@ export class JobsService {
 
   /** Validates against the model, checks back-pressure, enqueues. Nothing is written on bad input. Returns the job id. */
   async submit(dto: CreateJobDto, caller: Caller, opts: { webhookUrl?: string; jobId?: string; requestBase: string }): Promise<string> {
-    const params = this.workflows.resolve(dto);
+    // An edit's image and mask are checked (decoded, sized, URL judged) before anything is written.
+    const edit = await this.inputImages.resolve(dto, caller.owner);
+    const params = this.workflows.resolve(edit ? { ...dto, mode: edit.mode, input_size: edit.inputSize } : dto);
     await enforceContentPolicy(this.contentPolicy, params.prompt, params.negative_prompt);
     const waiting = await this.lifecycle.waitingCount();
     if (waiting >= this.env.QUEUE_MAX_WAITING) {
       throw new ApiError(ErrorCode.QueueFull, 'Too many jobs are waiting; try again later', { waiting }, { 'Retry-After': '30' });
     }
+    await edit?.commit();
     const data: GenerationJobData = {
       params,
       owner: caller.owner,
       metadata: dto.metadata,
+      ...(edit ? { inputs: edit.inputs } : {}),
       submitted_at: Date.now(),
       request_id: caller.requestId,
       // Absolute links made without a request (webhook payloads) use the origin the client used.

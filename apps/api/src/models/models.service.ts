@@ -1,7 +1,7 @@
 import { Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
 import { ComfyUiClient, ComfyUiClientFactory } from '@app/comfyui';
 import { Env } from '@app/config';
-import { ModelLimits, WorkflowRegistry } from '@app/workflows';
+import { type ModelLimits, type ModelMode, WorkflowRegistry } from '@app/workflows';
 
 export interface ModelResource {
   id: string;
@@ -10,6 +10,9 @@ export interface ModelResource {
   default: boolean;
   defaults: { width: number; height: number; num_inference_steps: number; guidance_scale: number; negative_prompt: string };
   limits: ModelLimits;
+  /** text-to-image, and the edits the model has graphs for (img2img: `image`; inpaint: `image` + `mask`), with their default strength. */
+  modes: ModelMode[];
+  edit_defaults: { strength: Partial<Record<Exclude<ModelMode, 'text-to-image'>, number>> };
   required_models: Array<{ folder: string; file: string }>;
   /** Per ComfyUI: true when it has every file, false when some are missing, null when it did not answer. */
   available: Record<string, boolean | null>;
@@ -53,6 +56,10 @@ export class ModelsService implements OnModuleDestroy {
           negative_prompt: p.negative_prompt.default ?? '',
         },
         limits: this.workflows.limits(m.id),
+        modes: this.workflows.modes(m.id),
+        edit_defaults: {
+          strength: Object.fromEntries(Object.entries(m.modes ?? {}).map(([mode, spec]) => [mode, spec.strength.default])),
+        },
         required_models: m.required_models,
         available,
       };
