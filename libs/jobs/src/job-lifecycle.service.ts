@@ -8,7 +8,7 @@ import {
   type GenerationJob, type GenerationJobData, generationJobOptions, type GenerationProgress, type GenerationResult, type JobError,
   type JobEvent, JobName, type JobResource, logQueueErrors, QueueName, RedisKeys, type WebhookEvent, decodeFailure,
 } from '@app/queue';
-import { REDIS_CLIENT, ResultStore } from '@app/storage';
+import { REDIS_CLIENT, ResultStore, retryWhileStorageFull } from '@app/storage';
 import { WebhookEnqueuer, WebhookStateStore } from '@app/webhooks';
 import { JobEventBus } from './job-event-bus';
 import { renderJobResource } from './job-resource';
@@ -19,6 +19,7 @@ import {
 } from './job-view';
 
 const QUEUED_STATES = new Set(['waiting', 'prioritized', 'delayed', 'waiting-children', 'paused']);
+const LIVE_STATES = new Set([...QUEUED_STATES, 'active']);
 
 export type ReadResult = { found: true; view: JobView } | { found: false; expired: boolean };
 
@@ -150,6 +151,16 @@ export class JobLifecycle {
     });
   }
 
+  /**
+   * Whether the job still holds a place (queued or running), has ended, or is unknown to the queue
+   * (never added, or long gone). For the per-key quota's reconciliation.
+   */
+  async liveness(jobId: string): Promise<'live' | 'ended' | 'unknown'> {
+    const state = await this.queue.getJobState(jobId);
+    if (state === 'unknown') return 'unknown';
+    return LIVE_STATES.has(state) ? 'live' : 'ended';
+  }
+
   private async hasEnded(jobId: string): Promise<boolean> {
     if (isTerminalRecord(await this.store.getRecord(jobId))) return true;
     const state = await this.queue.getJobState(jobId);
@@ -226,6 +237,16 @@ export class JobLifecycle {
     await this.end(this.terminal(job, 'canceled', { error: CANCELED_ERROR }), comfyui);
   }
 
+  /**
+   * Puts a held job back in the queue without using an attempt: this worker is shutting down (it
+   * waits again at once), or its ComfyUI is down (it waits `delayMs` before any worker looks again).
+   */
+  async handBack(job: GenerationJob, token: string | undefined, comfyui: string, reason: 'shutdown' | 'comfyui_down', delayMs = 0): Promise<void> {
+    if (reason === 'shutdown') await job.moveToWait(token);
+    else await job.moveToDelayed(Date.now() + delayMs, token);
+    await this.requeued(job, comfyui, reason);
+  }
+
   /** The job went back to the queue (BullMQ already has it there). */
   async requeued(job: GenerationJob, comfyui: string | undefined, reason: 'retry' | 'comfyui_down' | 'shutdown', code?: string): Promise<void> {
     const at = Date.now();
@@ -271,7 +292,8 @@ export class JobLifecycle {
   /** Record first (readers trust it), then the event, then the webhook. */
   private async end(record: TerminalRecord, comfyui: string | undefined, requestId?: string): Promise<void> {
     const jobId = record.id;
-    await this.store.putRecord(jobId, record as unknown as Record<string, unknown>);
+    // A Redis at maxmemory may get room back within moments (another job's images released): a few quick tries.
+    await retryWhileStorageFull(() => this.store.putRecord(jobId, record as unknown as Record<string, unknown>));
     await this.bus.publish({ type: 'status', job_id: jobId, status: record.status, at: record.finished_at });
     this.emit({ kind: 'ended', jobId, model: record.data.params.model, at: record.finished_at, status: record.status, comfyui, code: record.error?.code, result: record.result ?? undefined });
     try {
