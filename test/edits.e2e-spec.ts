@@ -176,6 +176,13 @@ describe('edits: img2img and inpainting (API → Redis → worker → ComfyUI si
     expect(meanDiff(out, scaled)).toBeLessThan(40);
   });
 
+  it('the synchronous route takes the same edit fields and answers the edited image', async () => {
+    const res = await request(stack.url).post('/api/v1/images/generate').set(a.auth)
+      .send({ prompt: 'p', model: 'smoke-test', image: dataUrl(input), strength: 0.2, seed: 9 });
+    expect({ status: res.status, code: res.body.error?.code }).toEqual({ status: 200, code: undefined });
+    expect([res.body.width, res.body.height]).toEqual([W, H]);
+  });
+
   it('img2img from an https URL fetched by the worker (a loopback receiver allowed for tests)', async () => {
     const { png } = await run({ prompt: 'p', model: 'smoke-test', image: receiver.url("/in.png"), seed: 5 });
     const meta = await sharp(png).metadata();

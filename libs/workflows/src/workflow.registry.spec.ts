@@ -113,8 +113,7 @@ describe('WorkflowRegistry edit modes', () => {
     expect(registry.resolve({ prompt: 'x', mode: 'inpaint', width: 512, height: 512, input_size: { width: 640, height: 480 } })).toMatchObject({ strength: 1, width: 512, height: 512 });
   });
 
-  it('refuses strength without an image and out of range', () => {
-    expect(problemFields(() => registry.resolve({ prompt: 'x', strength: 0.5 }))).toEqual(['strength']);
+  it('refuses strength out of range (the DTO refuses it without an image)', () => {
     expect(problemFields(() => registry.resolve({ prompt: 'x', mode: 'img2img', strength: 1.5 }))).toEqual(['strength']);
   });
 

@@ -183,7 +183,6 @@ export class WorkflowRegistry {
       const field = req.mode === 'inpaint' ? 'mask' : 'image';
       problems.push({ field, message: `model ${modelId} does not support ${req.mode} (its modes: ${this.modes(modelId).join(', ')})` });
     }
-    if (req.strength !== undefined && !req.mode) problems.push({ field: 'strength', message: 'strength needs an image' });
     const fromInput = req.input_size && modeSpec ? this.sizeFromInput(modelId, req.input_size.width, req.input_size.height) : undefined;
     const params: GenerationParams = {
       model: modelId,
