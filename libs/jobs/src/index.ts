@@ -4,3 +4,4 @@ export * from './job-transitions';
 export * from './job-event-bus';
 export * from './job-lifecycle.service';
 export * from './jobs.module';
+export * from './result-cache-key';

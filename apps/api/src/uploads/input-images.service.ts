@@ -21,6 +21,8 @@ export interface ResolvedEdit {
   /** Known unless the image is a URL (the worker fetches it). */
   inputSize?: { width: number; height: number };
   inputs: GenerationInputs;
+  /** sha256 of the image (and mask) for the result cache; undefined when one is a URL (not fetched here). */
+  inputHashes?: string[];
   /** Stores the data: URL images; called only once every other check has passed. */
   commit(): Promise<void>;
 }
@@ -68,13 +70,14 @@ export class InputImagesService {
       mode: mask ? 'inpaint' : 'img2img',
       inputSize: image.size,
       inputs: { image: image.ref, ...(mask ? { mask: mask.ref } : {}), ...(image.size ? {} : { size_from_input: true }) },
+      inputHashes: image.sha256 && (!mask || mask.sha256) ? [image.sha256, ...(mask?.sha256 ? [mask.sha256] : [])] : undefined,
       commit: async () => {
         for (const store of pending) await store();
       },
     };
   }
 
-  private async one(value: string, field: 'image' | 'mask', owner: string | undefined, pending: Array<() => Promise<void>>): Promise<{ ref: InputImageRef; size?: { width: number; height: number } }> {
+  private async one(value: string, field: 'image' | 'mask', owner: string | undefined, pending: Array<() => Promise<void>>): Promise<{ ref: InputImageRef; size?: { width: number; height: number }; sha256?: string }> {
     if (value.startsWith('data:')) {
       const m = DATA_URL.exec(value);
       if (!m) throw new DomainError(ErrorCode.InvalidImage, `${field} must be a base64 data: URL of a PNG, JPEG or WebP image`, { field });
@@ -88,7 +91,7 @@ export class InputImagesService {
           bytes: bytes.length, sha256: inspected.sha256, created_at: Date.now(),
         },
       }));
-      return { ref: { kind: 'stored', id }, size: { width: inspected.width, height: inspected.height } };
+      return { ref: { kind: 'stored', id }, size: { width: inspected.width, height: inspected.height }, sha256: inspected.sha256 };
     }
     if (UPLOAD_ID_PATTERN.test(value)) {
       const stored = await this.store.getInput(value);
@@ -96,7 +99,7 @@ export class InputImagesService {
       if (!stored || (stored.meta.owner ?? undefined) !== (owner ?? undefined)) {
         throw new DomainError(ErrorCode.InvalidImage, `${field}: no upload ${value} (uploads are kept ${this.env.RESULT_TTL_SECONDS} s)`, { field });
       }
-      return { ref: { kind: 'stored', id: value }, size: { width: stored.meta.width, height: stored.meta.height } };
+      return { ref: { kind: 'stored', id: value }, size: { width: stored.meta.width, height: stored.meta.height }, sha256: stored.meta.sha256 };
     }
     if (/^https?:\/\//i.test(value)) {
       try {
