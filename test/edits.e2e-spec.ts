@@ -254,6 +254,18 @@ describe('edits: img2img and inpainting (API → Redis → worker → ComfyUI si
     expect((await upload(wide).expect(413)).body.error.code).toBe('image_too_large');
   });
 
+  it('a seeded edit is answered from the cache only for the same input bytes', async () => {
+    const body = { prompt: 'cache me', model: 'smoke-test', image: dataUrl(input), strength: 0.4, seed: 77 };
+    const first = await run(body);
+    expect(first.resource.cached ?? false).toBe(false);
+    const again = await run(body);
+    expect(again.resource.cached).toBe(true);
+    const other = await run({ ...body, image: dataUrl(await sharp(input).flop().png().toBuffer()) });
+    expect(other.resource.cached ?? false).toBe(false);
+    const res = await request(stack.url).post('/api/v1/images/jobs').set(a.auth).send({ ...body, num_images: 2 });
+    expect({ status: res.status, field: res.body.error?.details?.[0]?.field }).toEqual({ status: 400, field: 'num_images' });
+  });
+
   it('the rest of a submission keeps BODY_LIMIT_BYTES even where an image may be large', async () => {
     const res = await request(stack.url).post('/api/v1/images/jobs').set(a.auth)
       .send({ prompt: 'p', model: 'smoke-test', image: dataUrl(input), negative_prompt: 'x'.repeat(stack.env.BODY_LIMIT_BYTES) });

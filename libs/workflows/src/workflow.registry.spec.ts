@@ -200,8 +200,9 @@ describe('WorkflowRegistry edit modes', () => {
     for (const f of ['workflow.json', 'img2img.json']) writeFileSync(join(folder, f), readFileSync(join(smoke, f)));
     const manifest = JSON.parse(readFileSync(join(smoke, 'manifest.json'), 'utf8'));
     manifest.id = 'm';
-    manifest.modes = { img2img: { ...manifest.modes.img2img, image: [{ node: '99', input: 'image' }] } };
+    manifest.modes = ['text-to-image', 'img2img'];
+    manifest.edits = { img2img: { ...manifest.edits.img2img, image: [{ node: '99', input: 'image' }] } };
     writeFileSync(join(folder, 'manifest.json'), JSON.stringify(manifest));
-    expect(() => WorkflowRegistry.fromDirectory(dir)).toThrow(/modes\.img2img: image binds node "99"/);
+    expect(() => WorkflowRegistry.fromDirectory(dir)).toThrow(/edits\.img2img: image binds node "99"/);
   });
 });

@@ -102,7 +102,7 @@ export class WorkflowRegistry {
         try {
           modeGraph = JSON.parse(readFileSync(join(folder, spec.graph), 'utf8')) as ComfyGraph;
         } catch (e) {
-          throw new WorkflowConfigError(`${manifestPath}: modes.${mode}: ${(e as Error).message}`);
+          throw new WorkflowConfigError(`${manifestPath}: edits.${mode}: ${(e as Error).message}`);
         }
         validateMode(manifest, mode, modeGraph, manifestPath);
         modeGraphs[mode] = modeGraph;
@@ -316,7 +316,7 @@ export class WorkflowRegistry {
 
 function validateMode(m: WorkflowManifest, mode: EditMode, graph: ComfyGraph, where: string): void {
   const fail = (msg: string): never => {
-    throw new WorkflowConfigError(`${where}: modes.${mode}: ${msg}`);
+    throw new WorkflowConfigError(`${where}: edits.${mode}: ${msg}`);
   };
   const spec = m.edits?.[mode];
   if (!spec || typeof spec.graph !== 'string') return fail('graph is required');
