@@ -159,7 +159,7 @@ describe('image features: aspect ratios, several images, output formats, result 
     const byId = Object.fromEntries(res.body.data.map((m: { id: string }) => [m.id, m]));
     expect(Object.keys(byId).sort()).toEqual(['qwen-image-lightning-4step', 'qwen-image-lightning-8step', 'smoke-test']);
     const qwen = byId['qwen-image-lightning-4step'];
-    expect(qwen.modes).toEqual(['text-to-image']);
+    expect(qwen.modes).toEqual(['text-to-image', 'img2img', 'inpaint']);
     expect(qwen.aspect_ratios['16:9']).toEqual({ width: 1664, height: 928 });
     expect(Object.keys(qwen.aspect_ratios)).toEqual(['1:1', '16:9', '9:16', '4:3', '3:4', '3:2', '2:3']);
     expect(qwen.limits).toMatchObject({ num_images: { min: 1, max: 4 }, output_formats: ['png', 'webp', 'jpeg'], output_quality: { min: 1, max: 100 } });

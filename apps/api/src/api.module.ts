@@ -16,6 +16,8 @@ import { IdempotencyService } from './jobs/idempotency.service';
 import { JobsService } from './jobs/jobs.service';
 import { WebhookUrlPolicy } from './jobs/webhook-url.policy';
 import { ModelsController } from './models/models.controller';
+import { InputImagesService } from './uploads/input-images.service';
+import { UploadsController } from './uploads/uploads.controller';
 import { ModelsService } from './models/models.service';
 import { LoggingModule } from './logging/logging.module';
 import { MetricsModule } from './metrics/metrics.module';
@@ -48,8 +50,8 @@ export class ApiModule {
         // API keys, rate limit, quotas, content policy (docs/security.md).
         SecurityModule.forRoot(),
       ],
-      controllers: [GenerateController, JobsController, JobEventsController, ModelsController],
-      providers: [JobsService, IdempotencyService, WebhookUrlPolicy, webhookHostResolverProvider, ModelsService, ComfyUiClientFactory],
+      controllers: [GenerateController, JobsController, JobEventsController, ModelsController, UploadsController],
+      providers: [JobsService, InputImagesService, IdempotencyService, WebhookUrlPolicy, webhookHostResolverProvider, ModelsService, ComfyUiClientFactory],
     };
   }
 }

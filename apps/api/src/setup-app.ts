@@ -1,9 +1,11 @@
+import type { IncomingMessage } from 'node:http';
 import { INestApplication } from '@nestjs/common';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import type { Express } from 'express';
+import { json, raw, type Express, type Request, type Response } from 'express';
+import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
-import { AllExceptionsFilter, bodyParserErrorHandler, requireJsonBody } from './common/all-exceptions.filter';
+import { AllExceptionsFilter, bodyParserErrorHandler, requireJsonBody, sendError } from './common/all-exceptions.filter';
 import { requestIdMiddleware } from './common/request-id.middleware';
 import { routeMethodsOf } from './common/route-methods';
 import { apiValidationPipe } from './common/validation';
@@ -13,6 +15,24 @@ import { httpMetricsMiddleware } from './metrics/http-metrics.middleware';
 import { corsOptions, rejectPrototypeKeys, securityHeaders } from './security/http-hardening';
 
 const DOCS_TITLE = 'Fictures AI Server API';
+/** Submissions that may carry an image and a mask as data: URLs (20 MB each, base64). */
+const EDIT_ROUTES = ['/api/v1/images/jobs', '/api/v1/images/generate'];
+const EDIT_BODY_LIMIT_BYTES = 64 * 1024 * 1024;
+/** Raw image or multipart body: a 20 MB image plus its multipart framing, a little over so it is told image_too_large. */
+const UPLOAD_ROUTE = '/api/v1/uploads';
+const UPLOAD_BODY_LIMIT_BYTES = 21 * 1024 * 1024;
+
+/** Beyond `image` and `mask`, a submission is held to BODY_LIMIT_BYTES like every other body. */
+function imageFieldsOnlyMayBeLarge(limit: number) {
+  return (req: Request & { bodyBytes?: number; id?: string }, res: Response, next: (e?: unknown) => void): void => {
+    const body: unknown = req.body;
+    if (req.bodyBytes === undefined || typeof body !== 'object' || body === null) return next();
+    const fields = body as { image?: unknown; mask?: unknown };
+    const imageBytes = [fields.image, fields.mask].reduce<number>((n, v) => n + (typeof v === 'string' ? Buffer.byteLength(v) : 0), 0);
+    if (req.bodyBytes - imageBytes > limit) return sendError(res, req, 413, ErrorCode.PayloadTooLarge, 'The body is too large');
+    next();
+  };
+}
 
 /** Everything main.ts and the e2e tests share: parsing, validation, errors, docs. */
 export function setupApp(app: INestApplication, env: Env): void {
@@ -25,6 +45,12 @@ export function setupApp(app: INestApplication, env: Env): void {
   express.use(httpMetricsMiddleware(app));
   // Bull Board at /admin/queues behind ADMIN_TOKEN (nothing mounted without it).
   mountQueueBoard(app, env);
+  // Routes that take an image get room for it; every other route keeps BODY_LIMIT_BYTES.
+  express.use(EDIT_ROUTES, json({
+    limit: EDIT_BODY_LIMIT_BYTES, strict: true, reviver: rejectPrototypeKeys,
+    verify: (req, _res, buf) => void ((req as IncomingMessage & { bodyBytes?: number }).bodyBytes = buf.length),
+  }), imageFieldsOnlyMayBeLarge(env.BODY_LIMIT_BYTES));
+  express.use(UPLOAD_ROUTE, raw({ type: () => true, limit: UPLOAD_BODY_LIMIT_BYTES }));
   express.useBodyParser('json', { limit: env.BODY_LIMIT_BYTES, strict: true, reviver: rejectPrototypeKeys });
   express.use(bodyParserErrorHandler);
   express.use(requireJsonBody);

@@ -11,6 +11,7 @@ import { JsonObject, JsonValue, PyFloat, isJsonObject, keysOf, orderedObject, pa
 import { PyException, pyFloat, pyInt, pyTruthy, pyTypeName } from './py-values';
 import { BodyTooLarge, readBody, sendBytes, sendEmpty, sendInternalError, sendJson, sendText } from './http-util';
 import { Route, RouteContext, RouteRequest } from './route-context';
+import { UPLOAD_ROUTES } from './upload-routes';
 import { viewHandler } from './view-handler';
 
 const CANONICAL_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -110,7 +111,7 @@ function submit(ctx: RouteContext, json: JsonValue, r: RouteRequest): boolean {
     return false;
   }
   const partial = pyIn(obj, 'partial_execution_targets') ? obj.partial_execution_targets : undefined;
-  const valid = validatePrompt(prompt, ctx.registry, partial);
+  const valid = validatePrompt(prompt, ctx.registry, partial, ctx.dirs.input);
   let extra: JsonValue = pyIn(obj, 'extra_data') ? obj.extra_data : orderedObject([]);
   if (pyIn(obj, 'client_id')) {
     if (!isJsonObject(extra)) throw new PyException('TypeError', `'${pyTypeName(extra)}' object does not support item assignment`);
@@ -245,4 +246,5 @@ export const COMFY_ROUTES: Route[] = [
   },
   { method: 'GET', path: '/extensions', handler: (_ctx, r) => sendJson(r.res, 200, []) },
   { method: 'GET', path: '/features', handler: (ctx, r) => sendJson(r.res, 200, ctx.serverFeatures()) },
+  ...UPLOAD_ROUTES,
 ];

@@ -424,6 +424,7 @@ export class Executor {
       renderer,
       outputDir: dirs.output,
       tempDir: dirs.temp,
+      inputDir: dirs.input,
       ensureLoaded: async (files: string[]): Promise<void> => {
         for (const f of files) {
           if (this.loaded.has(f)) continue;

@@ -7,7 +7,8 @@ import { JsonObject, JsonValue, PyFloat, orderedObject } from './py-json';
 export type NodeKind =
   | 'unet_loader' | 'clip_loader' | 'vae_loader' | 'lora_loader' | 'model_sampling'
   | 'clip_text_encode' | 'empty_latent' | 'ksampler' | 'vae_decode' | 'save_image'
-  | 'preview_image' | 'empty_image' | 'image_add_noise' | 'image_blur';
+  | 'preview_image' | 'empty_image' | 'image_add_noise' | 'image_blur'
+  | 'load_image' | 'load_image_mask' | 'image_scale' | 'image_composite_masked' | 'vae_encode' | 'set_latent_noise_mask';
 
 /** `(type, options)` as in INPUT_TYPES; a combo's type is its option list. */
 export interface InputSpec {
@@ -32,6 +33,8 @@ export interface NodeDef {
   kind: NodeKind;
   /** Loader nodes: which input holds the model file name (cost of first load). */
   modelInput?: string;
+  /** Inputs the node checks itself (VALIDATE_INPUTS): the combo check is skipped, a missing input file fails. */
+  inputFile?: string;
 }
 
 export const MAX_RESOLUTION = 16384;
@@ -239,6 +242,52 @@ export function buildRegistry(models: Map<string, string[]>): Map<string, NodeDe
         ['sigma', spec('FLOAT', opts([['default', f(1)], ['min', 0.1], ['max', f(10)], ['step', 0.1]]))],
       ],
       optional: [], hidden: [], output: ['IMAGE'],
+    },
+    {
+      name: 'LoadImage', displayName: 'Load Image', category: 'image', description: '',
+      pythonModule: 'nodes', v3: false, kind: 'load_image', outputNode: false, inputFile: 'image',
+      // The combo lists the input folder; the server the node specs came from had none.
+      required: [['image', spec([], opts([['image_upload', true]]))]], optional: [], hidden: [], output: ['IMAGE', 'MASK'],
+    },
+    {
+      name: 'LoadImageMask', displayName: 'Load Image (as Mask)', category: 'mask', description: '',
+      pythonModule: 'nodes', v3: false, kind: 'load_image_mask', outputNode: false, inputFile: 'image',
+      required: [['image', spec([], opts([['image_upload', true]]))], ['channel', spec(['alpha', 'red', 'green', 'blue'])]],
+      optional: [], hidden: [], output: ['MASK'],
+    },
+    {
+      name: 'ImageScale', displayName: 'Upscale Image', category: 'image/upscaling', description: '',
+      pythonModule: 'nodes', v3: false, kind: 'image_scale', outputNode: false,
+      required: [
+        ['image', spec('IMAGE')],
+        ['upscale_method', spec(['nearest-exact', 'bilinear', 'area', 'bicubic', 'lanczos'])],
+        ['width', spec('INT', opts([['default', 512], ['min', 0], ['max', MAX_RESOLUTION], ['step', 1]]))],
+        ['height', spec('INT', opts([['default', 512], ['min', 0], ['max', MAX_RESOLUTION], ['step', 1]]))],
+        ['crop', spec(['disabled', 'center'])],
+      ],
+      optional: [], hidden: [], output: ['IMAGE'],
+    },
+    {
+      name: 'ImageCompositeMasked', displayName: 'ImageCompositeMasked', category: 'image', description: '',
+      pythonModule: 'comfy_extras.nodes_mask', v3: false, kind: 'image_composite_masked', outputNode: false,
+      required: [
+        ['destination', spec('IMAGE')],
+        ['source', spec('IMAGE')],
+        ['x', spec('INT', opts([['default', 0], ['min', 0], ['max', MAX_RESOLUTION], ['step', 1]]))],
+        ['y', spec('INT', opts([['default', 0], ['min', 0], ['max', MAX_RESOLUTION], ['step', 1]]))],
+        ['resize_source', spec('BOOLEAN', opts([['default', false]]))],
+      ],
+      optional: [['mask', spec('MASK')]], hidden: [], output: ['IMAGE'],
+    },
+    {
+      name: 'VAEEncode', displayName: 'VAE Encode', category: 'latent', description: '',
+      pythonModule: 'nodes', v3: false, kind: 'vae_encode', outputNode: false,
+      required: [['pixels', spec('IMAGE')], ['vae', spec('VAE')]], optional: [], hidden: [], output: ['LATENT'],
+    },
+    {
+      name: 'SetLatentNoiseMask', displayName: 'Set Latent Noise Mask', category: 'latent/inpaint', description: '',
+      pythonModule: 'nodes', v3: false, kind: 'set_latent_noise_mask', outputNode: false,
+      required: [['samples', spec('LATENT')], ['mask', spec('MASK')]], optional: [], hidden: [], output: ['LATENT'],
     },
   ];
   return new Map(defs.map((d) => [d.name, d]));

@@ -11,7 +11,8 @@ import { NodeDef } from './node-registry';
 import { getSaveImagePath } from './output-files';
 import { JsonObject, JsonValue, PyFloat, isJsonObject, keysOf, orderedObject, pyDumps, toNumber } from './py-json';
 import { pyRepr } from './py-values';
-import { ImageRecipe, Renderer } from './renderer';
+import sharp from 'sharp';
+import { ImageRecipe, MaskRecipe, Renderer } from './renderer';
 
 export interface ModelValue { rt: 'MODEL'; unet: string; dtype: string; loras: Array<[string, number]>; shift: number | null }
 export interface ClipValue { rt: 'CLIP'; name: string; type: string }
@@ -19,10 +20,15 @@ export interface VaeValue { rt: 'VAE'; name: string }
 export interface CondValue { rt: 'CONDITIONING'; text: string; clip: string }
 export interface LatentValue {
   rt: 'LATENT'; width: number; height: number; batch: number; channels: number;
-  sample?: { key: string; caption: string };
+  sample?: { key: string; caption: string; denoise: number };
+  /** VAEEncode: the picture this latent was encoded from (img2img starts from it). */
+  source?: ImageRecipe;
+  /** SetLatentNoiseMask: only this area is resampled. */
+  noiseMask?: MaskRecipe;
 }
 export interface ImageValue { rt: 'IMAGE'; width: number; height: number; batch: number; recipe: ImageRecipe }
-export type RuntimeObject = ModelValue | ClipValue | VaeValue | CondValue | LatentValue | ImageValue;
+export interface MaskValue { rt: 'MASK'; width: number; height: number; recipe: MaskRecipe }
+export type RuntimeObject = ModelValue | ClipValue | VaeValue | CondValue | LatentValue | ImageValue | MaskValue;
 /** A node input or output: a runtime object or a widget value (null when an input is missing). */
 export type RtValue = RuntimeObject | JsonValue;
 
@@ -50,6 +56,7 @@ export interface NodeContext {
   renderer: Renderer;
   outputDir: string;
   tempDir: string;
+  inputDir: string;
   /** Time to load model files that are not loaded yet (uninterruptible, like a real load). */
   ensureLoaded(files: string[]): Promise<void>;
   /** One sampler step: waits, checks interrupt, reports progress (and previews). */
@@ -149,16 +156,23 @@ export async function runNode(def: NodeDef, args: Map<string, RtValue>, ctx: Nod
         model.unet, model.dtype, model.loras.map(([l, s]) => [l, s]), model.shift, latent.width, latent.height, latent.batch]);
       const caption = `${positive.text}\nseed ${seed} · ${steps} steps · ${sampler}/${scheduler}`;
       const preview = { recipe: { kind: 'sample', key, caption: '' } as ImageRecipe, width: latent.width * 8, height: latent.height * 8 };
-      for (let s = 1; s <= steps; s++) await ctx.samplerStep(s, steps, preview);
-      return { outputs: [{ ...latent, sample: { key, caption } }] };
+      // denoise < 1 runs only the last steps of the schedule, as common_ksampler does.
+      const denoise = num(a('denoise'));
+      const run = latent.source ? Math.max(1, Math.round(steps * denoise)) : steps;
+      for (let s = 1; s <= run; s++) await ctx.samplerStep(s, run, preview);
+      return { outputs: [{ ...latent, sample: { key, caption, denoise } }] };
     }
     case 'vae_decode': {
       const latent = expect(a('samples'), 'LATENT', 'shape');
       const vae = expect(a('vae'), 'VAE', 'decode');
       if (vae.name !== 'pixel_space') await ctx.ensureLoaded([vae.name]);
-      const recipe: ImageRecipe = latent.sample
+      const sampled: ImageRecipe | undefined = latent.sample
         ? { kind: 'sample', key: `${latent.sample.key}|${vae.name}`, caption: latent.sample.caption }
-        : { kind: 'flat', rgb: [124, 116, 104] };
+        : undefined;
+      let recipe: ImageRecipe = sampled ?? latent.source ?? { kind: 'flat', rgb: [124, 116, 104] };
+      if (sampled && latent.source && latent.sample) {
+        recipe = { kind: 'edit', source: latent.source, sample: sampled, denoise: latent.sample.denoise, mask: latent.noiseMask };
+      }
       return { outputs: [{ rt: 'IMAGE', width: latent.width * 8, height: latent.height * 8, batch: latent.batch, recipe }] };
     }
     case 'empty_image': {
@@ -176,6 +190,64 @@ export async function runNode(def: NodeDef, args: Map<string, RtValue>, ctx: Nod
       await ctx.busySteps(1);
       return { outputs: [{ ...image, recipe: { kind: 'blur', base: image.recipe, sigma: num(a('sigma')) } }] };
     }
+    case 'load_image': {
+      const path = inputPath(ctx, str(a('image')));
+      const { width, height } = await imageSize(path);
+      return {
+        outputs: [
+          { rt: 'IMAGE', width, height, batch: 1, recipe: { kind: 'file', path } },
+          // No alpha channel in what we upload: LoadImage's mask is then all zeros.
+          { rt: 'MASK', width, height, recipe: { kind: 'const', value: 0 } },
+        ],
+      };
+    }
+    case 'load_image_mask': {
+      const path = inputPath(ctx, str(a('image')));
+      const { width, height } = await imageSize(path);
+      const channel = str(a('channel')) as 'alpha' | 'red' | 'green' | 'blue';
+      return { outputs: [{ rt: 'MASK', width, height, recipe: { kind: 'channel', path, channel } }] };
+    }
+    case 'image_scale': {
+      const image = expect(a('image'), 'IMAGE', 'movedim');
+      let width = num(a('width'));
+      let height = num(a('height'));
+      if (width === 0 && height === 0) return { outputs: [image] };
+      // ComfyUI keeps the aspect ratio for a side given as 0.
+      if (width === 0) width = Math.max(1, Math.round((image.width * height) / image.height));
+      if (height === 0) height = Math.max(1, Math.round((image.height * width) / image.width));
+      return { outputs: [{ ...image, width, height }] };
+    }
+    case 'image_composite_masked': {
+      const destination = expect(a('destination'), 'IMAGE', 'clone');
+      const source = expect(a('source'), 'IMAGE', 'to');
+      const maskIn = a('mask');
+      const mask = isRuntimeObject(maskIn) && maskIn.rt === 'MASK' ? maskIn.recipe : undefined;
+      const resize = a('resize_source') === true;
+      return {
+        outputs: [{
+          ...destination,
+          recipe: {
+            kind: 'composite', destination: destination.recipe, source: source.recipe,
+            sourceWidth: resize ? destination.width : source.width, sourceHeight: resize ? destination.height : source.height,
+            x: num(a('x')), y: num(a('y')), mask,
+          },
+        }],
+      };
+    }
+    case 'vae_encode': {
+      const pixels = expect(a('pixels'), 'IMAGE', 'shape');
+      const vae = expect(a('vae'), 'VAE', 'encode');
+      if (vae.name !== 'pixel_space') await ctx.ensureLoaded([vae.name]);
+      // The VAE crops to a multiple of 8, as vae_encode_crop_pixels does.
+      return {
+        outputs: [{ rt: 'LATENT', width: Math.floor(pixels.width / 8), height: Math.floor(pixels.height / 8), batch: pixels.batch, channels: 16, source: pixels.recipe }],
+      };
+    }
+    case 'set_latent_noise_mask': {
+      const samples = expect(a('samples'), 'LATENT', 'copy');
+      const mask = expect(a('mask'), 'MASK', 'reshape');
+      return { outputs: [{ ...samples, noiseMask: mask.recipe }] };
+    }
     case 'save_image': {
       const images = expect(a('images'), 'IMAGE', 'cpu');
       const prefix = str(a('filename_prefix'));
@@ -187,6 +259,21 @@ export async function runNode(def: NodeDef, args: Map<string, RtValue>, ctx: Nod
       for (let i = 0; i < 5; i++) suffix += RANDOM_CHARS[Math.floor(Math.random() * RANDOM_CHARS.length)];
       return { outputs: [], ui: await saveImages(images, `ComfyUI${suffix}`, ctx.tempDir, 'temp', ctx, 1) };
     }
+  }
+}
+
+/** folder_paths.get_annotated_filepath for the input folder (validation already proved it exists). */
+function inputPath(ctx: NodeContext, name: string): string {
+  return join(ctx.inputDir, name.replace(/ \[input\]$/, ''));
+}
+
+async function imageSize(path: string): Promise<{ width: number; height: number }> {
+  try {
+    const m = await sharp(path).metadata();
+    if (!m.width || !m.height) throw new Error('no size');
+    return { width: m.width, height: m.height };
+  } catch {
+    throw new NodeError('PIL.UnidentifiedImageError', `cannot identify image file '${path}'`);
   }
 }
 
@@ -210,6 +297,8 @@ export function formatInputValue(v: RtValue, where: string): JsonValue {
       return `{'samples': tensor([[[[0., 0., 0.,  ..., 0., 0., 0.]]]]), 'downscale_ratio_spacial': 8}`;
     case 'IMAGE':
       return 'tensor([[[[0.4863, 0.4549, 0.4078],\n          ...,\n          [0.4863, 0.4549, 0.4078]]]])';
+    case 'MASK':
+      return 'tensor([[[0., 0., 0.,  ..., 0., 0., 0.]]])';
   }
 }
 

@@ -6,6 +6,8 @@
  *
  * Throws PyException where the real server raises inside the HTTP handler (→ HTTP 500).
  */
+import { existsSync, statSync } from 'node:fs';
+import { isAbsolute, relative, resolve } from 'node:path';
 import { NodeDef, inputConfig, inputInfo } from './node-registry';
 import { JsonObject, JsonValue, isJsonObject, keysOf, orderedObject, setKey } from './py-json';
 import { PyException, pyFloat, pyInt, pyLess, pyEquals, pyRepr, pyStr, pyTruthy, pyTypeName } from './py-values';
@@ -67,7 +69,7 @@ class Validator {
   private readonly validated = new Map<string, Validated>();
   private readonly inProgress = new Set<string>();
 
-  constructor(private readonly prompt: JsonObject, private readonly registry: Map<string, NodeDef>) {}
+  constructor(private readonly prompt: JsonObject, private readonly registry: Map<string, NodeDef>, private readonly inputDir?: string) {}
 
   get results(): Map<string, Validated> {
     return this.validated;
@@ -168,6 +170,14 @@ class Validator {
           orderedObject([['input_name', name], ['input_config', config], ['received_value', val]])));
         continue;
       }
+      if (def.inputFile === name) {
+        // LoadImage's VALIDATE_INPUTS replaces the combo check: the file must exist in the input folder.
+        if (!inputFileExists(this.inputDir, pyStr(val))) {
+          errors.push(err('custom_validation_failed', 'Custom validation failed for node', `${name} - Invalid image file: ${pyStr(val)}`,
+            orderedObject([['input_name', name]])));
+        }
+        continue;
+      }
       if (Array.isArray(spec.type)) {
         const options = spec.type;
         const v = val;
@@ -190,7 +200,17 @@ class Validator {
  * Checks class types (first bad node wins), finds output nodes, validates each output's inputs.
  * `partialTargets`: `partial_execution_targets` of the request (undefined when absent).
  */
-export function validatePrompt(prompt: JsonValue, registry: Map<string, NodeDef>, partialTargets?: JsonValue): ValidationResult {
+/** folder_paths.exists_annotated_filepath for the input folder: `sub/name.png`, `name.png [input]`. */
+function inputFileExists(inputDir: string | undefined, name: string): boolean {
+  if (!inputDir) return false;
+  const bare = name.replace(/ \[input\]$/, '');
+  const path = resolve(inputDir, bare);
+  const rel = relative(inputDir, path);
+  if (!rel || rel.startsWith('..') || isAbsolute(rel)) return false;
+  return existsSync(path) && statSync(path).isFile();
+}
+
+export function validatePrompt(prompt: JsonValue, registry: Map<string, NodeDef>, partialTargets?: JsonValue, inputDir?: string): ValidationResult {
   if (!isJsonObject(prompt)) {
     // `for x in prompt` over an empty list/string finds no outputs; anything else raises.
     if ((Array.isArray(prompt) || typeof prompt === 'string') && prompt.length === 0) {
@@ -227,7 +247,7 @@ export function validatePrompt(prompt: JsonValue, registry: Map<string, NodeDef>
   }
   if (outputs.length === 0) return fail(err('prompt_no_outputs', 'Prompt has no outputs', ''));
 
-  const v = new Validator(prompt, registry);
+  const v = new Validator(prompt, registry, inputDir);
   const good: string[] = [];
   const failed: Array<[string, Reason[]]> = [];
   const nodeErrors = orderedObject([]);

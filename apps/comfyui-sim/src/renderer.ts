@@ -14,7 +14,19 @@ export type ImageRecipe =
   | { kind: 'flat'; rgb: [number, number, number] }
   | { kind: 'solid'; color: number }
   | { kind: 'noise'; base: ImageRecipe; seed: string; strength: number }
-  | { kind: 'blur'; base: ImageRecipe; sigma: number };
+  | { kind: 'blur'; base: ImageRecipe; sigma: number }
+  /** An uploaded input file (LoadImage), scaled to the size asked for (ImageScale only changes the size). */
+  | { kind: 'file'; path: string }
+  | {
+    kind: 'composite'; destination: ImageRecipe; source: ImageRecipe; sourceWidth: number; sourceHeight: number;
+    x: number; y: number; mask?: MaskRecipe;
+  }
+  /** A sampled latent that started from an encoded picture: the picture shows through by 1 - denoise, everywhere or outside the mask. */
+  | { kind: 'edit'; source: ImageRecipe; sample: ImageRecipe; denoise: number; mask?: MaskRecipe };
+
+export type MaskRecipe =
+  | { kind: 'const'; value: number }
+  | { kind: 'channel'; path: string; channel: 'alpha' | 'red' | 'green' | 'blue' };
 
 /** Packed RGB, 3 bytes per pixel. */
 export interface RawImage {
@@ -212,6 +224,45 @@ export class Renderer {
         }
         return { data, width, height };
       }
+      case 'file': {
+        const data = await sharp(recipe.path).resize(width, height, { fit: 'fill' }).removeAlpha().toColourspace('srgb').raw().toBuffer();
+        return { data, width, height };
+      }
+      case 'composite': {
+        const dest = await this.render(recipe.destination, width, height, index, withCaption);
+        const src = await this.render(recipe.source, recipe.sourceWidth, recipe.sourceHeight, index, withCaption);
+        const mask = recipe.mask ? await this.renderMask(recipe.mask, recipe.sourceWidth, recipe.sourceHeight) : undefined;
+        const data = Buffer.from(dest.data);
+        for (let y = 0; y < src.height; y++) {
+          const dy = y + recipe.y;
+          if (dy >= height) break;
+          for (let x = 0; x < src.width; x++) {
+            const dx = x + recipe.x;
+            if (dx >= width) break;
+            const m = mask ? mask[y * src.width + x] / 255 : 1;
+            if (m === 0) continue;
+            const s = (y * src.width + x) * 3;
+            const d = (dy * width + dx) * 3;
+            for (let c = 0; c < 3; c++) data[d + c] = Math.round(src.data[s + c] * m + data[d + c] * (1 - m));
+          }
+        }
+        return { data, width, height };
+      }
+      case 'edit': {
+        const source = await this.render(recipe.source, width, height, index, withCaption);
+        const sample = await this.render(recipe.sample, width, height, index, withCaption);
+        const mask = recipe.mask ? await this.renderMask(recipe.mask, width, height) : undefined;
+        const d = Math.max(0, Math.min(1, recipe.denoise));
+        const data = Buffer.allocUnsafe(source.data.length);
+        for (let p = 0; p < width * height; p++) {
+          const k = d * (mask ? mask[p] / 255 : 1);
+          for (let c = 0; c < 3; c++) {
+            const i = p * 3 + c;
+            data[i] = k === 0 ? source.data[i] : Math.round(source.data[i] * (1 - k) + sample.data[i] * k);
+          }
+        }
+        return { data, width, height };
+      }
       case 'blur': {
         const base = await this.render(recipe.base, width, height, index, withCaption);
         const sigma = Math.max(0.3, Math.min(1000, recipe.sigma));
@@ -219,6 +270,19 @@ export class Renderer {
         return { data, width, height };
       }
     }
+  }
+
+  /** One byte per pixel, 0..255 = mask 0..1, at the size asked for. */
+  async renderMask(recipe: MaskRecipe, width: number, height: number): Promise<Buffer> {
+    if (recipe.kind === 'const') return Buffer.alloc(width * height, Math.round(Math.max(0, Math.min(1, recipe.value)) * 255));
+    const img = sharp(recipe.path).resize(width, height, { fit: 'fill', kernel: 'nearest' });
+    const index = { red: 0, green: 1, blue: 2, alpha: 3 }[recipe.channel];
+    const { data, info } = await img.ensureAlpha().raw().toBuffer({ resolveWithObject: true });
+    const out = Buffer.allocUnsafe(width * height);
+    for (let i = 0; i < out.length; i++) out[i] = data[i * info.channels + index];
+    // LoadImageMask inverts alpha (transparent = masked); colour channels are used as they are.
+    if (recipe.channel === 'alpha') for (let i = 0; i < out.length; i++) out[i] = 255 - out[i];
+    return out;
   }
 
   /** PNG bytes with `tEXt` chunks after IHDR, as PIL writes ComfyUI's metadata. */

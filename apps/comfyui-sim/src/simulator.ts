@@ -65,7 +65,7 @@ export interface SimulatorHandle {
   faults: FaultController;
   stats(): SimStats;
   /** Like a process restart: queue, history, counter, caches and sockets are gone; same port. */
-  restart(opts?: { downMs?: number }): Promise<void>;
+  restart(opts?: { downMs?: number; wipeInput?: boolean }): Promise<void>;
   /** Close the listener and every socket: ComfyUI is down (its in-memory state is lost). */
   stop(): Promise<void>;
   /** Listen again on the same port after stop(). */
@@ -236,8 +236,13 @@ class Simulator implements RouteContext {
     await closed;
   }
 
-  async restart(downMs: number): Promise<void> {
+  async restart(downMs: number, wipeInput = false): Promise<void> {
     this.counters.restarts += 1;
+    // A container whose input folder is not on a volume comes back without the uploads.
+    if (wipeInput) {
+      rmSync(this.dirs.input, { recursive: true, force: true });
+      mkdirSync(this.dirs.input, { recursive: true });
+    }
     this.replaceProcess();
     this.server.closeIdleConnections();
     if (downMs > 0 && this.listening) {
@@ -401,7 +406,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     outputDir: sim.dirs.output,
     faults: sim.faults,
     stats: () => sim.stats(),
-    restart: (o) => sim.restart(o?.downMs ?? 0),
+    restart: (o) => sim.restart(o?.downMs ?? 0, o?.wipeInput ?? false),
     stop: () => sim.stop(),
     start: () => sim.start(),
     close: () => sim.close(),

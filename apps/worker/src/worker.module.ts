@@ -8,6 +8,7 @@ import { StorageModule } from '@app/storage';
 import { webhookDnsLookupProvider } from '@app/webhooks';
 import { WorkflowsModule } from '@app/workflows';
 import { JobsModule } from '@app/jobs';
+import { EditInputs } from './generation/edit-inputs';
 import { GenerationProcessor } from './generation/generation.processor';
 import { GenerationWorkerPool } from './generation/generation-worker.pool';
 import { WorkerActivity } from './heartbeat/worker-activity';
@@ -34,7 +35,7 @@ export class WorkerModule {
         JobsModule,
       ],
       providers: [
-        ComfyUiClientFactory, GenerationProcessor, GenerationWorkerPool, WebhookProcessor, webhookDnsLookupProvider,
+        ComfyUiClientFactory, EditInputs, GenerationProcessor, GenerationWorkerPool, WebhookProcessor, webhookDnsLookupProvider,
         // After the pool (they attach to its workers when they bootstrap): heartbeat and metrics.
         WorkerActivity, workerHeartbeatStoreProvider, WorkerHeartbeatService, WorkerMetrics, WorkerMetricsServer,
       ],

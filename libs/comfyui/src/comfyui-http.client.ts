@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { ComfyUiClient } from './comfyui.client';
+import { ComfyUiClient, type UploadImageOptions } from './comfyui.client';
 import { ComfyHttpError, ComfyUnavailableError, OutputFetchError, PromptValidationError } from './comfyui.errors';
 import { ComfySocket, type ComfyUiLogger, type ReconnectPolicy } from './comfyui-socket';
 import type {
@@ -313,6 +313,34 @@ export class ComfyUiHttpClient extends ComfyUiClient {
     if (res.status !== 200) throw statusError(`GET /models/${folder}`, res);
     if (!Array.isArray(res.json)) throw new ComfyHttpError(res.status, res.text.slice(0, 4000), res.json);
     return res.json.filter((x): x is string => typeof x === 'string');
+  }
+
+  async uploadImage(bytes: Buffer, opts: UploadImageOptions): Promise<string> {
+    const boundary = `----fictures${randomUUID().replace(/-/g, '')}`;
+    const field = (name: string, value: string) =>
+      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`);
+    // Names are ours (job id + role), never a client's: nothing to escape in the header.
+    const parts = [
+      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="${opts.filename}"\r\nContent-Type: ${opts.contentType}\r\n\r\n`),
+      bytes,
+      Buffer.from('\r\n'),
+      field('type', 'input'),
+      field('subfolder', opts.subfolder ?? ''),
+      field('overwrite', opts.overwrite ? 'true' : 'false'),
+      ...(opts.mask ? [field('original_ref', JSON.stringify(opts.mask.originalRef))] : []),
+      Buffer.from(`--${boundary}--\r\n`),
+    ];
+    const path = opts.mask ? 'upload/mask' : 'upload/image';
+    const res = await this.http.request('POST', path, {
+      body: { data: Buffer.concat(parts), contentType: `multipart/form-data; boundary=${boundary}` },
+      signal: opts.signal,
+      timeoutMs: this.viewTimeoutMs,
+    });
+    if (res.status !== 200) throw statusError(`POST /${path}`, res);
+    const j = res.json;
+    if (!isObject(j) || typeof j.name !== 'string' || !j.name) throw new ComfyHttpError(res.status, res.text.slice(0, 4000), j);
+    const sub = typeof j.subfolder === 'string' ? j.subfolder : '';
+    return sub ? `${sub}/${j.name}` : j.name;
   }
 
   async free(): Promise<void> {

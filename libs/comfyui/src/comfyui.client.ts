@@ -2,6 +2,17 @@ import type {
   ComfyGraph, ComfyImageRef, ConnectionState, PromptLocation, PromptOutcome, SubmitResult, SystemStats, WaitOptions,
 } from './comfyui.types';
 
+export interface UploadImageOptions {
+  filename: string;
+  contentType: string;
+  subfolder?: string;
+  /** Replace a file of the same name (ComfyUI otherwise saves other content as `name (1).png`). */
+  overwrite?: boolean;
+  /** /upload/mask needs the image the mask belongs to. */
+  mask?: { originalRef: { filename: string; subfolder: string; type: 'input' } };
+  signal?: AbortSignal;
+}
+
 /**
  * The port the worker and health checks use to drive one ComfyUI server. The HTTP + WebSocket
  * adapter implements it; unit tests use fakes.
@@ -33,6 +44,11 @@ export abstract class ComfyUiClient {
   abstract systemStats(signal?: AbortSignal, timeoutMs?: number): Promise<SystemStats>;
   /** GET /models/{folder}: file names ComfyUI can load from that folder. */
   abstract listModels(folder: string, signal?: AbortSignal): Promise<string[]>;
+  /**
+   * POST /upload/image (or /upload/mask): stores an input image in ComfyUI's input folder. Answers
+   * the value for LoadImage's `image` input (`subfolder/name`, as ComfyUI named the file).
+   */
+  abstract uploadImage(bytes: Buffer, opts: UploadImageOptions): Promise<string>;
   /** POST /free (unload models, free memory) — used after an out-of-memory failure. */
   abstract free(): Promise<void>;
 }

@@ -17,6 +17,8 @@ export interface RequestOptions {
   query?: Record<string, string>;
   /** Sent as application/json. */
   json?: unknown;
+  /** A raw body with its content type (multipart uploads). */
+  body?: { data: Buffer; contentType: string };
   signal?: AbortSignal;
   timeoutMs?: number;
   headers?: Record<string, string>;
@@ -75,10 +77,13 @@ export class HttpTransport {
     this.inFlight.add(abort);
 
     const headers: Record<string, string> = { accept: 'application/json', ...this.headers, ...opts.headers };
-    let data: string | undefined;
+    let data: string | Buffer | undefined;
     if (opts.json !== undefined) {
       data = JSON.stringify(opts.json);
       headers['content-type'] = 'application/json';
+    } else if (opts.body) {
+      data = opts.body.data;
+      headers['content-type'] = opts.body.contentType;
     }
 
     try {

@@ -34,6 +34,13 @@ export enum ErrorCode {
   SyncTimeout = 'sync_timeout',
   IdempotencyKeyReused = 'idempotency_key_reused',
   InvalidWebhookUrl = 'invalid_webhook_url',
+  /** An edit's image or mask is not a PNG, JPEG or WebP that decodes, or its upload is unknown. */
+  InvalidImage = 'invalid_image',
+  /** An input image over 20 MB or 4096 px a side. */
+  ImageTooLarge = 'image_too_large',
+  MaskSizeMismatch = 'mask_size_mismatch',
+  /** An image URL that is not https on a public host, or that could not be fetched. */
+  InvalidImageUrl = 'invalid_image_url',
   WebhooksDisabled = 'webhooks_disabled',
   Unauthorized = 'unauthorized',
   RateLimited = 'rate_limited',

@@ -185,6 +185,13 @@ export class Env {
   @Transform(toInt) @IsInt() @Min(1) @Max(256)
   WEBHOOK_CONCURRENCY = 8;
 
+  /**
+   * Private hosts an input image URL (img2img, inpainting) may point at: tests and development.
+   * Everything else must be https on a public address; the worker checks again at connect time.
+   */
+  @Transform(toList) @IsString({ each: true })
+  INPUT_URL_ALLOWED_HOSTS: string[] = [];
+
   /** Refuse plain-http webhook URLs at submission (hosts in WEBHOOK_ALLOWED_HOSTS excepted). */
   @Transform(toBool) @IsBoolean()
   WEBHOOK_HTTPS_ONLY = true;

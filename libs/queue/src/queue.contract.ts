@@ -38,6 +38,24 @@ export interface GenerationParams {
   output_quality?: number;
   /** The ratio width/height were resolved from, when the client asked by ratio (reported back). */
   aspect_ratio?: AspectRatio;
+  /** Absent: text-to-image. Otherwise the job's data carries `inputs`. */
+  mode?: 'img2img' | 'inpaint';
+  /** 0..1, how much of the input image changes; only with a mode. */
+  strength?: number;
+}
+
+/**
+ * Where an input image of an edit lives until the worker uploads it to ComfyUI: in the result store
+ * (an upload or a data: URL the API checked), or at an https URL the worker fetches through the SSRF
+ * guard. Never the bytes themselves: a BullMQ job stays small.
+ */
+export type InputImageRef = { kind: 'stored'; id: string } | { kind: 'url'; url: string };
+
+export interface GenerationInputs {
+  image: InputImageRef;
+  mask?: InputImageRef;
+  /** The output size follows the input's, known only once the worker has fetched a URL input. */
+  size_from_input?: boolean;
 }
 
 export type WebhookEvent = 'running' | 'succeeded' | 'failed' | 'canceled';
@@ -50,6 +68,8 @@ export interface GenerationJobData {
   owner?: string;
   webhook?: { url: string; events: WebhookEvent[] };
   metadata?: Record<string, string>;
+  /** The image (and mask) of an img2img or inpaint job. */
+  inputs?: GenerationInputs;
   /** Epoch ms when the API accepted the job. */
   submitted_at: number;
   request_id?: string;

@@ -30,6 +30,10 @@ export class RedisKeys {
   image(jobId: string, index: number): string {
     return `${this.prefix}:img:${jobId}:${index}`;
   }
+  /** An input image (upload or data: URL) for an edit: bytes, content type and metadata in one hash. */
+  inputImage(id: string): string {
+    return `${this.prefix}:input:${id}`;
+  }
   /** Held by the one process that sweeps expired objects from the bucket this interval. */
   get resultSweepLock(): string {
     return `${this.prefix}:result-sweep`;

@@ -41,6 +41,20 @@ describe('FsResultStore', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  describe('input images', () => {
+    it('keeps an input with its metadata for the TTL, apart from job ids, and sweeps it after', async () => {
+      const bytes = randomBytes(4096);
+      const meta = { owner: 'key-1', content_type: 'image/png', width: 8, height: 4, bytes: bytes.length, sha256: 'ab', created_at: clock };
+      await store.putInput('upl_1', { bytes, meta });
+      expect(await store.getInput('upl_1')).toEqual({ bytes, meta });
+      expect(await store.getRecord('upl_1')).toBeUndefined();
+      expect(await store.getInput('upl_2')).toBeUndefined();
+      clock += TTL_MS + 1;
+      expect(await store.getInput('upl_1')).toBeUndefined();
+      expect(await store.sweep()).toBe(0);
+    });
+  });
+
   describe('round trips', () => {
     it('stores binary images byte for byte with their content type', async () => {
       const bytes = Buffer.concat([Buffer.from([0x00, 0x0a, 0xff, 0xfe, 0xc3, 0x28, 0x0d, 0x0a, 0x00]), randomBytes(64 * 1024)]);

@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { JobRecord, ResultStore, StoredImage, TOMBSTONE_TTL_FACTOR } from './result-store';
+import { type InputImageMeta, JobRecord, ResultStore, StoredImage, type StoredInput, TOMBSTONE_TTL_FACTOR } from './result-store';
 import {
   assertContentType, assertImageBytes, assertImageIndex, assertJobId, assertJobRecord, isJobRecord,
   JOB_ID_PATTERN,
@@ -92,10 +92,14 @@ export async function writeFileAtomic(path: string, data: Buffer | string): Prom
  *   <dir>/<jobId>/record.json      the job record
  *   <dir>/<jobId>/img-<n>.bin      "<content type>\n" followed by the raw bytes
  *   <dir>/.gone/<jobId>.json       tombstone {"until": ms}, kept TOMBSTONE_TTL_FACTOR × TTL
+ *   <dir>/input_<id>/              an input image: meta.json, input.json (its metadata), img-0.bin
  *
  * A job expires as a whole. Reads check expires_at (and remove an expired folder lazily); sweep()
  * removes what nobody reads.
  */
+const INPUT_PREFIX = 'input_';
+const INPUT_META_FILE = 'input.json';
+
 export class FsResultStore extends ResultStore {
   private readonly logger = new Logger(FsResultStore.name);
   private readonly dir: string;
@@ -129,6 +133,25 @@ export class FsResultStore extends ResultStore {
     const nl = file.indexOf(0x0a);
     if (nl <= 0 || nl > 256) throw new Error(`Image ${index} of job ${jobId} has no content-type header`);
     return { contentType: file.subarray(0, nl).toString('latin1'), bytes: file.subarray(nl + 1) };
+  }
+
+  async putInput(id: string, input: StoredInput): Promise<void> {
+    assertJobId(id);
+    assertImageBytes(input.bytes);
+    // An input folder expires and is swept like a job's; the prefix keeps it out of the job ids' way.
+    const folder = `${INPUT_PREFIX}${id}`;
+    await this.putImage(folder, 0, input.bytes, input.meta.content_type);
+    await writeFileAtomic(join(this.jobDir(folder), INPUT_META_FILE), JSON.stringify(input.meta));
+  }
+
+  async getInput(id: string): Promise<StoredInput | undefined> {
+    assertJobId(id);
+    const folder = `${INPUT_PREFIX}${id}`;
+    const meta = await readJson(join(this.jobDir(folder), INPUT_META_FILE));
+    if (!isJobRecord(meta)) return undefined;
+    const image = await this.getImage(folder, 0);
+    if (!image) return undefined;
+    return { bytes: image.bytes, meta: meta as unknown as InputImageMeta };
   }
 
   async putRecord(jobId: string, record: JobRecord): Promise<void> {

@@ -11,3 +11,4 @@ export * from './image-header';
 export * from './storage-full';
 export * from './redis-memory-info';
 export * from './redis-eviction-policy';
+export * from './input-image';

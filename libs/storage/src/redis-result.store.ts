@@ -1,7 +1,7 @@
 import { DomainError, ErrorCode } from '@app/common';
 import type { RedisKeys } from '@app/queue';
 import type { ChainableCommander, Redis } from 'ioredis';
-import { JobRecord, ResultStore, StoredImage, TOMBSTONE_TTL_FACTOR } from './result-store';
+import { type InputImageMeta, JobRecord, ResultStore, StoredImage, type StoredInput, TOMBSTONE_TTL_FACTOR } from './result-store';
 import {
   assertContentType, assertImageBytes, assertImageIndex, assertJobId, assertJobRecord, isJobRecord,
 } from './storage-validation';
@@ -9,6 +9,7 @@ import { isRedisOutOfMemory, storageFullError } from './storage-full';
 
 const CT_FIELD = 'ct';
 const BYTES_FIELD = 'b';
+const META_FIELD = 'm';
 
 /** Escapes Redis glob metacharacters so a prefix is matched literally by SCAN MATCH. */
 function globEscape(s: string): string {
@@ -54,6 +55,25 @@ export class RedisResultStore extends ResultStore {
     const [ct, bytes] = await this.call(() => this.redis.hmgetBuffer(this.keys.image(jobId, index), CT_FIELD, BYTES_FIELD));
     if (!ct || !bytes) return undefined;
     return { bytes, contentType: ct.toString('utf8') };
+  }
+
+  async putInput(id: string, input: StoredInput): Promise<void> {
+    assertJobId(id);
+    assertImageBytes(input.bytes);
+    const key = this.keys.inputImage(id);
+    await this.exec(
+      this.redis.multi()
+        .del(key)
+        .hset(key, META_FIELD, JSON.stringify(input.meta), BYTES_FIELD, input.bytes)
+        .expire(key, this.ttlSeconds),
+    );
+  }
+
+  async getInput(id: string): Promise<StoredInput | undefined> {
+    assertJobId(id);
+    const [meta, bytes] = await this.call(() => this.redis.hmgetBuffer(this.keys.inputImage(id), META_FIELD, BYTES_FIELD));
+    if (!meta || !bytes) return undefined;
+    return { bytes, meta: JSON.parse(meta.toString('utf8')) as InputImageMeta };
   }
 
   async putRecord(jobId: string, record: JobRecord): Promise<void> {

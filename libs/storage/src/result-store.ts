@@ -18,6 +18,23 @@ export interface ImageStream {
   body: Readable;
 }
 
+/** What is known of an input image (an upload or a data: URL), checked and decoded by the API. */
+export interface InputImageMeta {
+  /** API key id of the uploader; absent when the server runs open. */
+  owner?: string;
+  content_type: string;
+  width: number;
+  height: number;
+  bytes: number;
+  sha256: string;
+  created_at: number;
+}
+
+export interface StoredInput {
+  bytes: Buffer;
+  meta: InputImageMeta;
+}
+
 /** How much longer than the results a job's tombstone lives (so an old id answers 410, not 404). */
 export const TOMBSTONE_TTL_FACTOR = 7;
 
@@ -47,6 +64,10 @@ export abstract class ResultStore {
   async imageLink(_jobId: string, _index: number): Promise<{ url: string; expires: boolean } | undefined> {
     return undefined;
   }
+  /** An input image for img2img/inpainting, kept as long as results (RESULT_TTL_SECONDS). */
+  abstract putInput(id: string, input: StoredInput): Promise<void>;
+  abstract getInput(id: string): Promise<StoredInput | undefined>;
+
   /** Overwrites the record; refreshes its TTL and the tombstone. */
   abstract putRecord(jobId: string, record: JobRecord): Promise<void>;
   abstract getRecord(jobId: string): Promise<JobRecord | undefined>;

@@ -1,7 +1,7 @@
 import { DomainError, ErrorCode } from '@app/common';
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { PassThrough, Readable } from 'node:stream';
-import { JobRecord, ResultStore, StoredImage } from './result-store';
+import { JobRecord, ResultStore, StoredImage, type StoredInput } from './result-store';
 import { EXPIRES_AT_META, s3ClientConfig, S3ResultStore, type S3ResultStoreOptions } from './s3-result.store';
 
 const TTL_S = 600;
@@ -19,6 +19,13 @@ class FakeRecords extends ResultStore {
   }
   async getImage(): Promise<StoredImage | undefined> {
     throw new Error('images never come from the records store');
+  }
+  inputs = new Map<string, StoredInput>();
+  async putInput(id: string, input: StoredInput) {
+    this.inputs.set(id, input);
+  }
+  async getInput(id: string) {
+    return this.inputs.get(id);
   }
   async putRecord(id: string, r: JobRecord) {
     this.records.set(id, r);

@@ -6,7 +6,7 @@ import {
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { Logger } from '@nestjs/common';
 import { Readable } from 'node:stream';
-import { ImageStream, JobRecord, ResultStore, StoredImage } from './result-store';
+import { ImageStream, JobRecord, ResultStore, StoredImage, type StoredInput } from './result-store';
 import { assertContentType, assertImageBytes, assertImageIndex, assertJobId, JOB_ID_PATTERN } from './storage-validation';
 
 /** Object metadata (x-amz-meta-expires-at) holding the end of the job's retention, ISO 8601. */
@@ -179,6 +179,19 @@ export class S3ResultStore extends ResultStore {
 
   getRecord(jobId: string): Promise<JobRecord | undefined> {
     return this.records.getRecord(jobId);
+  }
+
+  /** The bytes go to the bucket (expired by the same sweep as images), the metadata beside the records. */
+  async putInput(id: string, input: StoredInput): Promise<void> {
+    await this.putImage(`input_${id}`, 0, input.bytes, input.meta.content_type);
+    await this.records.putInput(id, { bytes: Buffer.alloc(0), meta: input.meta });
+  }
+
+  async getInput(id: string): Promise<StoredInput | undefined> {
+    const meta = await this.records.getInput(id);
+    if (!meta) return undefined;
+    const image = await this.getImage(`input_${id}`, 0);
+    return image ? { bytes: image.bytes, meta: meta.meta } : undefined;
   }
 
   wasExpired(jobId: string): Promise<boolean> {

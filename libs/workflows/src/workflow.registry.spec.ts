@@ -1,4 +1,4 @@
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DomainError } from '@app/common';
@@ -153,5 +153,56 @@ describe('WorkflowRegistry', () => {
     writeFileSync(join(dir, 'broken', 'workflow.json'), JSON.stringify(registry.get('smoke-test')!.graph));
     expect(() => WorkflowRegistry.fromDirectory(dir)).toThrow(WorkflowConfigError);
     expect(() => WorkflowRegistry.fromDirectory(dir)).toThrow(/node "2" input "noise_seed"/);
+  });
+});
+
+describe('WorkflowRegistry edit modes', () => {
+  it('lists the modes each shipped model has', () => {
+    expect(registry.modes('qwen-image-lightning-4step')).toEqual(['text-to-image', 'img2img', 'inpaint']);
+    expect(registry.modes('smoke-test')).toEqual(['text-to-image', 'img2img', 'inpaint']);
+  });
+
+  it('takes the output size from the input, rounded to the multiple and scaled into the limits', () => {
+    expect(registry.sizeFromInput('qwen-image-lightning-4step', 1000, 750)).toEqual({ width: 1008, height: 752 });
+    // 4096×2048 is over 2048 a side and the pixel budget: halved, same shape.
+    expect(registry.sizeFromInput('qwen-image-lightning-4step', 4096, 2048)).toEqual({ width: 2048, height: 1024 });
+    expect(registry.sizeFromInput('smoke-test', 100, 100)).toEqual({ width: 256, height: 256 });
+  });
+
+  it('resolves an edit with the mode default strength and the input size; explicit width/height win', () => {
+    const p = registry.resolve({ prompt: 'x', mode: 'img2img', input_size: { width: 640, height: 480 } }, () => 1);
+    expect(p).toMatchObject({ mode: 'img2img', strength: 0.6, width: 640, height: 480 });
+    expect(registry.resolve({ prompt: 'x', mode: 'inpaint', width: 512, height: 512, input_size: { width: 640, height: 480 } })).toMatchObject({ strength: 1, width: 512, height: 512 });
+  });
+
+  it('refuses strength out of range (the DTO refuses it without an image)', () => {
+    expect(problemFields(() => registry.resolve({ prompt: 'x', mode: 'img2img', strength: 1.5 }))).toEqual(['strength']);
+  });
+
+  it('binds the image, mask, strength and output size into the mode graph', () => {
+    const params = registry.resolve({ prompt: 'a door', mode: 'inpaint', strength: 0.8, width: 512, height: 384, seed: 5 });
+    const g = registry.buildGraph(params, { filenamePrefix: 'fictures/j', inputs: { image: 'fictures/j-image.png', mask: 'fictures/j-mask.png' } });
+    expect(g['70'].inputs.image).toBe('fictures/j-image.png');
+    expect(g['73'].inputs.image).toBe('fictures/j-mask.png');
+    expect(g['3'].inputs).toMatchObject({ denoise: 0.8, seed: 5, latent_image: ['74', 0] });
+    expect(g['71'].inputs).toMatchObject({ width: 512, height: 384 });
+    expect(g['58']).toBeUndefined();
+    expect(g['6'].inputs.text).toBe('a door');
+    const t2i = registry.buildGraph(registry.resolve({ prompt: 'x', seed: 1 }));
+    expect(t2i['70']).toBeUndefined();
+  });
+
+  it('stops start-up on a mode that binds what its graph lacks', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wf-modes-'));
+    const folder = join(dir, 'm');
+    mkdirSync(folder);
+    const smoke = join(__dirname, '../../../workflows/smoke-test');
+    for (const f of ['workflow.json', 'img2img.json']) writeFileSync(join(folder, f), readFileSync(join(smoke, f)));
+    const manifest = JSON.parse(readFileSync(join(smoke, 'manifest.json'), 'utf8'));
+    manifest.id = 'm';
+    manifest.modes = ['text-to-image', 'img2img'];
+    manifest.edits = { img2img: { ...manifest.edits.img2img, image: [{ node: '99', input: 'image' }] } };
+    writeFileSync(join(folder, 'manifest.json'), JSON.stringify(manifest));
+    expect(() => WorkflowRegistry.fromDirectory(dir)).toThrow(/edits\.img2img: image binds node "99"/);
   });
 });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { ComfyGraph } from '@app/comfyui';
 import { DomainError, ErrorCode } from '@app/common';
 import { ASPECT_RATIOS, type AspectRatio, type GenerationParams, OUTPUT_FORMATS, type OutputFormat } from '@app/queue';
-import type { LoadedWorkflow, ModelLimits, NumericParameterSpec, WorkflowManifest } from './workflow.types';
+import { EDIT_MODES, type EditMode, type LoadedWorkflow, type ModelLimits, type ModelMode, type NumericParameterSpec, type WorkflowManifest } from './workflow.types';
 
 /** Public bounds that no manifest can widen (DESIGN §2). */
 export const PROMPT_MAX_LENGTH = 1000;
@@ -35,6 +35,17 @@ export interface GenerationRequest {
   num_images?: number;
   output_format?: OutputFormat;
   output_quality?: number;
+  /** An edit: img2img (an image) or inpaint (an image and a mask). */
+  mode?: EditMode;
+  strength?: number;
+  /** Size of the input image when known: the output follows it unless width/height are given. */
+  input_size?: { width: number; height: number };
+}
+
+/** ComfyUI names of the uploaded inputs, bound into a mode's graph. */
+export interface GraphInputs {
+  image: string;
+  mask?: string;
 }
 
 export interface FieldProblem {
@@ -83,7 +94,25 @@ export class WorkflowRegistry {
         throw new WorkflowConfigError(`${manifestPath}: ${(e as Error).message}`);
       }
       validateManifest(manifest, graph, manifestPath);
-      loaded.push({ manifest, graph });
+      const modeGraphs: LoadedWorkflow['modeGraphs'] = {};
+      for (const mode of EDIT_MODES) {
+        const spec = manifest.edits?.[mode];
+        if (!spec) continue;
+        let modeGraph: ComfyGraph;
+        try {
+          modeGraph = JSON.parse(readFileSync(join(folder, spec.graph), 'utf8')) as ComfyGraph;
+        } catch (e) {
+          throw new WorkflowConfigError(`${manifestPath}: edits.${mode}: ${(e as Error).message}`);
+        }
+        validateMode(manifest, mode, modeGraph, manifestPath);
+        modeGraphs[mode] = modeGraph;
+      }
+      const listed = manifest.modes ?? ['text-to-image'];
+      const offered = ['text-to-image', ...EDIT_MODES.filter((mode) => manifest.edits?.[mode])];
+      if (listed.length !== offered.length || !offered.every((mode) => listed.includes(mode))) {
+        throw new WorkflowConfigError(`${manifestPath}: modes ${JSON.stringify(listed)} must list text-to-image and exactly the edits it has graphs for (${offered.join(', ')})`);
+      }
+      loaded.push({ manifest, graph, modeGraphs });
     }
     return new WorkflowRegistry(loaded);
   }
@@ -94,6 +123,31 @@ export class WorkflowRegistry {
 
   get(id: string): LoadedWorkflow | undefined {
     return this.byId.get(id);
+  }
+
+  /** What the model can do, for GET /models. */
+  modes(id: string): ModelMode[] {
+    const m = this.require(id).manifest;
+    return ['text-to-image', ...EDIT_MODES.filter((mode) => m.edits?.[mode])];
+  }
+
+  /**
+   * The output size for an input of this size: the same shape, scaled down to fit the model's limits
+   * when it is larger, each side rounded to the model's multiple.
+   */
+  sizeFromInput(id: string, width: number, height: number): { width: number; height: number } {
+    const lim = this.limits(id);
+    const scale = Math.min(1, lim.width.max / width, lim.height.max / height, Math.sqrt(lim.max_pixels / (width * height)));
+    const side = (v: number, l: { min: number; max: number; multiple_of: number }) => {
+      const rounded = Math.round((v * scale) / l.multiple_of) * l.multiple_of;
+      // Rounding up may cross the pixel budget: step down a multiple then.
+      return Math.max(l.min, Math.min(l.max, rounded));
+    };
+    let w = side(width, lim.width);
+    let h = side(height, lim.height);
+    while (w * h > lim.max_pixels && w > lim.width.min) w -= lim.width.multiple_of;
+    while (w * h > lim.max_pixels && h > lim.height.min) h -= lim.height.multiple_of;
+    return { width: w, height: h };
   }
 
   /**
@@ -172,12 +226,19 @@ export class WorkflowRegistry {
       }
     }
     const outputFormat = req.output_format ?? 'png';
+    const modeSpec = req.mode ? wf.manifest.edits?.[req.mode] : undefined;
+    if (req.mode && !modeSpec) {
+      const field = req.mode === 'inpaint' ? 'mask' : 'image';
+      problems.push({ field, message: `model ${modelId} does not support ${req.mode} (its modes: ${this.modes(modelId).join(', ')})` });
+    }
+    const fromInput = req.input_size && modeSpec ? this.sizeFromInput(modelId, req.input_size.width, req.input_size.height) : undefined;
     const params: GenerationParams = {
       model: modelId,
       prompt: req.prompt,
       negative_prompt: req.negative_prompt ?? p.negative_prompt.default ?? '',
-      width: req.width ?? ratioSize?.[0] ?? p.width.default ?? 1328,
-      height: req.height ?? ratioSize?.[1] ?? p.height.default ?? 1328,
+      // An explicit size or aspect ratio wins; an edit otherwise keeps its input's size.
+      width: req.width ?? ratioSize?.[0] ?? fromInput?.width ?? p.width.default ?? 1328,
+      height: req.height ?? ratioSize?.[1] ?? fromInput?.height ?? p.height.default ?? 1328,
       num_inference_steps: req.num_inference_steps ?? p.num_inference_steps.default ?? lim.num_inference_steps.min,
       guidance_scale: req.guidance_scale ?? p.guidance_scale.default ?? lim.guidance_scale.min,
       // randomInt's bound is < 2^48; spread it over the whole 2^53 range for variety.
@@ -186,6 +247,7 @@ export class WorkflowRegistry {
       output_format: outputFormat,
       ...(outputFormat !== 'png' ? { output_quality: req.output_quality ?? OUTPUT_QUALITY_DEFAULT } : {}),
       ...(req.aspect_ratio !== undefined && ratioSize ? { aspect_ratio: req.aspect_ratio } : {}),
+      ...(modeSpec && req.mode ? { mode: req.mode, strength: req.strength ?? modeSpec.strength.default } : {}),
     };
     const fixed = new Set<string>(lim.fixed);
     const range = (field: NumericParameterName, v: number, min: number, max: number, multiple?: number) => {
@@ -201,7 +263,9 @@ export class WorkflowRegistry {
     range('guidance_scale', params.guidance_scale, lim.guidance_scale.min, lim.guidance_scale.max);
     range('seed', params.seed, 0, SEED_MAX);
     const n = params.num_images ?? 1;
-    if (lim.num_images.max === 1) {
+    if (params.mode && n !== 1) {
+      problems.push({ field: 'num_images', message: `num_images must be 1 for ${params.mode} (one input image, one result)` });
+    } else if (lim.num_images.max === 1) {
       if (n !== 1) problems.push({ field: 'num_images', message: `num_images is not adjustable for model ${modelId} (it makes one image per job); omit it` });
     } else if (!Number.isInteger(n) || n < lim.num_images.min || n > lim.num_images.max) {
       problems.push({ field: 'num_images', message: `num_images must be between ${lim.num_images.min} and ${lim.num_images.max} for model ${modelId}` });
@@ -212,18 +276,32 @@ export class WorkflowRegistry {
     if (params.width * params.height > lim.max_pixels) {
       problems.push({ field: 'width', message: `width × height must be at most ${lim.max_pixels} pixels for model ${modelId}` });
     }
+    if (params.strength !== undefined && !(params.strength >= 0 && params.strength <= 1)) {
+      problems.push({ field: 'strength', message: 'strength must be between 0 and 1' });
+    }
     if (problems.length) throw new DomainError(ErrorCode.ValidationFailed, problems.map((p) => p.message).join('; '), problems);
     return params;
   }
 
   /** The ComfyUI graph for these parameters: a fresh copy, values set as data, never by templating. */
-  buildGraph(params: GenerationParams, opts: { filenamePrefix?: string } = {}): ComfyGraph {
+  buildGraph(params: GenerationParams, opts: { filenamePrefix?: string; inputs?: GraphInputs } = {}): ComfyGraph {
     const wf = this.require(params.model);
-    const graph = structuredClone(wf.graph);
+    const mode = params.mode ? wf.manifest.edits?.[params.mode] : undefined;
+    const modeGraph = params.mode ? wf.modeGraphs?.[params.mode] : undefined;
+    if (params.mode && (!mode || !modeGraph)) throw new DomainError(ErrorCode.ValidationFailed, `Model ${params.model} does not support ${params.mode}`);
+    if (mode && !opts.inputs) throw new Error(`buildGraph: mode ${params.mode} needs its input names`);
+    const graph = structuredClone(modeGraph ?? wf.graph);
     for (const name of PARAM_NAMES) {
-      for (const b of wf.manifest.parameters[name].bind) graph[b.node].inputs[b.input] = params[name];
+      const bind = mode && (name === 'width' || name === 'height') ? mode[name] : wf.manifest.parameters[name].bind;
+      for (const b of bind) graph[b.node].inputs[b.input] = params[name];
     }
-    for (const b of wf.manifest.parameters.num_images?.bind ?? []) graph[b.node].inputs[b.input] = params.num_images ?? 1;
+    if (mode && opts.inputs) {
+      for (const b of mode.image) graph[b.node].inputs[b.input] = opts.inputs.image;
+      for (const b of mode.mask ?? []) graph[b.node].inputs[b.input] = opts.inputs.mask ?? '';
+      for (const b of mode.strength.bind) graph[b.node].inputs[b.input] = params.strength ?? mode.strength.default;
+    }
+    // An edit's graph starts from one input image: its batch is one (resolve refuses more).
+    if (!mode) for (const b of wf.manifest.parameters.num_images?.bind ?? []) graph[b.node].inputs[b.input] = params.num_images ?? 1;
     const out = wf.manifest.output;
     if (opts.filenamePrefix && out.prefix_input) graph[out.node].inputs[out.prefix_input] = opts.filenamePrefix;
     return graph;
@@ -234,6 +312,32 @@ export class WorkflowRegistry {
     if (!wf) throw new DomainError(ErrorCode.UnknownModel, `Unknown model "${id}"`);
     return wf;
   }
+}
+
+function validateMode(m: WorkflowManifest, mode: EditMode, graph: ComfyGraph, where: string): void {
+  const fail = (msg: string): never => {
+    throw new WorkflowConfigError(`${where}: edits.${mode}: ${msg}`);
+  };
+  const spec = m.edits?.[mode];
+  if (!spec || typeof spec.graph !== 'string') return fail('graph is required');
+  for (const [id, node] of Object.entries(graph)) {
+    if (!node || typeof node.class_type !== 'string' || typeof node.inputs !== 'object') fail(`graph node ${id} has no class_type or inputs`);
+  }
+  const has = (b: { node: string; input: string }) => !!graph[b.node] && Object.prototype.hasOwnProperty.call(graph[b.node].inputs, b.input);
+  const check = (what: string, binds: unknown) => {
+    if (!Array.isArray(binds)) return fail(`${what} must be a list of bindings`);
+    for (const b of binds as Array<{ node: string; input: string }>) if (!has(b)) fail(`${what} binds node "${b.node}" input "${b.input}", which ${spec.graph} does not have`);
+  };
+  check('image', spec.image);
+  if (!spec.image.length) fail('image must bind at least one input');
+  if (mode === 'inpaint' && !spec.mask?.length) fail('mask must bind at least one input');
+  if (spec.mask) check('mask', spec.mask);
+  if (!spec.strength || typeof spec.strength.default !== 'number' || spec.strength.default < 0 || spec.strength.default > 1) fail('strength.default must be between 0 and 1');
+  check('strength.bind', spec.strength.bind);
+  check('width', spec.width);
+  check('height', spec.height);
+  for (const name of PARAM_NAMES) if (name !== 'width' && name !== 'height') check(`parameters.${name}`, m.parameters[name].bind);
+  if (!graph[m.output.node]) fail(`output node "${m.output.node}" is not in ${spec.graph}`);
 }
 
 function validateManifest(m: WorkflowManifest, graph: ComfyGraph, where: string): void {

@@ -26,6 +26,28 @@ export interface ModelFile {
   file: string;
 }
 
+/** Modes a model can offer besides text-to-image: each has its own graph in the model's folder. */
+export type EditMode = 'img2img' | 'inpaint';
+export const EDIT_MODES: readonly EditMode[] = ['img2img', 'inpaint'];
+/** What GET /models lists per model. */
+export type ModelMode = 'text-to-image' | EditMode;
+
+/**
+ * One edit mode of a model. Parameters not named here bind as the manifest's `parameters` say, so
+ * the mode's graph keeps those node ids; width/height bind to where the input is scaled.
+ */
+export interface ModeSpec {
+  graph: string;
+  /** Inputs that get the uploaded image's ComfyUI name (`subfolder/name`). */
+  image: InputBinding[];
+  /** Inpaint only: inputs that get the mask's name. White = repaint. */
+  mask?: InputBinding[];
+  /** 0..1, how much of the input changes (KSampler denoise, or the noise strength of smoke-test). */
+  strength: { bind: InputBinding[]; default: number };
+  width: InputBinding[];
+  height: InputBinding[];
+}
+
 /** workflows/<id>/manifest.json */
 export interface WorkflowManifest {
   id: string;
@@ -51,11 +73,15 @@ export interface WorkflowManifest {
   /** What the model can do; text-to-image when absent. */
   modes?: string[];
   required_models: ModelFile[];
+  /** The graphs and bindings of the edit modes listed in `modes`. */
+  edits?: Partial<Record<EditMode, ModeSpec>>;
 }
 
 export interface LoadedWorkflow {
   manifest: WorkflowManifest;
   graph: ComfyGraph;
+  /** The graph of each edit mode the manifest lists. */
+  modeGraphs?: Partial<Record<EditMode, ComfyGraph>>;
 }
 
 /** The limits of one model as the public API shows them. */

@@ -38,7 +38,8 @@ export function bodyParserErrorHandler(err: BodyParserError, req: Request & { id
 /** A body that is not JSON would otherwise reach validation as {} and get a misleading 400. */
 export function requireJsonBody(req: Request & { id?: string }, res: Response, next: () => void): void {
   const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
-  if (hasBody && ['POST', 'PUT', 'PATCH'].includes(req.method) && req.path.startsWith('/api/') && !req.is('application/json')) {
+  // Uploads are image bytes (raw or multipart), read by their own parser.
+  if (hasBody && ['POST', 'PUT', 'PATCH'].includes(req.method) && req.path.startsWith('/api/') && !req.path.startsWith('/api/v1/uploads') && !req.is('application/json')) {
     return sendError(res, req, 415, ErrorCode.UnsupportedMediaType, 'The body must be JSON in UTF-8 (Content-Type: application/json)');
   }
   next();

@@ -17,6 +17,10 @@ export const STATUS_BY_CODE: Record<string, number> = {
   [ErrorCode.UnsupportedMediaType]: 415,
   [ErrorCode.IdempotencyKeyReused]: 422,
   [ErrorCode.InvalidWebhookUrl]: 422,
+  [ErrorCode.InvalidImage]: 400,
+  [ErrorCode.ImageTooLarge]: 413,
+  [ErrorCode.MaskSizeMismatch]: 422,
+  [ErrorCode.InvalidImageUrl]: 422,
   // A permanent property of this deployment, not a hiccup: 422, not 503.
   [ErrorCode.WebhooksDisabled]: 422,
   [ErrorCode.ContentPolicy]: 422,

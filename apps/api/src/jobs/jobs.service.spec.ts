@@ -8,6 +8,7 @@ import { ApiError } from '../common/api-error';
 import type { RedisMemory, RedisMemoryProbe } from '../metrics/redis-memory';
 import type { CreateJobDto } from './dto/create-job.dto';
 import { JobsService } from './jobs.service';
+import type { InputImagesService } from '../uploads/input-images.service';
 
 const params = { model: 'm', prompt: 'p', negative_prompt: '', width: 64, height: 64, num_inference_steps: 1, guidance_scale: 1, seed: 1 };
 
@@ -24,7 +25,9 @@ function service(o: { store?: string; memory?: RedisMemory; invalid?: boolean })
   const lifecycle = { waitingCount: async () => 0, enqueue: async (id: string) => void enqueued.push(id) } as unknown as JobLifecycle;
   const probe = { read: async () => (reads++, o.memory) } as unknown as RedisMemoryProbe;
   const env = loadEnv({ RESULT_STORE: o.store ?? 'redis', RESULT_S3_BUCKET: 'bucket-x', REDIS_MEMORY_HIGH_WATERMARK: '0.9' });
-  const jobs = new JobsService(env, workflows, {} as ResultStore, lifecycle, undefined, undefined, probe);
+  // Text-to-image only: no edit inputs to resolve.
+  const inputImages = { resolve: async () => undefined } as unknown as InputImagesService;
+  const jobs = new JobsService(env, workflows, {} as ResultStore, lifecycle, inputImages, undefined, undefined, probe);
   const submit = () => jobs.submit({ prompt: 'p' } as CreateJobDto, {}, { requestBase: 'http://x' });
   return { submit, enqueued, reads: () => reads };
 }

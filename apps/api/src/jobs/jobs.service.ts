@@ -10,6 +10,7 @@ import { ApiError, STORAGE_FULL_RETRY_AFTER_S } from '../common/api-error';
 import { RedisMemoryProbe } from '../metrics/redis-memory';
 import { ContentPolicy, enforceContentPolicy } from '../policy/content-policy';
 import { JobQuota } from '../rate-limit/job-quota.service';
+import { InputImagesService, type ResolvedEdit } from '../uploads/input-images.service';
 import type { CreateJobDto } from './dto/create-job.dto';
 
 export interface Caller {
@@ -34,6 +35,7 @@ export class JobsService {
     private readonly workflows: WorkflowRegistry,
     private readonly store: ResultStore,
     private readonly lifecycle: JobLifecycle,
+    private readonly inputImages: InputImagesService,
     @Optional() private readonly contentPolicy?: ContentPolicy,
     @Optional() private readonly quota?: JobQuota,
     @Optional() private readonly redisMemory?: RedisMemoryProbe,
@@ -45,14 +47,17 @@ export class JobsService {
 
   /** Validates against the model, checks back-pressure, enqueues. Nothing is written on bad input. Returns the job id. */
   async submit(dto: CreateJobDto, caller: Caller, opts: { webhookUrl?: string; jobId?: string; requestBase: string }): Promise<string> {
-    const params = this.workflows.resolve(dto);
+    // An edit's image and mask are checked (decoded, sized, URL judged) before anything is written.
+    const edit = await this.inputImages.resolve(dto, caller.owner);
+    const params = this.workflows.resolve(edit ? { ...dto, mode: edit.mode, input_size: edit.inputSize } : dto);
     await enforceContentPolicy(this.contentPolicy, params.prompt, params.negative_prompt);
-    const cacheKey = this.cacheKey(params, dto.seed !== undefined, caller);
+    // An edit's pixels depend on its inputs too: their hashes join the key; a URL's bytes are unknown here, so no cache.
+    const cacheKey = edit && !edit.inputHashes ? undefined : this.cacheKey(edit ? { ...params, ...{ input_sha256: edit.inputHashes } } : params, dto.seed !== undefined, caller);
     const jobId = opts.jobId ?? randomUUID();
     const source = cacheKey && dto.cache !== false ? await this.lifecycle.cachedResult(cacheKey) : undefined;
     if (source) {
       // An identical seeded request succeeded before: its images answer, no queue, no quota slot, no GPU.
-      await this.lifecycle.completeFromCache(jobId, this.jobData(dto, params, caller, opts, cacheKey), source, caller.requestId);
+      await this.lifecycle.completeFromCache(jobId, this.jobData(dto, params, caller, opts, cacheKey, edit), source, caller.requestId);
       this.logger.log({ request_id: caller.requestId, job_id: jobId, msg: 'job answered from the result cache', model: params.model, source_job_id: source.id });
       return jobId;
     }
@@ -61,7 +66,8 @@ export class JobsService {
     if (waiting >= this.env.QUEUE_MAX_WAITING) {
       throw new ApiError(ErrorCode.QueueFull, 'Too many jobs are waiting; try again later', { waiting }, { 'Retry-After': '30' });
     }
-    const data = this.jobData(dto, params, caller, opts, cacheKey);
+    await edit?.commit();
+    const data = this.jobData(dto, params, caller, opts, cacheKey, edit);
     // A slot of the key's quota first (429 quota_exceeded), given back if the job never gets queued.
     await this.quota?.reserve(caller, jobId);
     try {
@@ -75,11 +81,12 @@ export class JobsService {
     return jobId;
   }
 
-  private jobData(dto: CreateJobDto, params: GenerationParams, caller: Caller, opts: { webhookUrl?: string; requestBase: string }, cacheKey?: string): GenerationJobData {
+  private jobData(dto: CreateJobDto, params: GenerationParams, caller: Caller, opts: { webhookUrl?: string; requestBase: string }, cacheKey?: string, edit?: ResolvedEdit): GenerationJobData {
     return {
       params,
       owner: caller.owner,
       metadata: dto.metadata,
+      ...(edit ? { inputs: edit.inputs } : {}),
       submitted_at: Date.now(),
       request_id: caller.requestId,
       // Absolute links made without a request (webhook payloads) use the origin the client used.

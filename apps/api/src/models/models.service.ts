@@ -1,7 +1,7 @@
 import { Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
 import { ComfyUiClient, ComfyUiClientFactory } from '@app/comfyui';
 import { Env } from '@app/config';
-import { ModelLimits, WorkflowRegistry } from '@app/workflows';
+import { type ModelLimits, type ModelMode, WorkflowRegistry } from '@app/workflows';
 
 export interface ModelResource {
   id: string;
@@ -14,6 +14,8 @@ export interface ModelResource {
   /** Native [width, height] per aspect_ratio. */
   aspect_ratios: Record<string, { width: number; height: number }>;
   limits: ModelLimits;
+  /** Default strength of each edit mode (img2img: `image`; inpaint: `image` + `mask`). */
+  edit_defaults: { strength: Partial<Record<Exclude<ModelMode, 'text-to-image'>, number>> };
   required_models: Array<{ folder: string; file: string }>;
   /** Per ComfyUI: true when it has every file, false when some are missing, null when it did not answer. */
   available: Record<string, boolean | null>;
@@ -63,9 +65,13 @@ export class ModelsService implements OnModuleDestroy {
           num_images: p.num_images?.default ?? 1,
           output_format: 'png',
         },
-        modes: m.modes ?? ['text-to-image'],
+        // From the graphs the manifest has (its `modes` list must agree: checked at start-up).
+        modes: this.workflows.modes(m.id),
         aspect_ratios: Object.fromEntries(ratios),
         limits: this.workflows.limits(m.id),
+        edit_defaults: {
+          strength: Object.fromEntries(Object.entries(m.edits ?? {}).map(([mode, spec]) => [mode, spec.strength.default])),
+        },
         required_models: m.required_models,
         available,
         files: present,

@@ -38,6 +38,9 @@ export interface FailureContext {
 
 const OOM = /out of memory|OutOfMemory/i;
 
+/** Input images found bad only by the worker (a URL's bytes, an upload gone): no retry can fix them. */
+const INPUT_CODES: ReadonlySet<string> = new Set([ErrorCode.InvalidImage, ErrorCode.ImageTooLarge, ErrorCode.MaskSizeMismatch, ErrorCode.InvalidImageUrl]);
+
 /** Store failures a later attempt may not meet: the job keeps their code, so it can end with it. */
 const RETRYABLE_STORAGE_CODES: ReadonlySet<string> = new Set([ErrorCode.StorageUnavailable, ErrorCode.StorageFull]);
 
@@ -61,6 +64,13 @@ export function classifyFailure(err: unknown, ctx: FailureContext): FailureDecis
       unexpected: false,
       releaseStored: false,
       keepPrompt: false,
+    };
+  }
+  if (err instanceof DomainError && INPUT_CODES.has(err.code)) {
+    // A bad input image stays bad: fail at once with its code.
+    return {
+      kind: 'failed', error: { code: err.code, message: err.message }, retry: false, final: true,
+      interruptPrompt: false, freeMemory: false, unexpected: false, releaseStored: false, keepPrompt: false,
     };
   }
   if (err instanceof DomainError && RETRYABLE_STORAGE_CODES.has(err.code)) {

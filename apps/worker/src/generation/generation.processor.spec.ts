@@ -3,13 +3,14 @@ import { Logger } from '@nestjs/common';
 import { DelayedError, UnrecoverableError, WaitingError } from 'bullmq';
 import sharp from 'sharp';
 import {
-  ComfyAbortError, type ComfyUiClient, ComfyUiTimeoutError, ComfyUnavailableError, ExecutionError, PromptValidationError, type PromptOutcome,
+  ComfyAbortError, type ComfyGraph, type ComfyUiClient, ComfyUiTimeoutError, ComfyUnavailableError, ExecutionError, PromptValidationError, type PromptOutcome,
 } from '@app/comfyui';
 import type { Env } from '@app/config';
 import type { JobLifecycle } from '@app/jobs';
 import { AbortReason, type GenerationJob, type GenerationJobData } from '@app/queue';
 import { type ResultStore, storageFullError } from '@app/storage';
 import type { WorkflowRegistry } from '@app/workflows';
+import type { EditInputs } from './edit-inputs';
 import { GenerationProcessor } from './generation.processor';
 
 type Call = [string, ...unknown[]];
@@ -74,12 +75,18 @@ function job(attemptsMade = 0) {
   return { job: j as unknown as GenerationJob, moves };
 }
 
+/** Text-to-image jobs: no inputs to upload; submit goes straight to the client. */
+const editInputs = {
+  prepare: async () => undefined,
+  submit: (comfy: ComfyUiClient, graph: ComfyGraph, opts: { promptId: string; signal: AbortSignal }) => comfy.submit(graph, opts),
+} as unknown as EditInputs;
+
 function processor(lifecycle: JobLifecycle) {
   const stored: Array<[string, number, number, string]> = [];
   const store = { putImage: async (id: string, i: number, b: Buffer, ct: string) => void stored.push([id, i, b.length, ct]) } as unknown as ResultStore;
   const workflows = { buildGraph: () => ({ '1': { class_type: 'X', inputs: {} } }) } as unknown as WorkflowRegistry;
   const env = { COMFYUI_IDLE_TIMEOUT_MS: 1_000 } as Env;
-  return { p: new GenerationProcessor(env, workflows, store, lifecycle), stored };
+  return { p: new GenerationProcessor(env, workflows, store, lifecycle, editInputs), stored };
 }
 
 const live = () => new AbortController().signal;
@@ -112,7 +119,7 @@ describe('GenerationProcessor', () => {
     const stored: Buffer[] = [];
     const store = { putImage: async (_id: string, _i: number, b: Buffer) => void stored.push(b) } as unknown as ResultStore;
     const workflows = { buildGraph: () => ({}) } as unknown as WorkflowRegistry;
-    const p = new GenerationProcessor({ COMFYUI_IDLE_TIMEOUT_MS: 1_000 } as Env, workflows, store, f.lifecycle);
+    const p = new GenerationProcessor({ COMFYUI_IDLE_TIMEOUT_MS: 1_000 } as Env, workflows, store, f.lifecycle, editInputs);
     const two = { ...outcome, images: [...outcome.images, { filename: 'b.png', subfolder: '', type: 'output' }] } as PromptOutcome;
     const j = job().job;
     j.data = { ...data, params: { ...data.params, output_format: format, output_quality: 50, num_images: 2 } };
@@ -219,7 +226,7 @@ describe('GenerationProcessor', () => {
         delete: async (id: string) => void calls.push(`delete:${id}`),
       } as unknown as ResultStore;
       const workflows = { buildGraph: () => ({ '1': { class_type: 'X', inputs: {} } }) } as unknown as WorkflowRegistry;
-      return { store, calls, make: (l: JobLifecycle) => new GenerationProcessor({ COMFYUI_IDLE_TIMEOUT_MS: 1_000 } as Env, workflows, store, l) };
+      return { store, calls, make: (l: JobLifecycle) => new GenerationProcessor({ COMFYUI_IDLE_TIMEOUT_MS: 1_000 } as Env, workflows, store, l, editInputs) };
     }
 
     it('a refusal that clears within the attempt is retried there: the job succeeds', async () => {

@@ -9,6 +9,7 @@ import { JobLifecycle } from '@app/jobs';
 import { encodeFailure, type GenerationJob, type GenerationParams, type GenerationResult, type StoredImageRef } from '@app/queue';
 import { readImageHeader, ResultStore, retryWhileStorageFull, stripPngTextChunks } from '@app/storage';
 import { WorkflowRegistry } from '@app/workflows';
+import { EditInputs } from './edit-inputs';
 import { classifyFailure } from './failure-classification';
 
 /** How long a job waits when ComfyUI was found down before a worker looks at it again. */
@@ -29,6 +30,7 @@ export class GenerationProcessor {
     private readonly workflows: WorkflowRegistry,
     private readonly store: ResultStore,
     private readonly lifecycle: JobLifecycle,
+    private readonly editInputs: EditInputs,
   ) {}
 
   async process(job: GenerationJob, token: string | undefined, signal: AbortSignal, comfy: ComfyUiClient): Promise<GenerationResult> {
@@ -56,9 +58,11 @@ export class GenerationProcessor {
       }
       if (!promptId) {
         promptId = randomUUID();
-        const graph = this.workflows.buildGraph(params, { filenamePrefix: `fictures/${jobId}` });
+        // img2img / inpaint: the input goes to ComfyUI's input folder right before the prompt that loads it.
+        const inputs = await this.editInputs.prepare(job, comfy, signal);
+        const graph = this.workflows.buildGraph(inputs?.params ?? params, { filenamePrefix: `fictures/${jobId}`, inputs: inputs?.names });
         await this.lifecycle.promptSubmitting(job, promptId, comfy.baseUrl);
-        const submitted = await comfy.submit(graph, { promptId, signal });
+        const submitted = await this.editInputs.submit(comfy, graph, { promptId, signal }, inputs);
         promptId = submitted.promptId;
         log('prompt submitted', { prompt_id: promptId, number: submitted.number });
       }

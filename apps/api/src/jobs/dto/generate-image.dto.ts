@@ -2,6 +2,9 @@ import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { ASPECT_RATIOS, type AspectRatio, OUTPUT_FORMATS, type OutputFormat } from '@app/queue';
 import { OptionalField, RequiredField, rules } from '../../common/field-rules';
 
+/** A data: URL of a 20 MB image is ~28 M characters of base64; a little more is let through to be told image_too_large. */
+const EDIT_IMAGE_FIELD_MAX = 30 * 1024 * 1024;
+
 /**
  * Generation parameters. Types and global bounds are checked here; the model's own limits
  * (from its manifest) are checked by the workflow registry. Each field reports the first rule it
@@ -67,4 +70,21 @@ export class GenerateImageDto {
   })
   @OptionalField(rules.boolean)
   cache?: boolean;
+
+  // ---- edits (img2img, inpainting)
+
+  @ApiPropertyOptional({
+    example: 'upl_3f9c2d0e8b7a4c1d9e6f5a4b3c2d1e0f',
+    description: 'img2img: the picture to start from, as a `data:image/png;base64,…` URL, an upload id from POST /api/v1/uploads, or an https URL the worker fetches. PNG, JPEG or WebP, at most 20 MB and 4096 px a side. The output keeps its size (rounded to the model\'s multiple) unless width/height are given',
+  })
+  @OptionalField(rules.text(EDIT_IMAGE_FIELD_MAX))
+  image?: string;
+
+  @ApiPropertyOptional({ example: 'upl_0e1d2c3b4a5f6e7d8c9b0a1f2e3d4c5b', description: 'Inpainting: white = repaint, black = keep; same forms as image and the same size as the image; needs image' })
+  @OptionalField(rules.text(EDIT_IMAGE_FIELD_MAX), rules.requires('image'))
+  mask?: string;
+
+  @ApiPropertyOptional({ minimum: 0, maximum: 1, example: 0.6, description: 'How much of the image changes (KSampler denoise); default from the model (img2img 0.6, inpaint 1.0); needs image' })
+  @OptionalField(rules.number, rules.between(0, 1), rules.requires('image'))
+  strength?: number;
 }
