@@ -1,11 +1,10 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
-import { getQueueToken } from '@nestjs/bullmq';
-import type { Queue } from 'bullmq';
 import type Redis from 'ioredis';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
-import { QueueName, RedisKeys } from '@app/queue';
+import { GenerationQueues } from '@app/jobs';
+import { RedisKeys } from '@app/queue';
 import { REDIS_CLIENT } from '@app/storage';
 import { ApiError } from '../common/api-error';
 
@@ -44,7 +43,7 @@ export interface QuotaSubject {
 @Injectable()
 export class JobQuota {
   private readonly logger = new Logger(JobQuota.name);
-  private queue?: Queue;
+  private queues?: GenerationQueues;
 
   constructor(
     private readonly keys: RedisKeys,
@@ -86,14 +85,14 @@ export class JobQuota {
   /** Drops the members that no longer hold a slot: finished, failed, removed, or never enqueued. */
   private async prune(key: string): Promise<void> {
     const members = await this.redis.zrange(key, 0, -1, 'WITHSCORES');
-    const queue = this.generationQueue();
+    const queues = this.generationQueues();
     const now = Date.now();
     const dead: string[] = [];
     await Promise.all(
       Array.from({ length: members.length / 2 }, async (_, i) => {
         const jobId = members[2 * i];
         const score = Number(members[2 * i + 1]);
-        const state = await queue.getJobState(jobId);
+        const state = (await queues.locate(jobId))?.state ?? 'unknown';
         if (LIVE_STATES.has(state)) return;
         // Not in BullMQ: gone (removed, canceled, pruned) if confirmed; maybe still being added if not.
         if (state === 'unknown' && score < 0 && now + score < RESERVATION_GRACE_MS) return;
@@ -106,9 +105,9 @@ export class JobQuota {
     }
   }
 
-  private generationQueue(): Queue {
-    // The queue belongs to the API module's BullMQ registration; found lazily, not registered twice.
-    this.queue ??= this.moduleRef.get<Queue>(getQueueToken(QueueName.Generation), { strict: false });
-    return this.queue;
+  private generationQueues(): GenerationQueues {
+    // The model queues belong to the job owner's module; found lazily, not registered twice.
+    this.queues ??= this.moduleRef.get(GenerationQueues, { strict: false });
+    return this.queues;
   }
 }
