@@ -10,6 +10,7 @@ import { WorkflowsModule } from '@app/workflows';
 import { JobsModule } from '@app/jobs';
 import { GenerationProcessor } from './generation/generation.processor';
 import { GenerationWorkerPool } from './generation/generation-worker.pool';
+import { GpuReadiness } from './generation/gpu-readiness';
 import { WorkerActivity } from './heartbeat/worker-activity';
 import { WorkerHeartbeatService } from './heartbeat/worker-heartbeat.service';
 import { WorkerMetrics } from './metrics/worker-metrics.service';
@@ -34,7 +35,7 @@ export class WorkerModule {
         JobsModule,
       ],
       providers: [
-        ComfyUiClientFactory, GenerationProcessor, GenerationWorkerPool, WebhookProcessor, webhookDnsLookupProvider,
+        ComfyUiClientFactory, GenerationProcessor, GpuReadiness, GenerationWorkerPool, WebhookProcessor, webhookDnsLookupProvider,
         // After the pool (they attach to its workers when they bootstrap): heartbeat and metrics.
         WorkerActivity, workerHeartbeatStoreProvider, WorkerHeartbeatService, WorkerMetrics, WorkerMetricsServer,
       ],

@@ -53,7 +53,8 @@ export class GenerateController {
     const base = requestBase(req);
     // Input the model or the policy rejects is the caller's to fix whatever the fleet does: 4xx before 503.
     const checked = this.workflows.resolve(dto);
-    if (await this.noCapacity()) {
+    await this.jobs.requireServed(checked.model);
+    if (await this.noCapacity(checked.model)) {
       // Only here: submit() runs the policy itself, and a remote policy should not be asked twice.
       await enforceContentPolicy(this.contentPolicy, checked.prompt, checked.negative_prompt);
       const retryAfterS = Math.max(1, Math.ceil((this.env.WORKER_HEARTBEAT_INTERVAL_MS + this.env.HEALTH_CACHE_MS) / 1000));
@@ -96,7 +97,7 @@ export class GenerateController {
    * heartbeats are read through the health cache, so this costs a Redis round trip only once per
    * HEALTH_CACHE_MS. Unreadable heartbeats (Redis away) are left to the submission's own 503.
    */
-  private async noCapacity(): Promise<boolean> {
-    return (await this.fleet.workersServing().catch(() => undefined)) === 0;
+  private async noCapacity(model: string): Promise<boolean> {
+    return (await this.fleet.workersServing(model).catch(() => undefined)) === 0;
   }
 }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Injectable, Logger, Optional } from '@nestjs/common';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
+import { FleetMonitor } from '@app/health';
 import { isTerminal, JobLifecycle, type JobView, renderJobResource } from '@app/jobs';
 import { DEFAULT_WEBHOOK_EVENTS, type GenerationJobData, type JobResource, type StoredImageRef } from '@app/queue';
 import { type ImageStream, ResultStore } from '@app/storage';
@@ -33,6 +34,7 @@ export class JobsService {
     private readonly workflows: WorkflowRegistry,
     private readonly store: ResultStore,
     private readonly lifecycle: JobLifecycle,
+    private readonly fleet: FleetMonitor,
     @Optional() private readonly contentPolicy?: ContentPolicy,
     @Optional() private readonly quota?: JobQuota,
   ) {}
@@ -45,6 +47,7 @@ export class JobsService {
   async submit(dto: CreateJobDto, caller: Caller, opts: { webhookUrl?: string; jobId?: string; requestBase: string }): Promise<string> {
     const params = this.workflows.resolve(dto);
     await enforceContentPolicy(this.contentPolicy, params.prompt, params.negative_prompt);
+    await this.requireServed(params.model);
     const waiting = await this.lifecycle.waitingCount();
     if (waiting >= this.env.QUEUE_MAX_WAITING) {
       throw new ApiError(ErrorCode.QueueFull, 'Too many jobs are waiting; try again later', { waiting }, { 'Retry-After': '30' });
@@ -71,6 +74,19 @@ export class JobsService {
     await this.quota?.confirm(caller, jobId);
     this.logger.log({ request_id: caller.requestId, job_id: jobId, msg: 'job queued', model: params.model, prompt_length: params.prompt.length });
     return jobId;
+  }
+
+  /**
+   * 503 model_unavailable when workers are live and none has the model's files: its job would
+   * wait for a GPU box that may never come. QUEUE_UNSERVED_MODELS=true accepts it (fleets that
+   * start boxes on backlog). Read through the health cache; unreadable heartbeats are left to
+   * the enqueue's own Redis error.
+   */
+  async requireServed(model: string): Promise<void> {
+    if (this.env.QUEUE_UNSERVED_MODELS) return;
+    if (await this.fleet.modelServed(model).catch(() => true)) return;
+    const retryAfterS = Math.max(1, Math.ceil((this.env.WORKER_HEARTBEAT_INTERVAL_MS + this.env.HEALTH_CACHE_MS) / 1000));
+    throw new ApiError(ErrorCode.ModelUnavailable, `No GPU worker has the files of model ${model} right now; retry later`, { model }, { 'Retry-After': String(retryAfterS) });
   }
 
   /** The job as data, for its owner only: anyone else gets the same 404 as for a job that never was. */
