@@ -10,6 +10,7 @@ import { JobLifecycle } from '@app/jobs';
 import { RedisKeys } from '@app/queue';
 import { startSimulator, type SimulatorHandle } from '../apps/comfyui-sim/src/simulator';
 import { parseModelFiles } from '../apps/comfyui-sim/src/main';
+import { GenerationWorkerPool } from '../apps/worker/src/generation/generation-worker.pool';
 import { WorkerMetrics } from '../apps/worker/src/metrics/worker-metrics.service';
 import { WorkerModule } from '../apps/worker/src/worker.module';
 import { Stack, waitFor } from './support/stack';
@@ -116,6 +117,23 @@ describe('model-aware routing: each model runs only where its files are', () => 
     expect(sync.body.error.code).toBe('model_unavailable');
     expect(await stack.api.get(JobLifecycle).waitingCount()).toBe(waitingBefore);
   });
+
+  it('a ComfyUI that comes back with other files is checked again: its worker switches models', async () => {
+    const pool = stack.worker!.get(GenerationWorkerPool);
+    const old = stack.sims[1];
+    const port = old.port;
+    await old.close();
+    await waitFor(async () => (pool.allSlots[1].comfyUp ? undefined : true), 5_000, 'the worker to notice ComfyUI is down');
+    // The same address, now with the Qwen files instead of alt-model's.
+    stack.sims[1] = await startSimulator({ port, stepMs: 10, models: parseModelFiles(workflows.files(QWEN).join(',')) });
+    const beats = new WorkerHeartbeatStore(stack.redis, new RedisKeys(stack.env.QUEUE_PREFIX));
+    await waitFor(async () => {
+      const b = (await beats.list()).find((h) => h.comfyui === stack.sims[1].url);
+      return b?.state === 'idle' && b.models?.includes(QWEN) ? true : undefined;
+    }, 10_000, 'the restarted ComfyUI to serve Qwen');
+    expect([...pool.allSlots[1].workers.keys()].sort()).toEqual([QWEN, 'smoke-test']);
+    await waitFor(async () => ((await submit(stack.url, 'alt-model')).status === 503 ? true : undefined), 5_000, 'alt-model to be unavailable');
+  });
 });
 
 describe('QUEUE_UNSERVED_MODELS=true: a job for an unserved model waits until a worker with its files appears', () => {
@@ -189,7 +207,23 @@ describe('WARMUP=true: each served model is warmed before the first user job, an
     expect(sim.stats().executedPromptIds).toHaveLength(3);
     expect(sim.stats().executedPromptIds[2]).toBe(promptId);
     await waitFor(async () => ((await request(stack.url).get('/health/ready')).status === 200 ? true : undefined), 10_000, 'readiness 200');
+  });
+
+  it('after ComfyUI restarts, the models are warmed again before the next user job; the time is a metric', async () => {
+    const sim = stack.sims[0];
+    const pool = stack.worker!.get(GenerationWorkerPool);
+    await sim.stop();
+    await waitFor(async () => (pool.allSlots[0].comfyUp ? undefined : true), 5_000, 'the worker to notice ComfyUI is down');
+    const before = sim.stats().executedPromptIds.length;
+    await sim.start();
+    const r = await submit(stack.url, QWEN);
+    const id = (r.body as { id: string }).id;
+    expect((await untilEnded(stack, id)).status).toBe('succeeded');
+    const read = await stack.api.get(JobLifecycle).read(id);
+    const after = sim.stats().executedPromptIds.slice(before);
+    expect(after).toHaveLength(3);
+    expect(after[2]).toBe(read.found ? read.view.result?.prompt_id : undefined);
     const metric = await stack.worker!.get(WorkerMetrics).registry.getSingleMetric('fictures_warmup_seconds')?.get();
-    expect(metric?.values.find((v) => (v as { metricName?: string }).metricName === 'fictures_warmup_seconds_count')).toMatchObject({ value: 1, labels: { comfyui: sim.url } });
+    expect(metric?.values.find((v) => (v as { metricName?: string }).metricName === 'fictures_warmup_seconds_count')).toMatchObject({ value: 2, labels: { comfyui: sim.url } });
   });
 });

@@ -1,11 +1,11 @@
 import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
-import { WaitingError, Worker } from 'bullmq';
+import { DelayedError, WaitingError, Worker } from 'bullmq';
 import { ComfyUiClient, ComfyUiClientFactory } from '@app/comfyui';
 import { Env } from '@app/config';
 import { GenerationQueues, JobLifecycle } from '@app/jobs';
 import { AbortReason, bullConnection, decodeFailure, type GenerationJob, GenerationJobData, GenerationResult, watchBullMq } from '@app/queue';
 import { runWithJobContext } from '../logging/job-context';
-import { GenerationProcessor } from './generation.processor';
+import { COMFY_DOWN_DELAY_MS, GenerationProcessor } from './generation.processor';
 import { GpuReadiness } from './gpu-readiness';
 import { SlotGate } from './slot-gate';
 
@@ -133,6 +133,13 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
       throw new WaitingError();
     }
     try {
+      if (held && !slot.comfyUp) {
+        // A paused worker's fetch in flight can still hand it a job: while the slot is down, or
+        // back but not yet re-checked and warmed, the job goes back unstarted, its attempt intact.
+        await job.moveToDelayed(Date.now() + COMFY_DOWN_DELAY_MS, token);
+        await this.lifecycle.requeued(job, slot.comfy.baseUrl, 'comfyui_down');
+        throw new DelayedError();
+      }
       return await this.processor.process(job, token, signal, slot.comfy);
     } finally {
       if (held) slot.gate.release();
