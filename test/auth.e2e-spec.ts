@@ -1,9 +1,11 @@
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { Logger } from '@nestjs/common';
+import Redis from 'ioredis';
 import request from 'supertest';
 import { runKeysCommand } from '../apps/api/src/auth/keys.cli';
 import { ContentPolicy, type ContentPolicyVerdict } from '../apps/api/src/policy/content-policy';
+import { TestRedisServer } from './support/redis-server';
 import { jobCount, TestKeys } from './support/security';
 import { Stack, waitFor } from './support/stack';
 
@@ -242,6 +244,22 @@ describe('API keys, ownership and hardening', () => {
 describe('AUTH_REQUIRED', () => {
   it('refuses to start open, with a message that says what to do', async () => {
     await expect(Stack.start({ comfyui: 0, worker: false, env: { AUTH_REQUIRED: 'true' } })).rejects.toThrow(/AUTH_REQUIRED=true but no API key exists.*npm run keys -- create/);
+  });
+
+  it('an API that refuses to start leaves no Redis connection behind', async () => {
+    const server = await TestRedisServer.start();
+    const admin = new Redis(server.url, { maxRetriesPerRequest: 1 });
+    try {
+      await expect(Stack.start({ comfyui: 0, worker: false, env: { AUTH_REQUIRED: 'true', REDIS_URL: server.url } })).rejects.toThrow(/AUTH_REQUIRED=true/);
+      // A client left open reconnects forever once this Redis stops, and keeps jest from exiting.
+      const clients = async () => ((await admin.call('CLIENT', 'LIST')) as string).trim().split('\n');
+      await waitFor(async () => ((await clients()).length === 1 ? true : undefined), 5_000, 'only the admin connection').catch(async (e: Error) => {
+        throw new Error(`${e.message}; still connected:\n${(await clients()).join('\n')}`);
+      });
+    } finally {
+      await admin.quit();
+      await server.destroy();
+    }
   });
 
   it('starts once a key exists, and then requires it', async () => {

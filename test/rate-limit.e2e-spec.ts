@@ -101,8 +101,8 @@ describe('rate limits while open: per client IP, by kind', () => {
     expect(limited.body.error).toMatchObject({ code: 'rate_limited', details: { kind: 'read', limit: 3 } });
     expect(Number(limited.headers['retry-after'])).toBeGreaterThanOrEqual(1);
     await submit('203.0.113.7').expect(202);
-    // The synchronous route answers 504 here (no GPU) but has spent a submission all the same.
-    await submit('203.0.113.7', '/api/v1/images/generate').expect(504);
+    // The synchronous route answers 503 no_capacity here (no GPU) but has spent a submission all the same.
+    await submit('203.0.113.7', '/api/v1/images/generate').expect(503);
     const tooMany = await submit('203.0.113.7').expect(429);
     expect(tooMany.body.error).toMatchObject({ code: 'rate_limited', details: { kind: 'submit', limit: 2 } });
     expect(Number(tooMany.headers['retry-after'])).toBeGreaterThanOrEqual(1);

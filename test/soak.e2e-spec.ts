@@ -11,10 +11,17 @@ import { baseEnv } from '../scripts/lib/processes';
 describe('chaos soak (short)', () => {
   let child: ChildProcess | undefined;
 
-  afterAll(() => {
-    // On a jest timeout the soak is still running: SIGTERM makes it stop everything it started.
-    if (child?.pid && child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGTERM');
-  });
+  afterAll(async () => {
+    const c = child;
+    if (!c?.pid || c.exitCode !== null || c.signalCode !== null) return;
+    // On a jest timeout the soak is still running: SIGTERM makes it stop everything it started, and
+    // waiting for its exit keeps its pipes from holding jest open. SIGKILL only if it cannot stop.
+    const exited = new Promise<void>((resolve) => c.once('exit', () => resolve()));
+    c.kill('SIGTERM');
+    const force = setTimeout(() => c.kill('SIGKILL'), 20_000);
+    await exited;
+    clearTimeout(force);
+  }, 30_000);
 
   it('loses no job and shows nothing unexpected under worker kills, ComfyUI and Redis restarts', async () => {
     const root = join(__dirname, '..');

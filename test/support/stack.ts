@@ -96,7 +96,9 @@ export class Stack {
     if ((opts.worker ?? true) && this.overrides.worker?.length) {
       const ctx = await compileWithOverrides(WorkerModule.forRoot(this.env), this.overrides.worker);
       ctx.useLogger(['error', 'warn']);
-      this.worker = await ctx.init();
+      // Held before init: a hook that throws must not orphan the clients already connected.
+      this.worker = ctx;
+      await ctx.init();
     } else if (opts.worker ?? true) {
       this.worker = await NestFactory.createApplicationContext(WorkerModule.forRoot(this.env), { logger: ['error', 'warn'] });
       await this.worker.init();
@@ -121,15 +123,20 @@ export class Stack {
       ? (await compileWithOverrides(ApiModule.forRoot(this.env), this.overrides.api)).createNestApplication<NestExpressApplication>({ bodyParser: false, logger: ['error'] })
       : await NestFactory.create<NestExpressApplication>(ApiModule.forRoot(this.env), { bodyParser: false, logger: ['error'] });
     setupApp(app, this.env);
-    await app.listen(0, '127.0.0.1');
+    // Registered before listen(): a bootstrap hook that refuses to start (AUTH_REQUIRED) leaves
+    // Redis clients behind that close() must still end, or they reconnect forever once Redis stops.
     this.apis.push(app);
+    await app.listen(0, '127.0.0.1');
     const addr = app.getHttpServer().address() as { port: number };
     return { app, url: `http://127.0.0.1:${addr.port}` };
   }
 
   async close(): Promise<void> {
-    for (const app of this.apis) await app.close().catch(() => undefined);
-    await this.worker?.close().catch(() => undefined);
+    // Nest stops at the first shutdown hook that throws and leaves the later hooks' connections open,
+    // so a failed close is a leak: say so instead of swallowing it.
+    const report = (what: string) => (e: Error) => process.stderr.write(`Stack.close: ${what} did not close cleanly (its remaining connections stay open): ${e.message}\n`);
+    for (const app of this.apis) await app.close().catch(report('an API'));
+    await this.worker?.close().catch(report('the worker'));
     await Promise.all(this.sims.map((s) => s.close().catch(() => undefined)));
     if (this.redis && this.env) {
       const keys = await this.redis.keys(`${this.env.QUEUE_PREFIX}:*`).catch(() => [] as string[]);

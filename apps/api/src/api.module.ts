@@ -2,8 +2,9 @@ import { DynamicModule, Module } from '@nestjs/common';
 import { BullModule } from '@nestjs/bullmq';
 import { ComfyUiClientFactory } from '@app/comfyui';
 import { ConfigModule, Env } from '@app/config';
-import { bullConnection, QueueName } from '@app/queue';
-import { StorageModule } from '@app/storage';
+import { QueueName } from '@app/queue';
+import type { Redis } from 'ioredis';
+import { REDIS_CLIENT, StorageModule } from '@app/storage';
 import { webhookHostResolverProvider } from '@app/webhooks';
 import { WorkflowsModule } from '@app/workflows';
 import { JobsModule } from '@app/jobs';
@@ -30,9 +31,12 @@ export class ApiModule {
         WorkflowsModule,
         StorageModule.forRoot(),
         // Fail fast while Redis is away (503), instead of queueing commands and hanging requests.
-        BullModule.forRoot({
-          connection: bullConnection(env.REDIS_URL, 'producer'),
-          prefix: env.QUEUE_PREFIX,
+        // The API's queues only add and read: they share the process's fail-fast client. BullMQ never
+        // QUITs a shared connection, so closing a queue while Redis is away cannot fail the shutdown
+        // (ioredis refuses QUIT on a reconnecting fail-fast connection); StorageModule closes the client.
+        BullModule.forRootAsync({
+          inject: [REDIS_CLIENT],
+          useFactory: (client: Redis) => ({ connection: client, prefix: env.QUEUE_PREFIX }),
         }),
         BullModule.registerQueue({ name: QueueName.Generation }),
         // The owner of every job's state and transitions (libs/jobs).

@@ -18,6 +18,7 @@ import {
 } from './job-view';
 
 const QUEUED_STATES = new Set(['waiting', 'prioritized', 'delayed', 'waiting-children', 'paused']);
+const LIVE_STATES = new Set([...QUEUED_STATES, 'active']);
 
 export type ReadResult = { found: true; view: JobView } | { found: false; expired: boolean };
 
@@ -149,6 +150,16 @@ export class JobLifecycle {
       const poll = setInterval(() => void check(), 1_000);
       void check();
     });
+  }
+
+  /**
+   * Whether the job still holds a place (queued or running), has ended, or is unknown to the queue
+   * (never added, or long gone). For the per-key quota's reconciliation.
+   */
+  async liveness(jobId: string): Promise<'live' | 'ended' | 'unknown'> {
+    const state = (await this.queues.locate(jobId))?.state;
+    if (state === undefined) return 'unknown';
+    return LIVE_STATES.has(state) ? 'live' : 'ended';
   }
 
   private async hasEnded(jobId: string): Promise<boolean> {

@@ -1,17 +1,13 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { ModuleRef } from '@nestjs/core';
 import type Redis from 'ioredis';
 import { ErrorCode } from '@app/common';
-import { Env } from '@app/config';
-import { GenerationQueues } from '@app/jobs';
+import { JobLifecycle } from '@app/jobs';
 import { RedisKeys } from '@app/queue';
 import { REDIS_CLIENT } from '@app/storage';
 import { ApiError } from '../common/api-error';
 
 /** A reservation not yet confirmed this recently may be an add still in flight: never pruned. */
 export const RESERVATION_GRACE_MS = 30_000;
-/** BullMQ states in which a job still holds its slot. */
-const LIVE_STATES = new Set(['waiting', 'prioritized', 'delayed', 'waiting-children', 'active', 'paused']);
 /** An idle key's set expires on its own; every reservation renews it. */
 const SET_TTL_SECONDS = 7 * 24 * 3600;
 
@@ -38,17 +34,16 @@ export interface QuotaSubject {
  * sorted set of its live job ids, scored by reservation time (negative until the job is confirmed
  * in BullMQ). A slot frees however a job ends (succeeded, failed, canceled, removed, or lost to a
  * crash) because admission prunes the members whose BullMQ state is no longer live, instead of
- * trusting completion events that a crash can swallow: the set is its own reconciler.
+ * trusting completion events that a crash can swallow: the set is its own reconciler, asking the
+ * job owner whether each member still lives.
  */
 @Injectable()
 export class JobQuota {
   private readonly logger = new Logger(JobQuota.name);
-  private queues?: GenerationQueues;
-
   constructor(
     private readonly keys: RedisKeys,
     @Inject(REDIS_CLIENT) private readonly redis: Redis,
-    private readonly moduleRef: ModuleRef,
+    private readonly lifecycle: JobLifecycle,
   ) {}
 
   /** Takes a slot for jobId, or throws 429 quota_exceeded. No-op without an owner (open server). */
@@ -85,17 +80,16 @@ export class JobQuota {
   /** Drops the members that no longer hold a slot: finished, failed, removed, or never enqueued. */
   private async prune(key: string): Promise<void> {
     const members = await this.redis.zrange(key, 0, -1, 'WITHSCORES');
-    const queues = this.generationQueues();
     const now = Date.now();
     const dead: string[] = [];
     await Promise.all(
       Array.from({ length: members.length / 2 }, async (_, i) => {
         const jobId = members[2 * i];
         const score = Number(members[2 * i + 1]);
-        const state = (await queues.locate(jobId))?.state ?? 'unknown';
-        if (LIVE_STATES.has(state)) return;
-        // Not in BullMQ: gone (removed, canceled, pruned) if confirmed; maybe still being added if not.
-        if (state === 'unknown' && score < 0 && now + score < RESERVATION_GRACE_MS) return;
+        const liveness = await this.lifecycle.liveness(jobId);
+        if (liveness === 'live') return;
+        // Not in the queue: gone (removed, canceled, pruned) if confirmed; maybe still being added if not.
+        if (liveness === 'unknown' && score < 0 && now + score < RESERVATION_GRACE_MS) return;
         dead.push(jobId);
       }),
     );
@@ -103,11 +97,5 @@ export class JobQuota {
       await this.redis.zrem(key, ...dead);
       this.logger.debug(`quota ${key}: freed ${dead.length} slot(s)`);
     }
-  }
-
-  private generationQueues(): GenerationQueues {
-    // The model queues belong to the job owner's module; found lazily, not registered twice.
-    this.queues ??= this.moduleRef.get(GenerationQueues, { strict: false });
-    return this.queues;
   }
 }
