@@ -136,6 +136,50 @@ describe('model-aware routing: each model runs only where its files are', () => 
   });
 });
 
+describe('one GPU serving two models: they take turns', () => {
+  let stack: Stack;
+
+  beforeAll(async () => {
+    stack = await Stack.start({ comfyui: 1, env: { WORKER_HEARTBEAT_INTERVAL_MS: '300' } });
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it('a backlog of one model does not starve the other: the slot alternates between them', async () => {
+    const sim = stack.sims[0];
+    const lifecycle = stack.api.get(JobLifecycle);
+    sim.faults.set({ hang: true });
+    const ids: string[] = [];
+    const add = async (model: string) => {
+      const r = await submit(stack.url, model);
+      expect(r.status).toBe(202);
+      ids.push((r.body as { id: string }).id);
+      return ids[ids.length - 1];
+    };
+    const a1 = await add(QWEN);
+    await waitFor(async () => (sim.stats().submitted === 1 ? true : undefined), 5_000, 'the first job on the frozen GPU');
+    const [a2, a3] = [await add(QWEN), await add(QWEN)];
+    const [b1, b2, b3] = [await add('smoke-test'), await add('smoke-test'), await add('smoke-test')];
+    // The smoke-test worker of the slot holds b1 at the gate while a1 runs.
+    await waitFor(async () => {
+      const r = await lifecycle.read(b1);
+      return r.found && r.view.status === 'running' ? true : undefined;
+    }, 5_000, 'the other model’s job to wait at the gate');
+    expect(sim.stats().submitted).toBe(1);
+    sim.faults.set({ hang: false });
+    const promptOf = new Map<string, string>();
+    for (const id of ids) {
+      await untilEnded(stack, id);
+      const r = await lifecycle.read(id);
+      if (r.found && r.view.result) promptOf.set(r.view.result.prompt_id, id);
+    }
+    const order = sim.stats().executedPromptIds.map((p) => promptOf.get(p));
+    expect(order).toEqual([a1, b1, a2, b2, a3, b3]);
+    expect(sim.stats().maxConcurrent).toBe(1);
+  });
+});
+
 describe('QUEUE_UNSERVED_MODELS=true: a job for an unserved model waits until a worker with its files appears', () => {
   const workflows = workflowsWithExtraModels();
   let stack: Stack;
