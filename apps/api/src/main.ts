@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import { loadEnvOrExit } from '@app/config';
+import { EnvValidationError, loadEnvOrExit } from '@app/config';
 import { Logger as PinoLogger } from 'nestjs-pino';
 import { ApiModule } from './api.module';
 import { installGracefulShutdown } from './health/graceful-shutdown';
@@ -21,6 +21,11 @@ async function bootstrap(): Promise<void> {
 }
 
 bootstrap().catch((err: Error) => {
+  // A check against a dependency at start-up (Redis's eviction policy) refuses like a bad variable.
+  if (err instanceof EnvValidationError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(2);
+  }
   process.stderr.write(`api failed to start: ${err.message}\n`);
   process.exit(1);
 });

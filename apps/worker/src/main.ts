@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
-import { loadEnvOrExit } from '@app/config';
+import { EnvValidationError, loadEnvOrExit } from '@app/config';
 import { createWorkerLogger } from './logging/worker-logger';
 import { WorkerModule } from './worker.module';
 
@@ -28,6 +28,11 @@ async function bootstrap(): Promise<void> {
 }
 
 bootstrap().catch((err: Error) => {
+  // A check against a dependency at start-up (Redis's eviction policy) refuses like a bad variable.
+  if (err instanceof EnvValidationError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(2);
+  }
   process.stderr.write(`worker failed to start: ${err.message}\n`);
   process.exit(1);
 });

@@ -31,6 +31,8 @@ export enum ErrorCode {
   RedisUnavailable = 'redis_unavailable',
   /** The object store (S3 bucket) does not answer or refuses our credentials. */
   StorageUnavailable = 'storage_unavailable',
+  /** Redis is at (or near) its maxmemory: new work is refused until results expire or are removed. */
+  StorageFull = 'storage_full',
   SyncTimeout = 'sync_timeout',
   IdempotencyKeyReused = 'idempotency_key_reused',
   InvalidWebhookUrl = 'invalid_webhook_url',

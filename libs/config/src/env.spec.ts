@@ -23,6 +23,13 @@ describe('loadEnv', () => {
     expect(() => loadEnv({ RATE_LIMIT_READ_PER_MINUTE: '0' })).toThrow(/RATE_LIMIT_READ_PER_MINUTE/);
   });
 
+  it('guards Redis memory: eviction policy off by default, a watermark share between 0.1 and 1', () => {
+    expect(loadEnv({})).toMatchObject({ REDIS_REQUIRE_NOEVICTION: false, REDIS_MEMORY_HIGH_WATERMARK: 0.9 });
+    expect(loadEnv({ REDIS_REQUIRE_NOEVICTION: 'true', REDIS_MEMORY_HIGH_WATERMARK: '0.75' })).toMatchObject({ REDIS_REQUIRE_NOEVICTION: true, REDIS_MEMORY_HIGH_WATERMARK: 0.75 });
+    expect(loadEnv({ REDIS_MEMORY_HIGH_WATERMARK: '1' }).REDIS_MEMORY_HIGH_WATERMARK).toBe(1);
+    for (const bad of ['0', '1.5', '90%', 'high', '-0.5']) expect(() => loadEnv({ REDIS_MEMORY_HIGH_WATERMARK: bad })).toThrow(/REDIS_MEMORY_HIGH_WATERMARK/);
+  });
+
   it('parses lists, numbers and booleans; an empty value means unset', () => {
     const env = loadEnv({ COMFYUI_URLS: 'http://gpu1:8188, http://gpu2:8188', PORT: '9000', GPU_REQUIRED: 'false', PUBLIC_BASE_URL: '' });
     expect(env.COMFYUI_URLS).toEqual(['http://gpu1:8188', 'http://gpu2:8188']);

@@ -1,6 +1,6 @@
 import { plainToInstance, Transform } from 'class-transformer';
 import {
-  IsBoolean, IsIn, IsInt, IsOptional, IsString, IsUrl, Matches, Max, Min, MinLength, ValidateIf, validateSync,
+  IsBoolean, IsIn, IsInt, IsNumber, IsOptional, IsString, IsUrl, Matches, Max, Min, MinLength, ValidateIf, validateSync,
 } from 'class-validator';
 
 const toInt = ({ value }: { value: unknown }) =>
@@ -12,6 +12,8 @@ const toBool = ({ value }: { value: unknown }) => {
   if (['0', 'false', 'no', 'off'].includes(v)) return false;
   return value;
 };
+const toNumber = ({ value }: { value: unknown }) =>
+  value === undefined || value === '' ? undefined : /^\d*\.?\d+$/.test(String(value).trim()) ? Number(value) : value;
 const toList = ({ value }: { value: unknown }) =>
   value === undefined ? undefined : String(value).split(',').map((s) => s.trim()).filter(Boolean);
 
@@ -58,6 +60,17 @@ export class Env {
 
   @Transform(toInt) @IsInt() @Min(1)
   QUEUE_MAX_WAITING = 10_000;
+
+  /** true: refuse to start when Redis's maxmemory-policy is not noeviction (BullMQ loses jobs to eviction). */
+  @Transform(toBool) @IsBoolean()
+  REDIS_REQUIRE_NOEVICTION = false;
+
+  /**
+   * Share of Redis's maxmemory past which submissions answer 503 storage_full: the rest is headroom
+   * for the images of jobs already accepted, so a full Redis refuses new work, not finished images.
+   */
+  @Transform(toNumber) @IsNumber({}, { message: 'REDIS_MEMORY_HIGH_WATERMARK must be a number between 0.1 and 1' }) @Min(0.1) @Max(1)
+  REDIS_MEMORY_HIGH_WATERMARK = 0.9;
 
   @Transform(toInt) @IsInt() @Min(1) @Max(100)
   JOB_ATTEMPTS = 3;

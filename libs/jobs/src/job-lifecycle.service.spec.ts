@@ -164,6 +164,20 @@ describe('JobLifecycle', () => {
     expect(h.log).toEqual([]);
   });
 
+  it('handBack moves the held job back (wait for a shutdown, delayed while ComfyUI is down) and tells watchers', async () => {
+    const h = harness();
+    const moves: string[] = [];
+    const job = Object.assign(heldJob('j9', data()), {
+      moveToWait: async (token: string) => void moves.push(`wait:${token}`),
+      moveToDelayed: async (at: number, token: string) => void moves.push(`delayed:${token}:${at > Date.now() ? 'later' : 'now'}`),
+    });
+    await h.lifecycle.handBack(job, 'tok', 'http://gpu0', 'shutdown');
+    await h.lifecycle.handBack(job, 'tok', 'http://gpu0', 'comfyui_down', 2_000);
+    expect(moves).toEqual(['wait:tok', 'delayed:tok:later']);
+    expect(h.transitions.map((t) => t.kind === 'requeued' && t.reason)).toEqual(['shutdown', 'comfyui_down']);
+    expect(h.records.size).toBe(0);
+  });
+
   it('requeued tells watchers the job is queued again', async () => {
     const h = harness();
     await h.lifecycle.requeued(heldJob('j8', data()), 'http://gpu0', 'retry', 'prompt_lost');

@@ -6,7 +6,7 @@ import {
   type GenerationJob, type GenerationJobData, generationJobOptions, type GenerationProgress, type GenerationResult, type JobError,
   type JobEvent, JobName, type JobResource, logQueueErrors, RedisKeys, type WebhookEvent, decodeFailure,
 } from '@app/queue';
-import { REDIS_CLIENT, ResultStore } from '@app/storage';
+import { REDIS_CLIENT, ResultStore, retryWhileStorageFull } from '@app/storage';
 import { WebhookEnqueuer, WebhookStateStore } from '@app/webhooks';
 import { type GenerationQueue, GenerationQueues } from './generation-queues';
 import { JobEventBus } from './job-event-bus';
@@ -238,6 +238,16 @@ export class JobLifecycle {
     await this.end(this.terminal(job, 'canceled', { error: CANCELED_ERROR }), comfyui);
   }
 
+  /**
+   * Puts a held job back in the queue without using an attempt: this worker is shutting down (it
+   * waits again at once), or its ComfyUI is down (it waits `delayMs` before any worker looks again).
+   */
+  async handBack(job: GenerationJob, token: string | undefined, comfyui: string, reason: 'shutdown' | 'comfyui_down', delayMs = 0): Promise<void> {
+    if (reason === 'shutdown') await job.moveToWait(token);
+    else await job.moveToDelayed(Date.now() + delayMs, token);
+    await this.requeued(job, comfyui, reason);
+  }
+
   /** The job went back to the queue (BullMQ already has it there). */
   async requeued(job: GenerationJob, comfyui: string | undefined, reason: 'retry' | 'comfyui_down' | 'shutdown', code?: string): Promise<void> {
     const at = Date.now();
@@ -283,7 +293,8 @@ export class JobLifecycle {
   /** Record first (readers trust it), then the event, then the webhook. */
   private async end(record: TerminalRecord, comfyui: string | undefined, requestId?: string): Promise<void> {
     const jobId = record.id;
-    await this.store.putRecord(jobId, record as unknown as Record<string, unknown>);
+    // A Redis at maxmemory may get room back within moments (another job's images released): a few quick tries.
+    await retryWhileStorageFull(() => this.store.putRecord(jobId, record as unknown as Record<string, unknown>));
     await this.bus.publish({ type: 'status', job_id: jobId, status: record.status, at: record.finished_at });
     this.emit({ kind: 'ended', jobId, model: record.data.params.model, at: record.finished_at, status: record.status, comfyui, code: record.error?.code, result: record.result ?? undefined });
     try {

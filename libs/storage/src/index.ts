@@ -8,3 +8,6 @@ export * from './sniff-image-type';
 export { JOB_ID_PATTERN } from './storage-validation';
 export * from './png-text-chunks';
 export * from './image-header';
+export * from './storage-full';
+export * from './redis-memory-info';
+export * from './redis-eviction-policy';

@@ -5,6 +5,7 @@ import { JobRecord, ResultStore, StoredImage, TOMBSTONE_TTL_FACTOR } from './res
 import {
   assertContentType, assertImageBytes, assertImageIndex, assertJobId, assertJobRecord, isJobRecord,
 } from './storage-validation';
+import { isRedisOutOfMemory, storageFullError } from './storage-full';
 
 const CT_FIELD = 'ct';
 const BYTES_FIELD = 'b';
@@ -117,16 +118,20 @@ export class RedisResultStore extends ResultStore {
     const replies = await this.call(() => multi.exec());
     if (!replies) throw new Error('Redis transaction was aborted');
     return replies.map(([err, value]) => {
-      if (err) throw err;
+      if (err) throw isRedisOutOfMemory(err) ? storageFullError(err) : err;
       return value;
     });
   }
 
-  /** Connection failures become a domain error the API can answer with 503; Redis replies pass through. */
+  /**
+   * Connection failures and a Redis over its maxmemory become domain errors the API answers with
+   * 503 and the worker retries; other Redis replies pass through.
+   */
   private async call<T>(fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (err) {
+      if (isRedisOutOfMemory(err)) throw storageFullError(err);
       // Structural check: socket errors come from node core, not always `instanceof Error` here (Jest realms).
       if (typeof err === 'object' && err !== null && (err as Error).name !== 'ReplyError') {
         // The message names hosts and ports, so it rides on `cause` for logs, not in the details.

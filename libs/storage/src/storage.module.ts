@@ -5,6 +5,7 @@ import { DynamicModule, FactoryProvider, Module, OnApplicationShutdown } from '@
 import type { Redis } from 'ioredis';
 import { FsResultStore } from './fs-result.store';
 import { REDIS_CLIENT, redisClientProvider, RedisClientShutdown } from './redis.provider';
+import { RedisEvictionPolicyCheck } from './redis-eviction-policy';
 import { RedisResultStore } from './redis-result.store';
 import { ResultStore } from './result-store';
 import { s3ClientConfig, S3ResultStore } from './s3-result.store';
@@ -63,7 +64,7 @@ export class StorageModule implements OnApplicationShutdown {
     return {
       module: StorageModule,
       global: true,
-      providers: [redisClientProvider, RedisClientShutdown, resultStoreProvider],
+      providers: [redisClientProvider, RedisClientShutdown, RedisEvictionPolicyCheck, resultStoreProvider],
       exports: [REDIS_CLIENT, ResultStore],
     };
   }

@@ -3,7 +3,8 @@ import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
 import { DomainError, ErrorCode } from '@app/common';
 import { redisDependency } from '@app/queue';
-import { ApiError, isRedisUnavailable, STATUS_BY_CODE } from './api-error';
+import { isRedisOutOfMemory } from '@app/storage';
+import { ApiError, isRedisUnavailable, STATUS_BY_CODE, STORAGE_FULL_RETRY_AFTER_S } from './api-error';
 import { handledByRoute, type RouteMethods } from './route-methods';
 
 interface BodyParserError extends Error {
@@ -77,7 +78,13 @@ export class AllExceptionsFilter implements ExceptionFilter {
     const none: Record<string, string> = {};
     if (exception instanceof DomainError) {
       const status = STATUS_BY_CODE[exception.code] ?? 400;
-      return { status, code: exception.code, message: exception.message, details: exception.details, headers: exception instanceof ApiError ? exception.headers : none };
+      const headers = exception instanceof ApiError ? exception.headers : exception.code === ErrorCode.StorageFull ? { 'Retry-After': String(STORAGE_FULL_RETRY_AFTER_S) } : none;
+      return { status, code: exception.code, message: exception.message, details: exception.details, headers };
+    }
+    if (isRedisOutOfMemory(exception)) {
+      // Any write of the API (queue, quota, rate limit) past Redis's maxmemory: the same 503 as admission control.
+      this.logger.warn({ request_id: req.id, msg: 'request refused: redis out of memory' });
+      return { status: 503, code: ErrorCode.StorageFull, message: 'Storage is full; try again later', details: undefined, headers: { 'Retry-After': String(STORAGE_FULL_RETRY_AFTER_S) } };
     }
     if (exception instanceof HttpException) {
       const status = exception.getStatus();

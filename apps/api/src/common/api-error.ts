@@ -31,12 +31,19 @@ export const STATUS_BY_CODE: Record<string, number> = {
   [ErrorCode.JobStalled]: 502,
   [ErrorCode.RedisUnavailable]: 503,
   [ErrorCode.StorageUnavailable]: 503,
+  [ErrorCode.StorageFull]: 503,
   [ErrorCode.QueueFull]: 503,
   [ErrorCode.NoCapacity]: 503,
   [ErrorCode.ModelUnavailable]: 503,
   [ErrorCode.SyncTimeout]: 504,
   [ErrorCode.InternalError]: 500,
 };
+
+/**
+ * Retry-After of storage_full: Redis gets room back as results expire or jobs are deleted, which
+ * no client can hurry, so callers back off for longer than a blink.
+ */
+export const STORAGE_FULL_RETRY_AFTER_S = 30;
 
 /** A DomainError that also asks for response headers (Retry-After, Location…). */
 export class ApiError extends DomainError {

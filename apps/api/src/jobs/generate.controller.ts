@@ -46,7 +46,7 @@ export class GenerateController {
       'SYNC_TIMEOUT_MS. `POST /api/v1/images/jobs` still accepts jobs then: they wait in the queue and run when a GPU is back.',
   })
   @ApiOkResponse({ description: 'image_url is a data: URL with the PNG' })
-  @ApiServiceUnavailableResponse({ description: '`no_capacity`: no GPU worker can take the job now (see Retry-After); `model_unavailable`: no live worker has the files of the model; or `redis_unavailable`, `queue_full`' })
+  @ApiServiceUnavailableResponse({ description: '`no_capacity`: no GPU worker can take the job now (see Retry-After); `model_unavailable`: no live worker has the files of the model; or `redis_unavailable`, `queue_full`, `storage_full` (Redis nearly full, see Retry-After)' })
   @ApiGatewayTimeoutResponse({ description: 'Still running after SYNC_TIMEOUT_MS; poll the job_id in details' })
   async generate(@Body() dto: GenerateImageDto, @Req() req: ApiRequest, @Res({ passthrough: true }) res: Response): Promise<GenerateImageResponse> {
     const caller = callerOf(req);

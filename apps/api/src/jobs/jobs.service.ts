@@ -7,7 +7,8 @@ import { isTerminal, JobLifecycle, type JobView, renderJobResource } from '@app/
 import { DEFAULT_WEBHOOK_EVENTS, type GenerationJobData, type JobResource, type StoredImageRef } from '@app/queue';
 import { type ImageStream, ResultStore } from '@app/storage';
 import { WorkflowRegistry } from '@app/workflows';
-import { ApiError } from '../common/api-error';
+import { ApiError, STORAGE_FULL_RETRY_AFTER_S } from '../common/api-error';
+import { RedisMemoryProbe } from '../metrics/redis-memory';
 import { ContentPolicy, enforceContentPolicy } from '../policy/content-policy';
 import { JobQuota } from '../rate-limit/job-quota.service';
 import type { CreateJobDto } from './dto/create-job.dto';
@@ -37,6 +38,7 @@ export class JobsService {
     private readonly fleet: FleetMonitor,
     @Optional() private readonly contentPolicy?: ContentPolicy,
     @Optional() private readonly quota?: JobQuota,
+    @Optional() private readonly redisMemory?: RedisMemoryProbe,
   ) {}
 
   baseUrl(requestBase: string): string {
@@ -48,6 +50,7 @@ export class JobsService {
     const params = this.workflows.resolve(dto);
     await enforceContentPolicy(this.contentPolicy, params.prompt, params.negative_prompt);
     await this.requireServed(params.model);
+    await this.refuseWhenRedisNearlyFull();
     const waiting = await this.lifecycle.waitingCount();
     if (waiting >= this.env.QUEUE_MAX_WAITING) {
       throw new ApiError(ErrorCode.QueueFull, 'Too many jobs are waiting; try again later', { waiting }, { 'Retry-After': '30' });
@@ -87,6 +90,20 @@ export class JobsService {
     if (await this.fleet.modelServed(model).catch(() => true)) return;
     const retryAfterS = Math.max(1, Math.ceil((this.env.WORKER_HEARTBEAT_INTERVAL_MS + this.env.HEALTH_CACHE_MS) / 1000));
     throw new ApiError(ErrorCode.ModelUnavailable, `No GPU worker has the files of model ${model} right now; retry later`, { model }, { 'Retry-After': String(retryAfterS) });
+  }
+
+  /**
+   * With images in Redis, a job accepted now needs room for its images later: past the watermark,
+   * refuse new work (503) while the headroom still takes the images of jobs already accepted.
+   * The probe's cached INFO (a few seconds old at most) is precise enough for a share of maxmemory.
+   */
+  private async refuseWhenRedisNearlyFull(): Promise<void> {
+    if (this.env.RESULT_STORE !== 'redis' || !this.redisMemory) return;
+    const memory = await this.redisMemory.read();
+    // No maxmemory: Redis grows until the machine runs out, and there is no line to stay under.
+    if (!memory || memory.max_bytes === 0) return;
+    if (memory.used_bytes < memory.max_bytes * this.env.REDIS_MEMORY_HIGH_WATERMARK) return;
+    throw new ApiError(ErrorCode.StorageFull, 'Storage is nearly full; try again once older results have expired', undefined, { 'Retry-After': String(STORAGE_FULL_RETRY_AFTER_S) });
   }
 
   /** The job as data, for its owner only: anyone else gets the same 404 as for a job that never was. */

@@ -17,7 +17,8 @@ export class MetricsModule {
       imports: [HealthModule],
       controllers: ownPort ? [] : [MetricsController],
       providers: [ApiMetrics, RedisMemoryProbe, JobCounters, ...(ownPort ? [ApiMetricsServer] : [])],
-      exports: [ApiMetrics],
+      // RedisMemoryProbe: also the submissions' admission control (jobs.service.ts), so both share one cached INFO.
+      exports: [ApiMetrics, RedisMemoryProbe],
     };
   }
 }

@@ -56,9 +56,26 @@ describe('classifyFailure', () => {
 
   it('an unreachable object store keeps its code: retried, then the job fails with storage_unavailable', () => {
     const err = new DomainError(ErrorCode.StorageUnavailable, 'Object storage is unavailable');
-    const expected = { kind: 'failed', retry: true, unexpected: false, interruptPrompt: false, freeMemory: false, error: { code: ErrorCode.StorageUnavailable, message: 'Object storage is unavailable' } };
+    const expected = {
+      kind: 'failed', retry: true, unexpected: false, interruptPrompt: false, freeMemory: false, releaseStored: false, keepPrompt: false,
+      error: { code: ErrorCode.StorageUnavailable, message: 'Object storage is unavailable' },
+    };
     expect(classifyFailure(err, ctx({ attemptsMade: 0 }))).toEqual({ ...expected, final: false });
     expect(classifyFailure(err, ctx({ attemptsMade: 2 }))).toEqual({ ...expected, final: true });
+  });
+
+  it('a full Redis keeps its code: stored images are released, the retry re-attaches, the last attempt fails with storage_full', () => {
+    const err = new DomainError(ErrorCode.StorageFull, 'Redis is out of memory');
+    const expected = { kind: 'failed', retry: true, unexpected: false, interruptPrompt: false, freeMemory: false, releaseStored: true, error: { code: ErrorCode.StorageFull, message: 'Redis is out of memory' } };
+    expect(classifyFailure(err, ctx({ attemptsMade: 0 }))).toEqual({ ...expected, final: false, keepPrompt: true });
+    expect(classifyFailure(err, ctx({ attemptsMade: 1 }))).toEqual({ ...expected, final: false, keepPrompt: true });
+    expect(classifyFailure(err, ctx({ attemptsMade: 2 }))).toEqual({ ...expected, final: true, keepPrompt: false });
+  });
+
+  it('only storage failures release what was stored or keep the prompt', () => {
+    for (const err of [new PromptLostError('p1'), new ComfyHttpError(503, 'busy'), new Error('boom'), new DomainError(ErrorCode.StorageUnavailable, 'down')]) {
+      expect(classifyFailure(err, ctx())).toMatchObject({ kind: 'failed', releaseStored: false, keepPrompt: false });
+    }
   });
 
   it('other domain errors from a lib stay unexpected internal errors', () => {

@@ -14,7 +14,16 @@ export type FailureDecision =
    * A failure of the attempt. `retry`: BullMQ may run it again (plain Error) or must not
    * (UnrecoverableError); `final`: no attempt is left, the job ends now as failed.
    */
-  | { kind: 'failed'; error: JobError; retry: boolean; final: boolean; interruptPrompt: boolean; freeMemory: boolean; unexpected: boolean };
+  | {
+    kind: 'failed'; error: JobError; retry: boolean; final: boolean; interruptPrompt: boolean; freeMemory: boolean; unexpected: boolean;
+    /**
+     * Redis is full: drop what this attempt stored (it is stored again by the retry) so Redis gets
+     * back under maxmemory and the retry, the job's record and BullMQ's own writes go through.
+     */
+    releaseStored: boolean;
+    /** The prompt ran to the end in ComfyUI: the retry re-attaches and fetches its images instead of rendering again. */
+    keepPrompt: boolean;
+  };
 
 export interface FailureContext {
   /** The job's AbortSignal fired (cancel or shutdown). */
@@ -30,7 +39,7 @@ export interface FailureContext {
 const OOM = /out of memory|OutOfMemory/i;
 
 /** Store failures a later attempt may not meet: the job keeps their code, so it can end with it. */
-const RETRYABLE_STORAGE_CODES: ReadonlySet<string> = new Set([ErrorCode.StorageUnavailable]);
+const RETRYABLE_STORAGE_CODES: ReadonlySet<string> = new Set([ErrorCode.StorageUnavailable, ErrorCode.StorageFull]);
 
 /** The one place that decides what a failed attempt means. Pure: the processor carries it out. */
 export function classifyFailure(err: unknown, ctx: FailureContext): FailureDecision {
@@ -50,12 +59,16 @@ export function classifyFailure(err: unknown, ctx: FailureContext): FailureDecis
       // CUDA out of memory: unload models and free the cache before the retry.
       freeMemory: err instanceof ExecutionError && OOM.test(`${err.exceptionType} ${err.exceptionMessage}`),
       unexpected: false,
+      releaseStored: false,
+      keepPrompt: false,
     };
   }
   if (err instanceof DomainError && RETRYABLE_STORAGE_CODES.has(err.code)) {
+    // Only the store failed: the images are done in ComfyUI, and (Redis being full) what was stored must give its room back.
+    const full = err.code === ErrorCode.StorageFull;
     return {
       kind: 'failed', error: { code: err.code, message: err.message }, retry: true, final: lastAttempt,
-      interruptPrompt: false, freeMemory: false, unexpected: false,
+      interruptPrompt: false, freeMemory: false, unexpected: false, releaseStored: full, keepPrompt: full && !lastAttempt,
     };
   }
   const message = err instanceof Error ? err.message : String(err);
@@ -67,5 +80,7 @@ export function classifyFailure(err: unknown, ctx: FailureContext): FailureDecis
     interruptPrompt: false,
     freeMemory: false,
     unexpected: true,
+    releaseStored: false,
+    keepPrompt: false,
   };
 }

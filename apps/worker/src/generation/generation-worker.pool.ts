@@ -128,16 +128,14 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
     const reason = signal.reason instanceof Error ? signal.reason.message : String(signal.reason ?? '');
     if (!held && reason === AbortReason.Shutdown) {
       // Never started: back to the queue as it was, for another worker.
-      await job.moveToWait(token);
-      await this.lifecycle.requeued(job, slot.comfy.baseUrl, 'shutdown');
+      await this.lifecycle.handBack(job, token, slot.comfy.baseUrl, 'shutdown');
       throw new WaitingError();
     }
     try {
       if (held && !slot.comfyUp) {
         // A paused worker's fetch in flight can still hand it a job: while the slot is down, or
         // back but not yet re-checked and warmed, the job goes back unstarted, its attempt intact.
-        await job.moveToDelayed(Date.now() + COMFY_DOWN_DELAY_MS, token);
-        await this.lifecycle.requeued(job, slot.comfy.baseUrl, 'comfyui_down');
+        await this.lifecycle.handBack(job, token, slot.comfy.baseUrl, 'comfyui_down', COMFY_DOWN_DELAY_MS);
         throw new DelayedError();
       }
       return await this.processor.process(job, token, signal, slot.comfy);

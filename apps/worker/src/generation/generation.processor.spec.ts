@@ -7,7 +7,7 @@ import {
 import type { Env } from '@app/config';
 import type { JobLifecycle } from '@app/jobs';
 import { AbortReason, type GenerationJob, type GenerationJobData } from '@app/queue';
-import type { ResultStore } from '@app/storage';
+import { type ResultStore, storageFullError } from '@app/storage';
 import type { WorkflowRegistry } from '@app/workflows';
 import { GenerationProcessor } from './generation.processor';
 
@@ -27,6 +27,10 @@ function fakeLifecycle(opts: { cancelRequested?: boolean; previous?: object } = 
     failed: rec('failed'),
     canceled: rec('canceled'),
     requeued: rec('requeued'),
+    handBack: async (job: { moveToWait: () => Promise<void>; moveToDelayed: () => Promise<void> }, _t: unknown, comfyui: string, reason: string) => {
+      await (reason === 'shutdown' ? job.moveToWait() : job.moveToDelayed());
+      calls.push(['requeued', comfyui, reason]);
+    },
   };
   return { lifecycle: lifecycle as unknown as JobLifecycle, calls, names: () => calls.map((c) => c[0]) };
 }
@@ -179,5 +183,48 @@ describe('GenerationProcessor', () => {
     expect(moves).toEqual(['wait']);
     expect(f.names()).not.toContain('canceled');
     expect(f.calls.find((x) => x[0] === 'requeued')).toEqual(['requeued', 'http://gpu0', 'shutdown']);
+  });
+
+  describe('a full Redis (storage_full)', () => {
+    /** A store that refuses the first `refusals` images with storage_full, and records what it is asked. */
+    function fullStore(refusals: number) {
+      const calls: string[] = [];
+      const store = {
+        putImage: async () => {
+          calls.push('putImage');
+          if (calls.filter((c) => c === 'putImage').length <= refusals) throw storageFullError();
+        },
+        delete: async (id: string) => void calls.push(`delete:${id}`),
+      } as unknown as ResultStore;
+      const workflows = { buildGraph: () => ({ '1': { class_type: 'X', inputs: {} } }) } as unknown as WorkflowRegistry;
+      return { store, calls, make: (l: JobLifecycle) => new GenerationProcessor({ COMFYUI_IDLE_TIMEOUT_MS: 1_000 } as Env, workflows, store, l) };
+    }
+
+    it('a refusal that clears within the attempt is retried there: the job succeeds', async () => {
+      const f = fakeLifecycle();
+      const s = fullStore(2);
+      await s.make(f.lifecycle).process(job(0).job, 't', live(), fakeComfy().comfy);
+      expect(s.calls).toEqual(['putImage', 'putImage', 'putImage']);
+      expect(f.names()).toContain('succeeded');
+    });
+
+    it('still full: the attempt releases what it stored, keeps the prompt for the retry to re-attach, and BullMQ retries', async () => {
+      const f = fakeLifecycle();
+      const s = fullStore(Infinity);
+      const err = await s.make(f.lifecycle).process(job(0).job, 't', live(), fakeComfy().comfy).catch((e: Error) => e);
+      expect(err).not.toBeInstanceOf(UnrecoverableError);
+      expect((err as Error).message).toMatch(/^\[storage_full\]/);
+      expect(s.calls).toEqual(['putImage', 'putImage', 'putImage', 'delete:job-1']);
+      expect(f.names()).not.toContain('forgetPrompt');
+      expect(f.names()).not.toContain('failed');
+    });
+
+    it('the last attempt releases the images first, then ends the job failed with storage_full', async () => {
+      const f = fakeLifecycle();
+      const s = fullStore(Infinity);
+      await s.make(f.lifecycle).process(job(2).job, 't', live(), fakeComfy().comfy).catch(() => undefined);
+      expect(s.calls[s.calls.length - 1]).toBe('delete:job-1');
+      expect(f.calls.find((c) => c[0] === 'failed')).toEqual(['failed', 'http://gpu0', expect.objectContaining({ code: 'storage_full' })]);
+    });
   });
 });

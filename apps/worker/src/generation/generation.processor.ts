@@ -6,7 +6,7 @@ import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import { JobLifecycle } from '@app/jobs';
 import { encodeFailure, type GenerationJob, type GenerationResult, type StoredImageRef } from '@app/queue';
-import { readImageHeader, ResultStore, stripPngTextChunks } from '@app/storage';
+import { readImageHeader, ResultStore, retryWhileStorageFull, stripPngTextChunks } from '@app/storage';
 import { WorkflowRegistry } from '@app/workflows';
 import { classifyFailure } from './failure-classification';
 
@@ -104,7 +104,8 @@ export class GenerationProcessor {
       // Dimensions from the header: no decode of megabytes per image on the GPU's critical path.
       const header = readImageHeader(bytes);
       if (!header) throw new OutputFetchError(`ComfyUI output ${image.filename} is not a PNG, JPEG or WebP image`);
-      await this.store.putImage(jobId, index, bytes, header.contentType);
+      // Redis full: a few quick tries (room may come back), then the attempt fails and BullMQ backs off.
+      await retryWhileStorageFull(() => this.store.putImage(jobId, index, bytes, header.contentType));
       refs.push({
         index,
         key: `${jobId}/${index}`,
@@ -140,18 +141,18 @@ export class GenerationProcessor {
         if (promptId) await comfy.cancel(promptId).catch(() => undefined);
         await this.lifecycle.forgetPrompt(job);
         this.logger.warn({ job_id: jobId, msg: 'shutting down: job handed back to the queue', prompt_id: promptId });
-        await job.moveToWait(token);
-        await this.lifecycle.requeued(job, comfy.baseUrl, 'shutdown');
+        await this.lifecycle.handBack(job, token, comfy.baseUrl, 'shutdown');
         return new WaitingError();
       case 'comfyui_down':
         // The availability monitor pauses this worker until ComfyUI answers again; the prompt (if
         // any was accepted) may still be found there by the next attempt, so it is kept on record.
         this.logger.warn({ job_id: jobId, msg: 'ComfyUI is down: job delayed without using an attempt', error: (err as Error).message });
-        await job.moveToDelayed(Date.now() + COMFY_DOWN_DELAY_MS, token);
-        await this.lifecycle.requeued(job, comfy.baseUrl, 'comfyui_down');
+        await this.lifecycle.handBack(job, token, comfy.baseUrl, 'comfyui_down', COMFY_DOWN_DELAY_MS);
         return new DelayedError();
       case 'failed': {
-        await this.lifecycle.forgetPrompt(job);
+        // First, so that Redis has room again for the writes below (progress, record, BullMQ's retry).
+        if (decision.releaseStored) await this.store.delete(jobId).catch(() => undefined);
+        if (!decision.keepPrompt) await this.lifecycle.forgetPrompt(job);
         if (decision.interruptPrompt && promptId) await comfy.cancel(promptId).catch(() => undefined);
         if (decision.freeMemory) await comfy.free().catch(() => undefined);
         const msg = encodeFailure(decision.error.code, decision.error.message);

@@ -1,0 +1,86 @@
+import { Logger } from '@nestjs/common';
+import { DomainError, ErrorCode } from '@app/common';
+import { loadEnv } from '@app/config';
+import type { FleetMonitor } from '@app/health';
+import type { JobLifecycle } from '@app/jobs';
+import type { ResultStore } from '@app/storage';
+import type { WorkflowRegistry } from '@app/workflows';
+import { ApiError } from '../common/api-error';
+import type { RedisMemory, RedisMemoryProbe } from '../metrics/redis-memory';
+import type { CreateJobDto } from './dto/create-job.dto';
+import { JobsService } from './jobs.service';
+
+const params = { model: 'm', prompt: 'p', negative_prompt: '', width: 64, height: 64, num_inference_steps: 1, guidance_scale: 1, seed: 1 };
+
+/** JobsService with fakes: the model registry, the job owner and Redis's memory as the probe reads it. */
+function service(o: { store?: string; memory?: RedisMemory; invalid?: boolean; served?: boolean; queueUnserved?: boolean }) {
+  const enqueued: string[] = [];
+  let reads = 0;
+  const workflows = {
+    resolve: () => {
+      if (o.invalid) throw new DomainError(ErrorCode.ValidationFailed, 'width must be a multiple of 16');
+      return params;
+    },
+  } as unknown as WorkflowRegistry;
+  const lifecycle = { waitingCount: async () => 0, enqueue: async (id: string) => void enqueued.push(id) } as unknown as JobLifecycle;
+  const probe = { read: async () => (reads++, o.memory) } as unknown as RedisMemoryProbe;
+  const fleet = { modelServed: async () => o.served ?? true } as unknown as FleetMonitor;
+  const env = loadEnv({ RESULT_STORE: o.store ?? 'redis', RESULT_S3_BUCKET: 'bucket-x', REDIS_MEMORY_HIGH_WATERMARK: '0.9', QUEUE_UNSERVED_MODELS: String(o.queueUnserved ?? false) });
+  const jobs = new JobsService(env, workflows, {} as ResultStore, lifecycle, fleet, undefined, undefined, probe);
+  const submit = () => jobs.submit({ prompt: 'p' } as CreateJobDto, {}, { requestBase: 'http://x' });
+  return { submit, enqueued, reads: () => reads };
+}
+
+const mem = (used: number, max: number): RedisMemory => ({ used_bytes: used, max_bytes: max, policy: 'noeviction' });
+
+describe('JobsService admission by Redis memory', () => {
+  beforeAll(() => Logger.overrideLogger(false));
+
+  it('at or past the watermark: 503 storage_full with Retry-After, nothing enqueued', async () => {
+    const s = service({ memory: mem(900, 1000) });
+    const err = await s.submit().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect(err).toMatchObject({ code: ErrorCode.StorageFull, headers: { 'Retry-After': expect.stringMatching(/^\d+$/) } });
+    expect(s.enqueued).toEqual([]);
+  });
+
+  it('below the watermark, without maxmemory, or while Redis does not answer: accepted', async () => {
+    for (const memory of [mem(899, 1000), mem(5_000_000, 0), undefined]) {
+      const s = service({ memory });
+      await s.submit();
+      expect(s.enqueued).toHaveLength(1);
+    }
+  });
+
+  it('only with images in Redis', async () => {
+    const s = service({ store: 'fs', memory: mem(999, 1000) });
+    await s.submit();
+    expect(s.enqueued).toHaveLength(1);
+    expect(s.reads()).toBe(0);
+  });
+
+  it('bad input is refused first (400 before 503), without reading Redis', async () => {
+    const s = service({ invalid: true, memory: mem(999, 1000) });
+    await expect(s.submit()).rejects.toMatchObject({ code: ErrorCode.ValidationFailed });
+    expect(s.reads()).toBe(0);
+  });
+});
+
+describe('JobsService admission by model', () => {
+  beforeAll(() => Logger.overrideLogger(false));
+
+  it('a model no live worker serves: 503 model_unavailable with Retry-After, nothing enqueued', async () => {
+    const s = service({ served: false });
+    const err = await s.submit().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect(err).toMatchObject({ code: ErrorCode.ModelUnavailable, details: { model: 'm' } });
+    expect(Number((err as ApiError).headers['Retry-After'])).toBeGreaterThanOrEqual(1);
+    expect(s.enqueued).toEqual([]);
+  });
+
+  it('QUEUE_UNSERVED_MODELS=true queues it anyway', async () => {
+    const s = service({ served: false, queueUnserved: true });
+    await s.submit();
+    expect(s.enqueued).toHaveLength(1);
+  });
+});
