@@ -31,7 +31,7 @@ interface Case {
   expect: 'refused' | 'accepted' | 'anything';
 }
 
-const KNOWN_FIELDS = new Set(['prompt', 'negative_prompt', 'width', 'height', 'num_inference_steps', 'guidance_scale', 'seed', 'model', 'webhook_url', 'webhook_events', 'metadata']);
+const KNOWN_FIELDS = new Set(['prompt', 'negative_prompt', 'width', 'height', 'num_inference_steps', 'guidance_scale', 'seed', 'model', 'webhook_url', 'webhook_events', 'metadata', 'aspect_ratio', 'num_images', 'output_format', 'output_quality', 'cache']);
 const PROTO = new Set(['__proto__', 'constructor']);
 const printable = fc.string({ unit: 'grapheme-ascii', maxLength: 60 });
 const anyJson = fc.jsonValue({ maxDepth: 3 });

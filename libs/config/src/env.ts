@@ -122,6 +122,13 @@ export class Env {
   @Transform(toBool) @IsBoolean()
   KEEP_IMAGE_METADATA = false;
 
+  /**
+   * A seeded request equal to an earlier succeeded job's is answered from its stored images without
+   * a GPU run: only among one API key's jobs (owner), among everyone's (global), or never (off).
+   */
+  @IsIn(['owner', 'global', 'off'])
+  RESULT_CACHE: 'owner' | 'global' | 'off' = 'owner';
+
   /** Bucket of RESULT_STORE=s3 (required then). Credentials come from the AWS SDK's own chain (AWS_ACCESS_KEY_ID…). */
   @ValidateIf((e: Env) => e.RESULT_STORE === 's3' || e.RESULT_S3_BUCKET !== undefined)
   @Matches(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, { message: 'RESULT_S3_BUCKET must be set for RESULT_STORE=s3: 3-63 lowercase letters, digits, . and -' })

@@ -5,3 +5,4 @@ export * from './job-event-bus';
 export * from './generation-queues';
 export * from './job-lifecycle.service';
 export * from './jobs.module';
+export * from './result-cache-key';

@@ -33,8 +33,11 @@ function harness() {
   } as unknown as JobEventBus;
   const enqueuer = { enqueue: async (e: WebhookEventInput) => (webhooks.push(e), log.push(`webhook:${e.event}`), 'msg') } as unknown as WebhookEnqueuer;
   const states = { read: async () => null } as unknown as WebhookStateStore;
+  const values = new Map<string, { value: string; px?: number }>();
   const redis = {
-    set: async (k: string) => void flags.add(k),
+    set: async (k: string, v: string, mode?: string, ttl?: number) => void (flags.add(k), values.set(k, { value: v, px: mode === 'PX' ? ttl : undefined })),
+    get: async (k: string) => values.get(k)?.value ?? null,
+    del: async (k: string) => (values.delete(k) ? 1 : 0),
     exists: async (k: string) => (flags.has(k) ? 1 : 0),
     llen: async () => queueJobs.size,
     lpos: async () => 0,
@@ -54,7 +57,7 @@ function harness() {
   const lifecycle = new JobLifecycle(env, new RedisKeys('t'), store, bus, enqueuer, states, redis, new GenerationQueues('m', new Map([['m', queue]]), []));
   const transitions: JobTransition[] = [];
   lifecycle.onTransition((t) => transitions.push(t));
-  return { lifecycle, log, records, flags, queueJobs, events, cancels, webhooks, transitions };
+  return { lifecycle, log, records, flags, values, queueJobs, events, cancels, webhooks, transitions };
 }
 
 const data = (o: Partial<GenerationJobData> = {}): GenerationJobData => ({
@@ -183,5 +186,66 @@ describe('JobLifecycle', () => {
     await h.lifecycle.requeued(heldJob('j8', data()), 'http://gpu0', 'retry', 'prompt_lost');
     expect(h.events).toEqual([expect.objectContaining({ type: 'status', status: 'queued', job_id: 'j8' })]);
     expect(h.transitions).toEqual([expect.objectContaining({ kind: 'requeued', reason: 'retry', code: 'prompt_lost' })]);
+  });
+
+  describe('result cache', () => {
+    const result: GenerationResult = {
+      images: [{ index: 0, key: 'src/0', content_type: 'image/webp', bytes: 10, sha256: 'ab', width: 256, height: 256 }],
+      seed: 1, model: 'm', prompt_id: 'p-1', comfyui: 'http://gpu0', timings: { queue_ms: 5, execution_ms: 900, total_ms: 950 },
+    };
+
+    it('indexes a succeeded job under its cache key until its images may be gone', async () => {
+      const h = harness();
+      const job = heldJob('src', data({ cache_key: 'k1' }));
+      await h.lifecycle.started(job, 'http://gpu0');
+      const startedAt = (job.progress as { started_at: number }).started_at;
+      await h.lifecycle.succeeded(job, 'http://gpu0', result);
+      const entry = h.values.get('t:rcache:k1')!;
+      expect(JSON.parse(entry.value)).toEqual({ job_id: 'src', expires_at: startedAt + 60_000 });
+      expect(entry.px).toBeLessThanOrEqual(60_000);
+      // Without a key (no seed, or the cache off) nothing is indexed.
+      await h.lifecycle.succeeded(heldJob('plain', data()), 'http://gpu0', result);
+      expect([...h.values.keys()]).toEqual(['t:rcache:k1']);
+    });
+
+    it('answers a new job from the indexed one: succeeded at once, cached, the same images, expiring with them', async () => {
+      const h = harness();
+      const src = heldJob('src', data({ cache_key: 'k1', webhook: undefined }));
+      await h.lifecycle.started(src, 'http://gpu0');
+      await h.lifecycle.succeeded(src, 'http://gpu0', result);
+      const source = await h.lifecycle.cachedResult('k1');
+      expect(source).toMatchObject({ id: 'src', status: 'succeeded' });
+      h.log.length = 0;
+      h.transitions.length = 0;
+      await h.lifecycle.completeFromCache('copy', data({ cache_key: 'k1' }), source!);
+      expect(h.log).toEqual(['record:succeeded', 'event:succeeded', 'webhook:succeeded']);
+      expect(h.transitions.map((t) => t.kind)).toEqual(['queued', 'ended']);
+      const record = h.records.get('copy') as unknown as TerminalRecord;
+      expect(record).toMatchObject({ status: 'succeeded', cached: true, attempts: 0, result: { images: result.images, source_job_id: 'src' } });
+      expect(record.expires_at).toBe(JSON.parse(h.values.get('t:rcache:k1')!.value).expires_at);
+      const read = await h.lifecycle.read('copy');
+      expect(read).toMatchObject({ found: true, view: { status: 'succeeded', cached: true } });
+      // Past the images' life the cached job is expired, whatever the store still holds.
+      const spy = jest.spyOn(Date, 'now').mockReturnValue(record.expires_at! + 1);
+      try {
+        expect(await h.lifecycle.read('copy')).toEqual({ found: false, expired: true });
+        expect(await h.lifecycle.cachedResult('k1')).toBeUndefined();
+      } finally {
+        spy.mockRestore();
+      }
+      expect(h.values.has('t:rcache:k1')).toBe(false);
+    });
+
+    it('a cache entry whose job is gone or did not succeed is dropped', async () => {
+      const h = harness();
+      h.values.set('t:rcache:k2', { value: JSON.stringify({ job_id: 'gone', expires_at: Date.now() + 60_000 }) });
+      expect(await h.lifecycle.cachedResult('k2')).toBeUndefined();
+      expect(h.values.has('t:rcache:k2')).toBe(false);
+      await h.lifecycle.failed(heldJob('bad', data()), 'http://gpu0', { code: 'comfyui_rejected', message: 'x' });
+      h.values.set('t:rcache:k3', { value: JSON.stringify({ job_id: 'bad', expires_at: Date.now() + 60_000 }) });
+      expect(await h.lifecycle.cachedResult('k3')).toBeUndefined();
+      h.values.set('t:rcache:k4', { value: 'not json' });
+      expect(await h.lifecycle.cachedResult('k4')).toBeUndefined();
+    });
   });
 });

@@ -86,10 +86,57 @@ export class JobLifecycle {
 
   async read(jobId: string): Promise<ReadResult> {
     const record = await this.store.getRecord(jobId);
+    // A cached answer lives no longer than the images it points at, whatever the store's TTL says.
+    if (isTerminalRecord(record) && record.expires_at !== undefined && Date.now() >= record.expires_at) return { found: false, expired: true };
     if (isTerminalRecord(record)) return { found: true, view: viewFromRecord(record, await this.webhookState(jobId, record.data)) };
     const snapshot = await this.queueSnapshot(jobId);
     if (snapshot) return { found: true, view: viewFromQueue(snapshot, await this.webhookState(jobId, snapshot.data)) };
     return { found: false, expired: await this.store.wasExpired(jobId) };
+  }
+
+  /**
+   * The succeeded job that answers a request with this cache key, while its images surely exist;
+   * undefined when none does (an index entry whose job is gone is dropped).
+   */
+  async cachedResult(cacheKey: string): Promise<TerminalRecord | undefined> {
+    const key = this.keys.resultCache(cacheKey);
+    const raw = await this.redis.get(key);
+    if (!raw) return undefined;
+    let entry: { job_id?: unknown; expires_at?: unknown };
+    try {
+      entry = JSON.parse(raw) as typeof entry;
+    } catch {
+      entry = {};
+    }
+    const record = typeof entry.job_id === 'string' ? await this.store.getRecord(entry.job_id) : undefined;
+    const alive = typeof entry.expires_at === 'number' && Date.now() < entry.expires_at;
+    if (!alive || !isTerminalRecord(record) || record.status !== 'succeeded' || !record.result?.images.length) {
+      await this.redis.del(key).catch(() => 0);
+      return undefined;
+    }
+    return { ...record, expires_at: Math.min(entry.expires_at as number, record.expires_at ?? Infinity) };
+  }
+
+  /**
+   * Ends a new job at once with the result of `source` (from cachedResult): no BullMQ job, no GPU.
+   * The record points at the source's stored images (no copy) and expires with them.
+   */
+  async completeFromCache(jobId: string, data: GenerationJobData, source: TerminalRecord, requestId?: string): Promise<void> {
+    if (!source.result) throw new Error(`job ${source.id} has no result to answer from`);
+    const at = Date.now();
+    this.emit({ kind: 'queued', jobId, model: data.params.model, at: data.submitted_at });
+    const record: TerminalRecord = {
+      v: 1, id: jobId, status: 'succeeded', data, progress: source.progress, attempts: 0, started_at: at, finished_at: at,
+      result: {
+        ...source.result,
+        source_job_id: source.result.source_job_id ?? source.id,
+        timings: { queue_ms: 0, execution_ms: 0, total_ms: Math.max(0, at - data.submitted_at) },
+      },
+      error: null,
+      cached: true,
+      expires_at: source.expires_at ?? source.finished_at + this.env.RESULT_TTL_SECONDS * 1000,
+    };
+    await this.end(record, undefined, requestId);
   }
 
   /**
@@ -226,7 +273,9 @@ export class JobLifecycle {
 
   async succeeded(job: GenerationJob, comfyui: string, result: GenerationResult): Promise<void> {
     const steps = job.data.params.num_inference_steps;
-    await this.end(this.terminal(job, 'succeeded', { result, progress: { step: steps, total_steps: steps } }), comfyui);
+    const record = this.terminal(job, 'succeeded', { result, progress: { step: steps, total_steps: steps } });
+    await this.end(record, comfyui);
+    if (job.data.cache_key) await this.indexResult(job.data.cache_key, record);
   }
 
   /** The last attempt failed (or the failure cannot be retried). */
@@ -290,13 +339,32 @@ export class JobLifecycle {
     };
   }
 
+  /**
+   * Makes a succeeded job findable by its cache key. Its images were stored during this attempt, so
+   * they live at least until the attempt's start plus the retention: the entry dies no later.
+   */
+  private async indexResult(cacheKey: string, record: TerminalRecord): Promise<void> {
+    const expiresAt = Math.min(record.started_at ?? record.finished_at, record.finished_at) + this.env.RESULT_TTL_SECONDS * 1000;
+    const ttlMs = expiresAt - Date.now();
+    if (ttlMs <= 0) return;
+    try {
+      await this.redis.set(this.keys.resultCache(cacheKey), JSON.stringify({ job_id: record.id, expires_at: expiresAt }), 'PX', ttlMs);
+    } catch (e) {
+      // The job succeeded; a cache that misses it only costs a GPU run later.
+      this.logger.warn({ job_id: record.id, msg: 'could not index the result for the cache', error: (e as Error).message });
+    }
+  }
+
   /** Record first (readers trust it), then the event, then the webhook. */
   private async end(record: TerminalRecord, comfyui: string | undefined, requestId?: string): Promise<void> {
     const jobId = record.id;
     // A Redis at maxmemory may get room back within moments (another job's images released): a few quick tries.
     await retryWhileStorageFull(() => this.store.putRecord(jobId, record as unknown as Record<string, unknown>));
     await this.bus.publish({ type: 'status', job_id: jobId, status: record.status, at: record.finished_at });
-    this.emit({ kind: 'ended', jobId, model: record.data.params.model, at: record.finished_at, status: record.status, comfyui, code: record.error?.code, result: record.result ?? undefined });
+    this.emit({
+      kind: 'ended', jobId, model: record.data.params.model, at: record.finished_at, status: record.status, comfyui, code: record.error?.code,
+      result: record.result ?? undefined, ...(record.cached ? { cached: true as const } : {}),
+    });
     try {
       const resource = renderJobResource(viewFromRecord(record, null), this.linkBase(record.data));
       await this.enqueueWebhook(record.data, record.status, record.finished_at, resource, requestId);

@@ -13,6 +13,7 @@ export function renderJobResource(v: JobView, baseUrl: string): JobResource {
   return {
     id: v.id,
     status: v.status,
+    cached: v.cached === true,
     model: v.data.params.model,
     params: v.data.params,
     queue_position: v.status === 'queued' ? v.queue_position : null,

@@ -21,4 +21,6 @@ export type JobTransition =
       comfyui?: string;
       code?: string;
       result?: GenerationResult;
+      /** Answered from the result cache: no GPU ran it. */
+      cached?: true;
     };

@@ -29,6 +29,8 @@ export interface JobView {
   result: GenerationResult | null;
   error: JobError | null;
   webhook: WebhookState | null;
+  /** Answered from an earlier job's result (the result cache) without a GPU run. */
+  cached?: boolean;
 }
 
 /** A finished job as stored in the result store (RESULT_TTL_SECONDS): data only, never a rendering. */
@@ -43,6 +45,10 @@ export interface TerminalRecord {
   finished_at: number;
   result: GenerationResult | null;
   error: JobError | null;
+  /** A result-cache answer: its images are another job's, which are gone after expires_at. */
+  cached?: true;
+  /** Epoch ms after which this record must not be served (its images may be gone); absent: the store's TTL. */
+  expires_at?: number;
 }
 
 export function isTerminal(status: JobStatus): boolean {
@@ -147,5 +153,6 @@ export function viewFromRecord(r: TerminalRecord, webhook: WebhookState | null):
     result: r.status === 'succeeded' ? r.result : null,
     error: r.error,
     webhook,
+    cached: r.cached === true,
   };
 }

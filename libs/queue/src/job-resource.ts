@@ -30,6 +30,8 @@ export interface WebhookState {
 export interface JobResource {
   id: string;
   status: JobStatus;
+  /** True when answered from an earlier job's identical seeded result, without a GPU run. */
+  cached: boolean;
   model: string;
   params: GenerationParams;
   queue_position: number | null;

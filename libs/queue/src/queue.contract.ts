@@ -21,7 +21,15 @@ export enum JobName {
   DeliverWebhook = 'deliver-webhook',
 }
 
-/** Public generation parameters after defaults and limits of the model were applied. */
+export const OUTPUT_FORMATS = ['png', 'webp', 'jpeg'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+export const ASPECT_RATIOS = ['1:1', '16:9', '9:16', '4:3', '3:4', '3:2', '2:3'] as const;
+export type AspectRatio = (typeof ASPECT_RATIOS)[number];
+
+/**
+ * Public generation parameters after defaults and limits of the model were applied. Everything
+ * that changes the stored bytes is here: the result cache keys on the whole object.
+ */
 export interface GenerationParams {
   model: string;
   prompt: string;
@@ -31,6 +39,14 @@ export interface GenerationParams {
   num_inference_steps: number;
   guidance_scale: number;
   seed: number;
+  /** Images of one ComfyUI run (the latent's batch size). Absent in jobs queued before it existed: 1. */
+  num_images?: number;
+  /** Absent in jobs queued before it existed: png. */
+  output_format?: OutputFormat;
+  /** jpeg/webp only. */
+  output_quality?: number;
+  /** The ratio width/height were resolved from, when the client asked by ratio (reported back). */
+  aspect_ratio?: AspectRatio;
 }
 
 export type WebhookEvent = 'running' | 'succeeded' | 'failed' | 'canceled';
@@ -48,6 +64,8 @@ export interface GenerationJobData {
   request_id?: string;
   /** Public origin the API was reached at; absolute links (webhook payloads) use it when PUBLIC_BASE_URL is unset. */
   base_url?: string;
+  /** Result-cache key of this request (explicit seed, cache on): its success is indexed under it. */
+  cache_key?: string;
 }
 
 export interface StoredImageRef {
@@ -79,6 +97,8 @@ export interface GenerationResult {
   comfyui: string;
   timings: JobTimings;
   warnings?: string[];
+  /** Set on a result answered from the cache: the job whose stored images these are. */
+  source_job_id?: string;
 }
 
 /** Progress as the processor reports it with job.updateProgress (and SSE streams it). */

@@ -34,6 +34,10 @@ export class RedisKeys {
   get resultSweepLock(): string {
     return `${this.prefix}:result-sweep`;
   }
+  /** Result cache: SHA-256 of a resolved request → the succeeded job that answers it, while its images live. */
+  resultCache(requestHash: string): string {
+    return `${this.prefix}:rcache:${requestHash}`;
+  }
   idempotency(owner: string, key: string): string {
     return `${this.prefix}:idem:${owner}:${key}`;
   }

@@ -27,7 +27,7 @@ function problems(fn: () => unknown): Array<{ field: string; message: string }> 
 
 describe('WorkflowRegistry', () => {
   it('loads the shipped workflows with qwen as the default', () => {
-    expect(registry.list().map((w) => w.manifest.id).sort()).toEqual(['qwen-image-lightning-4step', 'smoke-test']);
+    expect(registry.list().map((w) => w.manifest.id).sort()).toEqual(['qwen-image-lightning-4step', 'qwen-image-lightning-8step', 'smoke-test']);
     expect(registry.defaultId).toBe('qwen-image-lightning-4step');
   });
 
@@ -65,6 +65,68 @@ describe('WorkflowRegistry', () => {
     manifest.parameters.guidance_scale = { bind: [], default: 0, min: 0, max: 0 };
     const custom = new WorkflowRegistry([{ manifest, graph: registry.get('smoke-test')!.graph }]);
     expect(problems(() => custom.resolve({ prompt: 'x', guidance_scale: 3 }))[0].message).toMatch(/^guidance_scale is not adjustable for model declares-limits/);
+  });
+
+  it('resolves an aspect ratio to the native size of the model', () => {
+    const sizes = Object.fromEntries(
+      ['1:1', '16:9', '9:16', '4:3', '3:4', '3:2', '2:3'].map((r) => {
+        const p = registry.resolve({ prompt: 'x', aspect_ratio: r as never });
+        return [r, `${p.width}x${p.height}`];
+      }),
+    );
+    expect(sizes).toEqual({ '1:1': '1328x1328', '16:9': '1664x928', '9:16': '928x1664', '4:3': '1472x1104', '3:4': '1104x1472', '3:2': '1584x1056', '2:3': '1056x1584' });
+    expect(registry.resolve({ prompt: 'x', aspect_ratio: '16:9' }).aspect_ratio).toBe('16:9');
+    expect(registry.resolve({ prompt: 'x', model: 'smoke-test', aspect_ratio: '16:9' })).toMatchObject({ width: 768, height: 432 });
+    expect(problems(() => registry.resolve({ prompt: 'x', aspect_ratio: '16:9', width: 512 }))).toEqual([
+      { field: 'aspect_ratio', message: 'aspect_ratio cannot be combined with width or height; send one or the other' },
+    ]);
+  });
+
+  it('refuses a ratio a manifest does not offer, naming those it does', () => {
+    const manifest = JSON.parse(JSON.stringify(registry.get('smoke-test')!.manifest));
+    manifest.id = 'square-only';
+    manifest.aspect_ratios = { '1:1': [512, 512] };
+    const custom = new WorkflowRegistry([{ manifest, graph: registry.get('smoke-test')!.graph }]);
+    expect(problems(() => custom.resolve({ prompt: 'x', aspect_ratio: '16:9' }))).toEqual([
+      { field: 'aspect_ratio', message: 'aspect_ratio 16:9 is not offered by model square-only (one of 1:1)' },
+    ]);
+  });
+
+  it('binds num_images to the latent batch size, within the manifest limit', () => {
+    const p = registry.resolve({ prompt: 'x', num_images: 3, seed: 1 });
+    expect(p.num_images).toBe(3);
+    expect(registry.buildGraph(p)['58'].inputs.batch_size).toBe(3);
+    expect(registry.buildGraph(registry.resolve({ prompt: 'x', model: 'smoke-test', num_images: 2 }))['1'].inputs.batch_size).toBe(2);
+    expect(registry.buildGraph(registry.resolve({ prompt: 'x' }))['58'].inputs.batch_size).toBe(1);
+    expect(problems(() => registry.resolve({ prompt: 'x', num_images: 5 }))).toEqual([
+      { field: 'num_images', message: 'num_images must be between 1 and 4 for model qwen-image-lightning-4step' },
+    ]);
+    expect(registry.limits('qwen-image-lightning-4step').num_images).toEqual({ min: 1, max: 4 });
+  });
+
+  it('defaults the output to png without a quality, and gives jpeg/webp a quality', () => {
+    const png = registry.resolve({ prompt: 'x' });
+    expect(png.output_format).toBe('png');
+    expect(png).not.toHaveProperty('output_quality');
+    expect(registry.resolve({ prompt: 'x', output_format: 'webp' }).output_quality).toBe(90);
+    expect(registry.resolve({ prompt: 'x', output_format: 'jpeg', output_quality: 40 }).output_quality).toBe(40);
+    expect(problemFields(() => registry.resolve({ prompt: 'x', output_quality: 40 }))).toEqual(['output_quality']);
+  });
+
+  it('fingerprints each model by its manifest and graph', () => {
+    expect(registry.fingerprint('qwen-image-lightning-4step')).toMatch(/^[0-9a-f]{16}$/);
+    expect(registry.fingerprint('qwen-image-lightning-4step')).not.toBe(registry.fingerprint('qwen-image-lightning-8step'));
+  });
+
+  it('refuses to start with an aspect ratio off the size limits', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wf-'));
+    mkdirSync(join(dir, 'odd'));
+    const manifest = JSON.parse(JSON.stringify(registry.get('smoke-test')!.manifest));
+    manifest.id = 'odd';
+    manifest.aspect_ratios = { '16:9': [1000, 563] };
+    writeFileSync(join(dir, 'odd', 'manifest.json'), JSON.stringify(manifest));
+    writeFileSync(join(dir, 'odd', 'workflow.json'), JSON.stringify(registry.get('smoke-test')!.graph));
+    expect(() => WorkflowRegistry.fromDirectory(dir)).toThrow(/aspect_ratios.16:9 1000x563/);
   });
 
   it('rejects an unknown model with the list of models', () => {

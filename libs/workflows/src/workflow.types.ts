@@ -1,4 +1,5 @@
 import type { ComfyGraph } from '@app/comfyui';
+import type { AspectRatio, OutputFormat } from '@app/queue';
 
 export interface InputBinding {
   node: string;
@@ -42,7 +43,13 @@ export interface WorkflowManifest {
     num_inference_steps: NumericParameterSpec;
     guidance_scale: NumericParameterSpec;
     seed: NumericParameterSpec;
+    /** Bound to the latent's batch_size: several images from one run. Absent: one image per job. */
+    num_images?: NumericParameterSpec;
   };
+  /** Native sizes per aspect ratio, [width, height]; a ratio not listed is refused for this model. */
+  aspect_ratios?: Partial<Record<AspectRatio, [number, number]>>;
+  /** What the model can do; text-to-image when absent. */
+  modes?: string[];
   required_models: ModelFile[];
 }
 
@@ -60,6 +67,9 @@ export interface ModelLimits {
   seed: { min: number; max: number };
   max_pixels: number;
   prompt_max_length: number;
+  num_images: { min: number; max: number };
+  output_formats: OutputFormat[];
+  output_quality: { min: number; max: number; default: number };
   /** Parameters this model's graph does not use: their range is their default, any other value is refused. */
   fixed: Array<'width' | 'height' | 'num_inference_steps' | 'guidance_scale'>;
 }

@@ -74,6 +74,17 @@ export const rules = {
     if (new Set(v).size !== v.length) return `${f} must not repeat an entry`;
     return undefined;
   },
+  /** One value out of `allowed`. */
+  oneOf: (allowed: readonly string[]): Rule => (v, f) => (typeof v === 'string' && allowed.includes(v) ? undefined : `${f} must be one of ${allowed.join(', ')}`),
+  boolean: ((v, f) => (typeof v === 'boolean' ? undefined : `${f} must be true or false`)) as Rule,
+  /** Two ways of saying the same thing: refuse both at once rather than pick one silently. */
+  excludes: (...others: string[]): Rule => (_v, f, body) => {
+    const given = others.filter((o) => (body as Record<string, unknown>)[o] !== undefined);
+    return given.length ? `${f} cannot be combined with ${given.join(' or ')}; send one or the other` : undefined;
+  },
+  /** This field only has a meaning when `other` is one of `values`. */
+  onlyWith: (other: string, values: readonly string[]): Rule => (_v, f, body) =>
+    values.includes((body as Record<string, unknown>)[other] as string) ? undefined : `${f} applies only with ${other} ${values.join(' or ')}`,
   /** This field means nothing without `other`: say so instead of silently ignoring it. */
   requires: (other: string): Rule => (_v, f, body) => (typeof (body as Record<string, unknown>)[other] === 'string' ? undefined : `${f} needs ${other}`),
 };

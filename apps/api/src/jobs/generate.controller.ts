@@ -13,8 +13,21 @@ import { GenerateImageDto } from './dto/generate-image.dto';
 import { JobsService } from './jobs.service';
 import { ApiRequest, callerOf, requestBase } from './request-context';
 
-export interface GenerateImageResponse {
+export interface GeneratedImage {
   image_url: string;
+  content_type: string;
+  width: number;
+  height: number;
+  bytes: number;
+  sha256: string;
+}
+
+export interface GenerateImageResponse {
+  /** The first image, as the original service answered. */
+  image_url: string;
+  /** Every image of the job (num_images), the first included. */
+  images: GeneratedImage[];
+  cached: boolean;
   model: string;
   model_id: string;
   width: number;
@@ -45,7 +58,7 @@ export class GenerateController {
       'Answers `503 no_capacity` with `Retry-After` at once when no worker with a live ComfyUI exists, instead of waiting ' +
       'SYNC_TIMEOUT_MS. `POST /api/v1/images/jobs` still accepts jobs then: they wait in the queue and run when a GPU is back.',
   })
-  @ApiOkResponse({ description: 'image_url is a data: URL with the PNG' })
+  @ApiOkResponse({ description: 'image_url is a data: URL of the first image (PNG unless output_format says otherwise); images[] has every image of num_images' })
   @ApiServiceUnavailableResponse({ description: '`no_capacity`: no GPU worker can take the job now (see Retry-After); `model_unavailable`: no live worker has the files of the model; or `redis_unavailable`, `queue_full`, `storage_full` (Redis nearly full, see Retry-After)' })
   @ApiGatewayTimeoutResponse({ description: 'Still running after SYNC_TIMEOUT_MS; poll the job_id in details' })
   async generate(@Body() dto: GenerateImageDto, @Req() req: ApiRequest, @Res({ passthrough: true }) res: Response): Promise<GenerateImageResponse> {
@@ -53,10 +66,12 @@ export class GenerateController {
     const base = requestBase(req);
     // Input the model or the policy rejects is the caller's to fix whatever the fleet does: 4xx before 503.
     const checked = this.workflows.resolve(dto);
-    await this.jobs.requireServed(checked.model);
-    if (await this.noCapacity(checked.model)) {
+    // A cached answer needs no GPU: it is served whatever the fleet does.
+    if ((await this.noCapacity(checked.model)) && !(await this.jobs.hasCachedAnswer(checked, dto, caller))) {
       // Only here: submit() runs the policy itself, and a remote policy should not be asked twice.
       await enforceContentPolicy(this.contentPolicy, checked.prompt, checked.negative_prompt);
+      // No GPU for this model at all is model_unavailable, not a wait for capacity.
+      await this.jobs.requireServed(checked.model);
       const retryAfterS = Math.max(1, Math.ceil((this.env.WORKER_HEARTBEAT_INTERVAL_MS + this.env.HEALTH_CACHE_MS) / 1000));
       throw new ApiError(
         ErrorCode.NoCapacity,
@@ -78,10 +93,24 @@ export class GenerateController {
       const code = STATUS_BY_CODE[error.code] ? error.code : ErrorCode.InternalError;
       throw new ApiError(code, error.message, { job_id: jobId, job_url: location });
     }
-    const image = await this.jobs.image(jobId, 0, caller);
+    const images: GeneratedImage[] = [];
+    for (const link of resource.images) {
+      const image = await this.jobs.image(jobId, link.index, caller);
+      images.push({
+        image_url: `data:${image.contentType};base64,${image.bytes.toString('base64')}`,
+        content_type: image.contentType,
+        width: link.width,
+        height: link.height,
+        bytes: image.bytes.length,
+        sha256: image.sha256,
+      });
+    }
+    if (!images.length) throw new ApiError(ErrorCode.InternalError, 'The job succeeded without an image', { job_id: jobId });
     const params = resource.params;
     return {
-      image_url: `data:${image.contentType};base64,${image.bytes.toString('base64')}`,
+      image_url: images[0].image_url,
+      images,
+      cached: resource.cached,
       model: this.workflows.get(params.model)?.manifest.display_name ?? params.model,
       model_id: params.model,
       width: resource.images[0]?.width ?? params.width,

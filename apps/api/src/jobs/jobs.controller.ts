@@ -111,7 +111,7 @@ export class JobsController {
   ): Promise<void> {
     if (!/^\d{1,3}$/.test(indexParam)) throw new ApiError(ErrorCode.ImageNotFound, `No image ${indexParam}`);
     const index = Number(indexParam);
-    const { sha256 } = await this.jobs.imageRef(id, index, callerOf(req));
+    const { sha256, stored_by } = await this.jobs.imageRef(id, index, callerOf(req));
     const etag = `"${sha256}"`;
     res.setHeader('ETag', etag);
     // Private: images belong to the key that made them; immutable: a job's image never changes.
@@ -121,7 +121,7 @@ export class JobsController {
       res.status(304).end();
       return;
     }
-    const source = await this.jobs.imageSource(id, index);
+    const source = await this.jobs.imageSource(stored_by, index);
     if ('link' in source) {
       // A signed link dies before the job: a cached redirect would outlive it.
       if (source.link.expires) res.setHeader('Cache-Control', 'private, no-store');

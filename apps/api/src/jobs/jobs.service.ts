@@ -3,8 +3,8 @@ import { Injectable, Logger, Optional } from '@nestjs/common';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import { FleetMonitor } from '@app/health';
-import { isTerminal, JobLifecycle, type JobView, renderJobResource } from '@app/jobs';
-import { DEFAULT_WEBHOOK_EVENTS, type GenerationJobData, type JobResource, type StoredImageRef } from '@app/queue';
+import { isTerminal, JobLifecycle, type JobView, renderJobResource, resultCacheKey } from '@app/jobs';
+import { DEFAULT_WEBHOOK_EVENTS, type GenerationJobData, type GenerationParams, type JobResource, type StoredImageRef } from '@app/queue';
 import { type ImageStream, ResultStore } from '@app/storage';
 import { WorkflowRegistry } from '@app/workflows';
 import { ApiError, STORAGE_FULL_RETRY_AFTER_S } from '../common/api-error';
@@ -49,23 +49,22 @@ export class JobsService {
   async submit(dto: CreateJobDto, caller: Caller, opts: { webhookUrl?: string; jobId?: string; requestBase: string }): Promise<string> {
     const params = this.workflows.resolve(dto);
     await enforceContentPolicy(this.contentPolicy, params.prompt, params.negative_prompt);
+    const cacheKey = this.cacheKey(params, dto.seed !== undefined, caller);
+    const jobId = opts.jobId ?? randomUUID();
+    const source = cacheKey && dto.cache !== false ? await this.lifecycle.cachedResult(cacheKey) : undefined;
+    if (source) {
+      // An identical seeded request succeeded before: its images answer, no queue, no quota slot, no GPU.
+      await this.lifecycle.completeFromCache(jobId, this.jobData(dto, params, caller, opts, cacheKey), source, caller.requestId);
+      this.logger.log({ request_id: caller.requestId, job_id: jobId, msg: 'job answered from the result cache', model: params.model, source_job_id: source.id });
+      return jobId;
+    }
     await this.requireServed(params.model);
     await this.refuseWhenRedisNearlyFull();
     const waiting = await this.lifecycle.waitingCount();
     if (waiting >= this.env.QUEUE_MAX_WAITING) {
       throw new ApiError(ErrorCode.QueueFull, 'Too many jobs are waiting; try again later', { waiting }, { 'Retry-After': '30' });
     }
-    const data: GenerationJobData = {
-      params,
-      owner: caller.owner,
-      metadata: dto.metadata,
-      submitted_at: Date.now(),
-      request_id: caller.requestId,
-      // Absolute links made without a request (webhook payloads) use the origin the client used.
-      base_url: this.baseUrl(opts.requestBase),
-      ...(opts.webhookUrl ? { webhook: { url: opts.webhookUrl, events: dto.webhook_events ?? [...DEFAULT_WEBHOOK_EVENTS] } } : {}),
-    };
-    const jobId = opts.jobId ?? randomUUID();
+    const data = this.jobData(dto, params, caller, opts, cacheKey);
     // A slot of the key's quota first (429 quota_exceeded), given back if the job never gets queued.
     await this.quota?.reserve(caller, jobId);
     try {
@@ -77,6 +76,34 @@ export class JobsService {
     await this.quota?.confirm(caller, jobId);
     this.logger.log({ request_id: caller.requestId, job_id: jobId, msg: 'job queued', model: params.model, prompt_length: params.prompt.length });
     return jobId;
+  }
+
+  private jobData(dto: CreateJobDto, params: GenerationParams, caller: Caller, opts: { webhookUrl?: string; requestBase: string }, cacheKey?: string): GenerationJobData {
+    return {
+      params,
+      owner: caller.owner,
+      metadata: dto.metadata,
+      submitted_at: Date.now(),
+      request_id: caller.requestId,
+      // Absolute links made without a request (webhook payloads) use the origin the client used.
+      base_url: this.baseUrl(opts.requestBase),
+      ...(opts.webhookUrl ? { webhook: { url: opts.webhookUrl, events: dto.webhook_events ?? [...DEFAULT_WEBHOOK_EVENTS] } } : {}),
+      ...(cacheKey ? { cache_key: cacheKey } : {}),
+    };
+  }
+
+  /** True when submit() would answer this request from the result cache (so no GPU is needed for it). */
+  async hasCachedAnswer(params: GenerationParams, dto: CreateJobDto, caller: Caller): Promise<boolean> {
+    if (dto.cache === false) return false;
+    const key = this.cacheKey(params, dto.seed !== undefined, caller);
+    return !!key && !!(await this.lifecycle.cachedResult(key).catch(() => undefined));
+  }
+
+  /** Only a seed the client chose makes a request repeatable: a random one never matches, so it is not indexed. */
+  private cacheKey(params: GenerationParams, seeded: boolean, caller: Caller): string | undefined {
+    if (!seeded || this.env.RESULT_CACHE === 'off') return undefined;
+    const scope = this.env.RESULT_CACHE === 'global' ? ({ kind: 'global' } as const) : ({ kind: 'owner', owner: caller.owner } as const);
+    return resultCacheKey(params, this.workflows.fingerprint(params.model), scope);
   }
 
   /**
@@ -164,17 +191,20 @@ export class JobsService {
   /** The whole image, for answers that embed it (data URLs). */
   async image(jobId: string, index: number, caller: Caller): Promise<{ bytes: Buffer; contentType: string; sha256: string }> {
     const ref = await this.imageRef(jobId, index, caller);
-    const stored = await this.store.getImage(jobId, index);
+    const stored = await this.store.getImage(ref.stored_by, index);
     if (!stored) throw this.imageExpired(jobId);
     return { bytes: stored.bytes, contentType: stored.contentType, sha256: ref.sha256 };
   }
 
-  /** The record's entry for one image of the caller's succeeded job (404 and 410 come from here). */
-  async imageRef(jobId: string, index: number, caller: Caller): Promise<StoredImageRef> {
+  /**
+   * The record's entry for one image of the caller's succeeded job (404 and 410 come from here), and
+   * the job whose stored bytes they are: itself, or the earlier job a cached answer points at.
+   */
+  async imageRef(jobId: string, index: number, caller: Caller): Promise<StoredImageRef & { stored_by: string }> {
     const view = await this.view(jobId, caller);
     const ref = view.result?.images.find((i) => i.index === index);
     if (view.status !== 'succeeded' || !ref) throw new ApiError(ErrorCode.ImageNotFound, `Job ${jobId} has no image ${index}`);
-    return ref;
+    return { ...ref, stored_by: view.result?.source_job_id ?? jobId };
   }
 
   /** Where a download comes from: a link the client follows (CDN, signed URL), or a stream from the store. */

@@ -24,6 +24,7 @@ export class ApiMetrics {
   private readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   private readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
   private readonly jobs: Counter<'model' | 'status'>;
+  private readonly cacheHits: Counter<'model'>;
   private readonly depth: CachedProbe<QueueDepth>;
 
   constructor(
@@ -52,8 +53,14 @@ export class ApiMetrics {
     });
     this.jobs = new Counter({
       name: 'fictures_jobs_total',
-      help: 'Generation jobs by model and status: submitted and canceled-while-queued here; succeeded, failed and canceled-while-running on the workers',
+      help: 'Generation jobs by model and status: submitted, canceled-while-queued and succeeded-from-the-result-cache here; succeeded, failed and canceled-while-running on the workers',
       labelNames: ['model', 'status'],
+      registers,
+    });
+    this.cacheHits = new Counter({
+      name: 'fictures_result_cache_hits_total',
+      help: 'Jobs answered from an earlier identical seeded result without a GPU run (also counted as succeeded in fictures_jobs_total)',
+      labelNames: ['model'],
       registers,
     });
 
@@ -165,6 +172,11 @@ export class ApiMetrics {
 
   jobCanceledWhileQueued(model: string): void {
     this.jobs.inc({ model, status: 'canceled' });
+  }
+
+  jobAnsweredFromCache(model: string): void {
+    this.jobs.inc({ model, status: 'succeeded' });
+    this.cacheHits.inc({ model });
   }
 
   get contentType(): string {

@@ -8,11 +8,17 @@ export interface ModelResource {
   display_name: string;
   description: string;
   default: boolean;
-  defaults: { width: number; height: number; num_inference_steps: number; guidance_scale: number; negative_prompt: string };
+  defaults: { width: number; height: number; num_inference_steps: number; guidance_scale: number; negative_prompt: string; num_images: number; output_format: 'png' };
+  /** What the model can do: text-to-image, and the modes its workflows add (img2img, inpaint). */
+  modes: string[];
+  /** Native [width, height] per aspect_ratio. */
+  aspect_ratios: Record<string, { width: number; height: number }>;
   limits: ModelLimits;
   required_models: Array<{ folder: string; file: string }>;
   /** Per ComfyUI: true when it has every file, false when some are missing, null when it did not answer. */
   available: Record<string, boolean | null>;
+  /** Per ComfyUI: which of required_models it has (folder/file → present), null when it did not answer. */
+  files: Record<string, Record<string, boolean> | null>;
 }
 
 const CACHE_MS = 30_000;
@@ -37,9 +43,12 @@ export class ModelsService implements OnModuleDestroy {
     return this.workflows.list().map(({ manifest: m }) => {
       const p = m.parameters;
       const available: Record<string, boolean | null> = {};
+      const present: Record<string, Record<string, boolean> | null> = {};
       for (const [url, folders] of files) {
         available[url] = folders === null ? null : m.required_models.every((r) => folders.get(r.folder)?.has(r.file) ?? false);
+        present[url] = folders === null ? null : Object.fromEntries(m.required_models.map((r) => [`${r.folder}/${r.file}`, folders.get(r.folder)?.has(r.file) ?? false]));
       }
+      const ratios = Object.entries(this.workflows.aspectRatios(m.id)).map(([r, [width, height]]) => [r, { width, height }]);
       return {
         id: m.id,
         display_name: m.display_name,
@@ -51,10 +60,15 @@ export class ModelsService implements OnModuleDestroy {
           num_inference_steps: p.num_inference_steps.default ?? 1,
           guidance_scale: p.guidance_scale.default ?? 0,
           negative_prompt: p.negative_prompt.default ?? '',
+          num_images: p.num_images?.default ?? 1,
+          output_format: 'png',
         },
+        modes: m.modes ?? ['text-to-image'],
+        aspect_ratios: Object.fromEntries(ratios),
         limits: this.workflows.limits(m.id),
         required_models: m.required_models,
         available,
+        files: present,
       };
     });
   }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import { DelayedError, UnrecoverableError, WaitingError } from 'bullmq';
 import sharp from 'sharp';
@@ -101,6 +102,27 @@ describe('GenerationProcessor', () => {
     expect(result.images[0]).toMatchObject({ width: 64, height: 48, content_type: 'image/png', bytes: png.length });
     expect(result.timings.comfyui_ms).toBe(40);
     expect(f.calls.find((x) => x[0] === 'stepped')).toEqual(['stepped', 2, 4]);
+  });
+
+  it.each([
+    ['webp', 'image/webp'],
+    ['jpeg', 'image/jpeg'],
+  ] as const)('converts the outputs to %s: stored type, size and hash are those of the converted bytes', async (format, type) => {
+    const f = fakeLifecycle();
+    const stored: Buffer[] = [];
+    const store = { putImage: async (_id: string, _i: number, b: Buffer) => void stored.push(b) } as unknown as ResultStore;
+    const workflows = { buildGraph: () => ({}) } as unknown as WorkflowRegistry;
+    const p = new GenerationProcessor({ COMFYUI_IDLE_TIMEOUT_MS: 1_000 } as Env, workflows, store, f.lifecycle);
+    const two = { ...outcome, images: [...outcome.images, { filename: 'b.png', subfolder: '', type: 'output' }] } as PromptOutcome;
+    const j = job().job;
+    j.data = { ...data, params: { ...data.params, output_format: format, output_quality: 50, num_images: 2 } };
+    const result = await p.process(j, 't', live(), fakeComfy({ wait: async () => two }).comfy);
+    expect(stored).toHaveLength(2);
+    for (const [i, bytes] of stored.entries()) {
+      expect((await sharp(bytes).metadata()).format).toBe(format);
+      expect(result.images[i]).toMatchObject({ index: i, content_type: type, bytes: bytes.length, width: 64, height: 48 });
+      expect(result.images[i].sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+    }
   });
 
   it('a cancel flag seen before starting ends the job canceled without touching ComfyUI', async () => {

@@ -1,11 +1,12 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Injectable, Logger } from '@nestjs/common';
 import { DelayedError, UnrecoverableError, WaitingError } from 'bullmq';
+import sharp from 'sharp';
 import { ComfyUiClient, ComfyUnavailableError, OutputFetchError, type PromptOutcome } from '@app/comfyui';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import { JobLifecycle } from '@app/jobs';
-import { encodeFailure, type GenerationJob, type GenerationResult, type StoredImageRef } from '@app/queue';
+import { encodeFailure, type GenerationJob, type GenerationParams, type GenerationResult, type StoredImageRef } from '@app/queue';
 import { readImageHeader, ResultStore, retryWhileStorageFull, stripPngTextChunks } from '@app/storage';
 import { WorkflowRegistry } from '@app/workflows';
 import { classifyFailure } from './failure-classification';
@@ -72,7 +73,7 @@ export class GenerationProcessor {
           this.lifecycle.stepped(job, comfy.baseUrl, Math.min(p.value, p.max), p.max);
         },
       });
-      const images = await this.fetchAndStore(jobId, outcome, comfy, signal);
+      const images = await this.fetchAndStore(jobId, outcome, comfy, signal, params);
       const finishedAt = Date.now();
       const result: GenerationResult = {
         images,
@@ -95,12 +96,21 @@ export class GenerationProcessor {
     }
   }
 
-  private async fetchAndStore(jobId: string, outcome: PromptOutcome, comfy: ComfyUiClient, signal: AbortSignal): Promise<StoredImageRef[]> {
+  private async fetchAndStore(jobId: string, outcome: PromptOutcome, comfy: ComfyUiClient, signal: AbortSignal, params: GenerationParams): Promise<StoredImageRef[]> {
     const refs: StoredImageRef[] = [];
+    const format = params.output_format ?? 'png';
     for (const [index, image] of outcome.images.entries()) {
       const fetched = await comfy.view(image, signal);
-      // ComfyUI writes the whole graph into PNG text chunks: internals end users must not get.
-      const bytes = this.env.KEEP_IMAGE_METADATA ? fetched : stripPngTextChunks(fetched);
+      let bytes: Buffer;
+      if (format === 'png') {
+        // ComfyUI writes the whole graph into PNG text chunks: internals end users must not get.
+        bytes = this.env.KEEP_IMAGE_METADATA ? fetched : stripPngTextChunks(fetched);
+      } else {
+        // A conversion has to decode; sharp drops the metadata chunks as it re-encodes.
+        bytes = await this.convert(fetched, format, params.output_quality).catch((e: Error) => {
+          throw new OutputFetchError(`ComfyUI output ${image.filename} could not be converted to ${format}: ${e.message}`);
+        });
+      }
       // Dimensions from the header: no decode of megabytes per image on the GPU's critical path.
       const header = readImageHeader(bytes);
       if (!header) throw new OutputFetchError(`ComfyUI output ${image.filename} is not a PNG, JPEG or WebP image`);
@@ -117,6 +127,11 @@ export class GenerationProcessor {
       });
     }
     return refs;
+  }
+
+  private convert(png: Buffer, format: 'webp' | 'jpeg', quality: number | undefined): Promise<Buffer> {
+    const img = sharp(png);
+    return (format === 'webp' ? img.webp({ quality }) : img.jpeg({ quality })).toBuffer();
   }
 
   /** Carries out the failure's classification: the error BullMQ should see and, when final, the job's end. */
