@@ -222,7 +222,9 @@ describe('health: a ComfyUI that accepts connections but never answers', () => {
     const storm = await Promise.all(Array.from({ length: 25 }, () => ready(stack.url)));
     for (const r of storm) {
       expect(r.status).toBe(503);
-      expect(r.ms).toBeLessThan(1000);
+      // The probe's own timeout is well under a second; the bound only proves it does not hang
+      // (a loaded 2-core machine adds hundreds of ms of scheduling to any request).
+      expect(r.ms).toBeLessThan(3000);
     }
     expect(connections - before).toBeLessThanOrEqual(1);
     process.stdout.write(`hung ComfyUI: first probe ${first.ms} ms; storm of 25: max ${Math.max(...storm.map((r) => r.ms))} ms\n`);

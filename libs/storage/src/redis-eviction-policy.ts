@@ -37,21 +37,36 @@ export class RedisEvictionPolicyCheck implements OnModuleInit {
 
   constructor(
     private readonly env: Env,
-    @Inject(REDIS_CLIENT) private readonly redis: Pick<Redis, 'config' | 'info'>,
+    @Inject(REDIS_CLIENT) private readonly redis: Pick<Redis, 'config' | 'info'> & { status?: string; once?: Redis['once'] },
   ) {}
 
   async onModuleInit(): Promise<void> {
+    await this.check(true);
+  }
+
+  private async check(starting: boolean): Promise<void> {
     const policy = await readEvictionPolicy(this.redis);
     if (policy === REQUIRED_EVICTION_POLICY) return;
     if (policy === undefined) {
-      // Redis is down or hides both CONFIG and INFO: health reports the first, and refusing here would turn an outage into a crash loop.
+      if (this.redis.status !== undefined && this.redis.status !== 'ready' && this.redis.once) {
+        // Redis is down: the outage is already logged once for the process, and refusing here would
+        // turn it into a crash loop. Look again when it is back.
+        this.redis.once('ready', () => void this.check(false).catch(() => undefined));
+        return;
+      }
+      // Redis answers but hides both CONFIG and INFO.
       this.logger.warn({ msg: 'could not read Redis maxmemory-policy; BullMQ needs noeviction', required: REQUIRED_EVICTION_POLICY });
       return;
     }
-    if (this.env.REDIS_REQUIRE_NOEVICTION) {
+    if (this.env.REDIS_REQUIRE_NOEVICTION && starting) {
       throw new EnvValidationError([
         `REDIS_REQUIRE_NOEVICTION=true but Redis maxmemory-policy is ${policy}: set it to noeviction (CONFIG SET maxmemory-policy noeviction, or the provider's parameter group)`,
       ]);
+    }
+    if (this.env.REDIS_REQUIRE_NOEVICTION) {
+      // Found only after start-up (Redis was down then): too late to refuse, so as loud as it gets.
+      this.logger.error({ msg: `REDIS MAXMEMORY-POLICY IS ${policy}, NOT noeviction, and REDIS_REQUIRE_NOEVICTION=true: fix it now`, policy, required: REQUIRED_EVICTION_POLICY });
+      return;
     }
     this.logger.warn({
       msg: `REDIS MAXMEMORY-POLICY IS ${policy}, NOT noeviction: a full Redis will evict queued jobs and locks and lose work; set maxmemory-policy noeviction (REDIS_REQUIRE_NOEVICTION=true refuses to start)`,
