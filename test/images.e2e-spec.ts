@@ -1,3 +1,6 @@
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import axios from 'axios';
 import { Queue } from 'bullmq';
 import sharp from 'sharp';
@@ -176,12 +179,21 @@ describe('images end to end (API → Redis → worker → ComfyUI simulator)', (
 
 describe('failures the GPU reports', () => {
   let stack: Stack;
+  let workflowsDir: string;
   beforeAll(async () => {
-    // This ComfyUI lacks the LoRA file: ComfyUI answers value_not_in_list.
-    stack = await Stack.start({ comfyui: 1, sim: { stepMs: 5, models: { ...QWEN_FILES, loras: [] } } });
+    // This ComfyUI lacks the LoRA file and the manifest forgets to require it: routing sends the job
+    // there (every declared file is present) and ComfyUI answers value_not_in_list.
+    workflowsDir = mkdtempSync(join(tmpdir(), 'fictures-images-'));
+    cpSync('workflows', workflowsDir, { recursive: true });
+    const manifestPath = join(workflowsDir, 'qwen-image-lightning-4step', 'manifest.json');
+    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as { required_models: Array<{ folder: string }> };
+    manifest.required_models = manifest.required_models.filter((r) => r.folder !== 'loras');
+    writeFileSync(manifestPath, JSON.stringify(manifest));
+    stack = await Stack.start({ comfyui: 1, sim: { stepMs: 5, models: { ...QWEN_FILES, loras: [] } }, env: { WORKFLOWS_DIR: workflowsDir } });
   });
   afterAll(async () => {
     await stack?.close();
+    rmSync(workflowsDir, { recursive: true, force: true });
   });
 
   it('a prompt ComfyUI rejects ends failed with its reason, without a retry', async () => {
@@ -196,8 +208,9 @@ describe('failures the GPU reports', () => {
     expect(done.attempts).toBe(1);
     expect(stack.sims[0].stats().submitted).toBe(0);
     expect(stack.sims[0].stats().rejected).toBe(1);
+    // Availability follows the manifest's required files, as routing does: they are all there.
     const models = await request(stack.url).get('/api/v1/models').expect(200);
-    expect(models.body.data.find((m: { id: string }) => m.id === 'qwen-image-lightning-4step').available).toEqual({ [stack.sims[0].url]: false });
+    expect(models.body.data.find((m: { id: string }) => m.id === 'qwen-image-lightning-4step').available).toEqual({ [stack.sims[0].url]: true });
   });
 
   it('the synchronous call answers 502 with the job id when the job fails', async () => {

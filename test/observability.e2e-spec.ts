@@ -184,7 +184,8 @@ describe('observability: /metrics, JSON logs with request ids, queue dashboard',
     await request(stack.url).get('/admin/queues').auth('ops', ADMIN_TOKEN).expect(200);
     const api = await request(stack.url).get('/admin/queues/api/queues').set('Authorization', `Bearer ${ADMIN_TOKEN}`).expect(200);
     const names = (api.body.queues as Array<{ name: string }>).map((q) => q.name).sort();
-    expect(names).toEqual(['generation', 'webhook']);
+    // One generation queue per model (the default model's is `generation`), and the webhook queue.
+    expect(names).toEqual(['generation', 'generation-qwen-image-lightning-8step', 'generation-smoke-test', 'webhook']);
   });
 });
 

@@ -16,6 +16,10 @@ export interface StackOptions {
   /** How many simulators (and so generation workers); 0 for an API pointed at nothing. */
   comfyui?: number;
   sim?: SimulatorOptions;
+  /** Per simulator, merged over `sim` (e.g. each its own model files); its length raises `comfyui`. */
+  simEach?: SimulatorOptions[];
+  /** Wait for every worker to serve before the API starts (default true; false while a test holds a warm-up). */
+  waitForWorkers?: boolean;
   /** Start the worker process part (default true). */
   worker?: boolean;
   env?: Record<string, string>;
@@ -64,7 +68,8 @@ export class Stack {
   private async boot(opts: StackOptions): Promise<void> {
     const redisUrl = opts.env?.REDIS_URL ?? process.env.REDIS_URL;
     if (!redisUrl) throw new Error('REDIS_URL is not set: run the e2e tests through jest (global setup)');
-    for (let i = 0; i < (opts.comfyui ?? 1); i++) this.sims.push(await startSimulator({ stepMs: 10, ...opts.sim }));
+    const count = Math.max(opts.comfyui ?? 1, opts.simEach?.length ?? 0);
+    for (let i = 0; i < count; i++) this.sims.push(await startSimulator({ stepMs: 10, ...opts.sim, ...opts.simEach?.[i] }));
     this.rawEnv = {
       REDIS_URL: redisUrl,
       QUEUE_PREFIX: `t${randomUUID().slice(0, 8)}`,
@@ -100,7 +105,7 @@ export class Stack {
     }
     // The synchronous route refuses work while no worker has said it can take it (no_capacity):
     // let the first heartbeats land before any API serves, as they do within ms in production.
-    if (this.worker && this.sims.length) await this.workersServing(this.sims.length);
+    if (this.worker && this.sims.length && (opts.waitForWorkers ?? true)) await this.workersServing(this.sims.length);
     const first = await this.addApi();
     this.api = first.app;
     this.url = first.url;

@@ -2,6 +2,7 @@
  * Command-line entry of the ComfyUI simulator.
  *
  *   PORT=8188 HOST=127.0.0.1 SIM_STEP_MS=250 npm run start:sim
+ *   SIM_MODEL_FILES=vae/qwen_image_vae.safetensors,loras/x.safetensors npm run start:sim   (or `none`; default: the shipped manifests' files)
  *   node scripts/run.js sim --port 8199 --fail-rate 0.2 --drop-ws-after 10
  *
  * Every env variable has a flag of the same meaning; flags win. Faults can be changed at run time
@@ -26,6 +27,18 @@ function num(name: string, v: string): number {
 
 const truthy = (v: string): boolean => ['1', 'true', 'yes', 'on'].includes(v.trim().toLowerCase());
 
+/** `folder/file,folder/file` (or `none`): the model files this simulated ComfyUI has. */
+export function parseModelFiles(v: string): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  if (v.trim().toLowerCase() === 'none') return out;
+  for (const entry of v.split(',').map((e) => e.trim()).filter(Boolean)) {
+    const slash = entry.indexOf('/');
+    if (slash <= 0 || slash === entry.length - 1) throw new Error(`SIM_MODEL_FILES: expected folder/file, got "${entry}"`);
+    (out[entry.slice(0, slash)] ??= []).push(entry.slice(slash + 1));
+  }
+  return out;
+}
+
 const SETTINGS: Setting[] = [
   { env: 'PORT', flag: '--port', apply: (v, o) => { o.port = num('PORT', v); } },
   { env: 'HOST', flag: '--host', apply: (v, o) => { o.host = v; } },
@@ -33,6 +46,7 @@ const SETTINGS: Setting[] = [
   { env: 'SIM_LOAD_MS', flag: '--load-ms', apply: (v, o) => { o.loadMs = num('SIM_LOAD_MS', v); } },
   { env: 'SIM_VRAM_TOTAL_MB', flag: '--vram-total-mb', apply: (v, o) => { o.vramTotalMb = num('SIM_VRAM_TOTAL_MB', v); } },
   { env: 'SIM_VRAM_FREE_MB', flag: '--vram-free-mb', apply: (v, o) => { o.vramFreeMb = num('SIM_VRAM_FREE_MB', v); } },
+  { env: 'SIM_MODEL_FILES', flag: '--model-files', apply: (v, o) => { o.models = parseModelFiles(v); } },
   { env: 'SIM_OUTPUT_DIR', flag: '--output-dir', apply: (v, o) => { o.outputDir = v; } },
   {
     env: 'SIM_PREVIEW_METHOD', flag: '--preview-method',

@@ -11,6 +11,7 @@ import { JobsModule } from '@app/jobs';
 import { EditInputs } from './generation/edit-inputs';
 import { GenerationProcessor } from './generation/generation.processor';
 import { GenerationWorkerPool } from './generation/generation-worker.pool';
+import { GpuReadiness } from './generation/gpu-readiness';
 import { WorkerActivity } from './heartbeat/worker-activity';
 import { WorkerHeartbeatService } from './heartbeat/worker-heartbeat.service';
 import { WorkerMetrics } from './metrics/worker-metrics.service';
@@ -35,7 +36,7 @@ export class WorkerModule {
         JobsModule,
       ],
       providers: [
-        ComfyUiClientFactory, EditInputs, GenerationProcessor, GenerationWorkerPool, WebhookProcessor, webhookDnsLookupProvider,
+        ComfyUiClientFactory, EditInputs, GenerationProcessor, GpuReadiness, GenerationWorkerPool, WebhookProcessor, webhookDnsLookupProvider,
         // After the pool (they attach to its workers when they bootstrap): heartbeat and metrics.
         WorkerActivity, workerHeartbeatStoreProvider, WorkerHeartbeatService, WorkerMetrics, WorkerMetricsServer,
       ],

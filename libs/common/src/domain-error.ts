@@ -26,6 +26,8 @@ export enum ErrorCode {
   JobFinished = 'job_finished',
   QueueFull = 'queue_full',
   NoCapacity = 'no_capacity',
+  /** No live worker has the files of the requested model. */
+  ModelUnavailable = 'model_unavailable',
   RedisUnavailable = 'redis_unavailable',
   /** The object store (S3 bucket) does not answer or refuses our credentials. */
   StorageUnavailable = 'storage_unavailable',

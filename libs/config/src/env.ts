@@ -247,6 +247,18 @@ export class Env {
   @Transform(toInt) @IsInt() @Min(100) @Max(60_000)
   WORKER_HEARTBEAT_INTERVAL_MS = 5_000;
 
+  // --- routing and warm-up ---
+  /**
+   * true: accept jobs for a model no live worker serves (they wait in that model's queue), for
+   * fleets that start GPU boxes on demand; false: refuse them with 503 model_unavailable.
+   */
+  @Transform(toBool) @IsBoolean()
+  QUEUE_UNSERVED_MODELS = false;
+
+  /** true: a worker renders each served model's warm-up prompt before it takes user jobs (at start and after ComfyUI restarts). */
+  @Transform(toBool) @IsBoolean()
+  WARMUP = false;
+
   // --- auth ---
   /** true: refuse to start while no API key exists (never run open by accident). */
   @Transform(toBool) @IsBoolean()

@@ -99,7 +99,7 @@ describe('summarizeWorkers', () => {
       1000,
     );
     expect(s.alive).toBe(2);
-    expect(s.by_state).toEqual({ idle: 0, busy: 1, comfyui_down: 1 });
+    expect(s.by_state).toEqual({ idle: 0, busy: 1, comfyui_down: 1, warming: 0 });
     expect(s.workers[0]).toMatchObject({ id: 'a', job_id: 'j1', heartbeat_age_ms: 10, since_progress_ms: 50, vram_free_mb: 4 });
     expect(s.workers[1]).toMatchObject({ since_progress_ms: null, vram_free_mb: null });
   });

@@ -1,11 +1,10 @@
 import { Injectable } from '@nestjs/common';
-import { InjectQueue } from '@nestjs/bullmq';
 import { HealthIndicatorService } from '@nestjs/terminus';
 import { Queue } from 'bullmq';
 import { Env } from '@app/config';
-import { QueueName } from '@app/queue';
+import { GenerationQueues } from '@app/jobs';
 import { CachedProbe } from './cached-probe';
-import { FleetMonitor } from './fleet-monitor';
+import { FleetMonitor, mayServeModel } from './fleet-monitor';
 import { healthSettings } from './health-settings';
 import type { WorkerHeartbeat } from './worker-heartbeat';
 import { withTimeout } from './with-timeout';
@@ -70,33 +69,57 @@ export function evaluateQueue(snap: QueueSnapshot, beats: WorkerHeartbeat[], stu
   };
 }
 
-/** Down when the generation queue has a wedged consumer (see evaluateQueue). */
+/**
+ * Every model's queue evaluated against the workers that may serve that model: the wedged queue
+ * when there is one (named), else the totals over all models.
+ */
+export function evaluateModelQueues(snaps: Array<{ model: string; snap: QueueSnapshot }>, beats: WorkerHeartbeat[], stuckMs: number, now: number): QueueEvaluation & { model?: string } {
+  const evals = snaps.map(({ model, snap }) => ({ model, e: evaluateQueue(snap, beats.filter((b) => mayServeModel(b, model)), stuckMs, now) }));
+  const stuck = evals.find((x) => !x.e.up);
+  if (stuck) return { ...stuck.e, model: stuck.model };
+  const all = evals.map((x) => x.e);
+  const oldest = all.map((e) => e.oldest_waiting_ms).filter((v): v is number => v !== null);
+  const sinceStart = all.map((e) => e.since_last_start_ms).filter((v): v is number => v !== null);
+  return {
+    up: true,
+    waiting: all.reduce((n, e) => n + e.waiting, 0),
+    active: all.reduce((n, e) => n + e.active, 0),
+    paused: all.length > 0 && all.every((e) => e.paused),
+    workers_alive: beats.length,
+    oldest_waiting_ms: oldest.length ? Math.max(...oldest) : null,
+    since_last_start_ms: sinceStart.length ? Math.min(...sinceStart) : null,
+    stuck_after_ms: stuckMs,
+  };
+}
+
+/** Down when a model's generation queue has a wedged consumer (see evaluateQueue). */
 @Injectable()
 export class QueueHealthIndicator {
-  private readonly snapshot: CachedProbe<QueueSnapshot>;
+  private readonly snapshot: CachedProbe<Array<{ model: string; snap: QueueSnapshot }>>;
   private readonly stuckMs: number;
 
   constructor(
     private readonly health: HealthIndicatorService,
     private readonly fleet: FleetMonitor,
-    @InjectQueue(QueueName.Generation) queue: Queue,
+    queues: GenerationQueues,
     env: Env,
   ) {
     const s = healthSettings(env);
     this.stuckMs = s.queueStuckMs;
-    this.snapshot = new CachedProbe(() => withTimeout(readQueueSnapshot(queue), s.redisTimeoutMs, 'reading the generation queue'), s.cacheMs);
+    const read = () => Promise.all(queues.models().map(async (model) => ({ model, snap: await readQueueSnapshot(queues.forModel(model)) })));
+    this.snapshot = new CachedProbe(() => withTimeout(read(), s.redisTimeoutMs, 'reading the generation queues'), s.cacheMs);
   }
 
   async isHealthy(key = 'queue') {
     const indicator = this.health.check(key);
-    let snap: QueueSnapshot;
+    let snaps: Array<{ model: string; snap: QueueSnapshot }>;
     let beats: WorkerHeartbeat[];
     try {
-      [snap, beats] = await Promise.all([this.snapshot.get(), this.fleet.heartbeats()]);
+      [snaps, beats] = await Promise.all([this.snapshot.get(), this.fleet.heartbeats()]);
     } catch (e) {
       return indicator.down({ message: `queue unreadable: ${(e as Error).message}` });
     }
-    const { up, ...details } = evaluateQueue(snap, beats, this.stuckMs, Date.now());
+    const { up, ...details } = evaluateModelQueues(snaps, beats, this.stuckMs, Date.now());
     return up ? indicator.up(details) : indicator.down(details);
   }
 }

@@ -4,8 +4,9 @@ import type Redis from 'ioredis';
 import { RedisKeys } from '@app/queue';
 import type { GpuReport } from './gpu-report';
 
-export type WorkerState = 'idle' | 'busy' | 'comfyui_down';
-export const WORKER_STATES: readonly WorkerState[] = ['idle', 'busy', 'comfyui_down'];
+/** `warming`: ComfyUI answers, the worker renders its warm-up prompts and takes no user job yet. */
+export type WorkerState = 'idle' | 'busy' | 'comfyui_down' | 'warming';
+export const WORKER_STATES: readonly WorkerState[] = ['idle', 'busy', 'comfyui_down', 'warming'];
 
 /**
  * What one generation worker (one ComfyUI, one GPU) says about itself every few seconds. Written
@@ -27,6 +28,11 @@ export interface WorkerHeartbeat {
   /** Epoch ms when this worker last took a job (any job); null if never since it started. */
   last_job_started_at: number | null;
   comfyui_version: string | null;
+  /**
+   * Models whose files this worker's ComfyUI has, so it consumes their queues; null until its
+   * ComfyUI first answered (or from a worker older than routing): it may serve any model.
+   */
+  models?: string[] | null;
   gpus: GpuReport[];
   /** Share of the last minute this worker spent on jobs, 0..1. */
   busy_ratio: number;

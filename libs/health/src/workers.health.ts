@@ -50,6 +50,9 @@ export class WorkersHealthIndicator {
       return indicator.down({ message: `heartbeats unreadable: ${(e as Error).message}` });
     }
     const summary = summarizeWorkers(beats, Date.now());
-    return beats.length ? indicator.up(summary) : indicator.down({ ...summary, message: 'no worker has a fresh heartbeat' });
+    if (!beats.length) return indicator.down({ ...summary, message: 'no worker has a fresh heartbeat' });
+    // A warming worker takes no user job yet: a node whose every worker warms is not ready.
+    if (beats.every((b) => b.state === 'warming')) return indicator.down({ ...summary, message: 'warming' });
+    return indicator.up(summary);
   }
 }

@@ -7,6 +7,7 @@ import { type GenerationJob, type GenerationJobData, type GenerationResult, type
 import type { ResultStore } from '@app/storage';
 import type { WebhookEnqueuer, WebhookEventInput, WebhookStateStore } from '@app/webhooks';
 import type { JobEventBus } from './job-event-bus';
+import { GenerationQueues } from './generation-queues';
 import { JobLifecycle } from './job-lifecycle.service';
 import type { JobTransition } from './job-transitions';
 import { isTerminalRecord, type TerminalRecord } from './job-view';
@@ -53,7 +54,7 @@ function harness() {
     toKey: (type: string) => `bull:generation:${type}`,
   }) as unknown as Queue<GenerationJobData, GenerationResult>;
   const env = { JOB_ATTEMPTS: 3, JOB_BACKOFF_MS: 10, RESULT_TTL_SECONDS: 60, PUBLIC_BASE_URL: undefined } as unknown as Env;
-  const lifecycle = new JobLifecycle(env, new RedisKeys('t'), store, bus, enqueuer, states, redis, queue);
+  const lifecycle = new JobLifecycle(env, new RedisKeys('t'), store, bus, enqueuer, states, redis, new GenerationQueues('m', new Map([['m', queue]]), []));
   const transitions: JobTransition[] = [];
   lifecycle.onTransition((t) => transitions.push(t));
   return { lifecycle, log, records, flags, values, queueJobs, events, cancels, webhooks, transitions };

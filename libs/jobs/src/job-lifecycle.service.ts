@@ -1,15 +1,14 @@
 import { EventEmitter } from 'node:events';
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { InjectQueue } from '@nestjs/bullmq';
-import type { Queue } from 'bullmq';
 import type Redis from 'ioredis';
 import { Env } from '@app/config';
 import {
   type GenerationJob, type GenerationJobData, generationJobOptions, type GenerationProgress, type GenerationResult, type JobError,
-  type JobEvent, JobName, type JobResource, logQueueErrors, QueueName, RedisKeys, type WebhookEvent, decodeFailure,
+  type JobEvent, JobName, type JobResource, logQueueErrors, RedisKeys, type WebhookEvent, decodeFailure,
 } from '@app/queue';
 import { REDIS_CLIENT, ResultStore, retryWhileStorageFull } from '@app/storage';
 import { WebhookEnqueuer, WebhookStateStore } from '@app/webhooks';
+import { type GenerationQueue, GenerationQueues } from './generation-queues';
 import { JobEventBus } from './job-event-bus';
 import { renderJobResource } from './job-resource';
 import type { JobTransition } from './job-transitions';
@@ -51,9 +50,9 @@ export class JobLifecycle {
     private readonly webhooks: WebhookEnqueuer,
     private readonly webhookStates: WebhookStateStore,
     @Inject(REDIS_CLIENT) private readonly redis: Redis,
-    @InjectQueue(QueueName.Generation) private readonly queue: Queue<GenerationJobData, GenerationResult>,
+    private readonly queues: GenerationQueues,
   ) {
-    logQueueErrors(queue, (m) => this.logger.warn(m));
+    for (const q of queues.all()) logQueueErrors(q, (m) => this.logger.warn(m));
     this.local.setMaxListeners(50);
   }
 
@@ -70,13 +69,14 @@ export class JobLifecycle {
 
   // ---------------------------------------------------------------- the API's side
 
+  /** Waiting jobs of every model: back-pressure is one budget for the deployment. */
   async waitingCount(): Promise<number> {
-    const counts = await this.queue.getJobCounts('waiting', 'prioritized', 'delayed');
-    return (counts.waiting ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0);
+    const all = await Promise.all(this.queues.all().map((q) => q.getJobCounts('waiting', 'prioritized', 'delayed')));
+    return all.reduce((sum, counts) => sum + (counts.waiting ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0), 0);
   }
 
   async enqueue(jobId: string, data: GenerationJobData, priority?: number): Promise<void> {
-    await this.queue.add(
+    await this.queues.forModel(data.params.model).add(
       JobName.Generate,
       data,
       generationJobOptions({ jobId, priority, attempts: this.env.JOB_ATTEMPTS, backoffMs: this.env.JOB_BACKOFF_MS, resultTtlSeconds: this.env.RESULT_TTL_SECONDS }),
@@ -149,8 +149,9 @@ export class JobLifecycle {
     await this.redis.set(this.keys.cancelFlag(jobId), '1', 'EX', this.env.RESULT_TTL_SECONDS);
     if (view.status === 'queued') {
       // A worker may take it meanwhile: then it sees the flag before submitting, or hears the request below.
-      await this.queue.remove(jobId).catch(() => 0);
-      if ((await this.queue.getJobState(jobId)) === 'unknown') {
+      const queue = this.queues.forModel(view.data.params.model);
+      await queue.remove(jobId).catch(() => 0);
+      if ((await queue.getJobState(jobId)) === 'unknown') {
         const record: TerminalRecord = {
           v: 1, id: jobId, status: 'canceled', data: view.data, progress: null, attempts: view.attempts,
           started_at: null, finished_at: Date.now(), result: null, error: CANCELED_ERROR,
@@ -203,14 +204,14 @@ export class JobLifecycle {
    * (never added, or long gone). For the per-key quota's reconciliation.
    */
   async liveness(jobId: string): Promise<'live' | 'ended' | 'unknown'> {
-    const state = await this.queue.getJobState(jobId);
-    if (state === 'unknown') return 'unknown';
+    const state = (await this.queues.locate(jobId))?.state;
+    if (state === undefined) return 'unknown';
     return LIVE_STATES.has(state) ? 'live' : 'ended';
   }
 
   private async hasEnded(jobId: string): Promise<boolean> {
     if (isTerminalRecord(await this.store.getRecord(jobId))) return true;
-    const state = await this.queue.getJobState(jobId);
+    const state = (await this.queues.locate(jobId))?.state;
     return state === 'completed' || state === 'failed';
   }
 
@@ -406,9 +407,10 @@ export class JobLifecycle {
 
   private async queueSnapshot(jobId: string): Promise<QueueSnapshot | undefined> {
     // State first, then the job: reading the job first can show "completed" without its result.
-    const state = await this.queue.getJobState(jobId);
-    if (state === 'unknown') return undefined;
-    const job = await this.queue.getJob(jobId);
+    const located = await this.queues.locate(jobId);
+    if (!located) return undefined;
+    const { queue, state } = located;
+    const job = await queue.getJob(jobId);
     if (!job) return undefined;
     // BullMQ prunes finished jobs lazily (when later jobs finish): past retention, treat it as gone.
     if (job.finishedOn && Date.now() - job.finishedOn > this.env.RESULT_TTL_SECONDS * 1000) return undefined;
@@ -426,19 +428,22 @@ export class JobLifecycle {
       processedOn: job.processedOn,
       finishedOn: job.finishedOn,
       cancelRequested,
-      queuePosition: queued && !cancelRequested ? await this.queuePosition(jobId, state) : null,
+      queuePosition: queued && !cancelRequested ? await this.queuePosition(queue, jobId, state) : null,
     };
   }
 
-  /** 0 = next to run. Unprioritized waiting jobs go first, then the priority set in score order. */
-  private async queuePosition(jobId: string, state: string): Promise<number | null> {
-    const waitKey = this.queue.toKey('wait');
+  /**
+   * 0 = next to run in its model's queue. Unprioritized waiting jobs go first, then the priority
+   * set in score order.
+   */
+  private async queuePosition(queue: GenerationQueue, jobId: string, state: string): Promise<number | null> {
+    const waitKey = queue.toKey('wait');
     if (state === 'waiting') {
       const [len, pos] = await Promise.all([this.redis.llen(waitKey), this.redis.lpos(waitKey, jobId)]);
       return pos === null ? null : len - 1 - pos;
     }
     if (state === 'prioritized') {
-      const [len, rank] = await Promise.all([this.redis.llen(waitKey), this.redis.zrank(this.queue.toKey('prioritized'), jobId)]);
+      const [len, rank] = await Promise.all([this.redis.llen(waitKey), this.redis.zrank(queue.toKey('prioritized'), jobId)]);
       return rank === null ? null : len + rank;
     }
     return null;

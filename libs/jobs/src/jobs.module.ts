@@ -2,6 +2,7 @@ import { Global, Module } from '@nestjs/common';
 import { BullModule } from '@nestjs/bullmq';
 import { QueueName, redisKeysProvider, RedisKeys } from '@app/queue';
 import { WebhookEnqueuer, webhookEnqueuerProvider, WebhookStateStore, webhookStateStoreProvider } from '@app/webhooks';
+import { GenerationQueues, generationQueuesProvider } from './generation-queues';
 import { JobEventBus } from './job-event-bus';
 import { JobLifecycle } from './job-lifecycle.service';
 
@@ -12,7 +13,7 @@ import { JobLifecycle } from './job-lifecycle.service';
 @Global()
 @Module({
   imports: [BullModule.registerQueue({ name: QueueName.Generation }, { name: QueueName.Webhook })],
-  providers: [redisKeysProvider, webhookStateStoreProvider, webhookEnqueuerProvider, JobEventBus, JobLifecycle],
-  exports: [RedisKeys, WebhookStateStore, WebhookEnqueuer, JobEventBus, JobLifecycle, BullModule],
+  providers: [redisKeysProvider, webhookStateStoreProvider, webhookEnqueuerProvider, generationQueuesProvider, JobEventBus, JobLifecycle],
+  exports: [RedisKeys, GenerationQueues, WebhookStateStore, WebhookEnqueuer, JobEventBus, JobLifecycle, BullModule],
 })
 export class JobsModule {}

@@ -6,6 +6,15 @@ export enum QueueName {
   Webhook = 'webhook',
 }
 
+/**
+ * The queue of one model's generation jobs: the default model keeps `generation` (what was
+ * deployed before routing existed), every other model has `generation-<model id>`. A worker
+ * consumes only the queues of the models its ComfyUI has the files of.
+ */
+export function generationQueueName(model: string, defaultModel: string): string {
+  return model === defaultModel ? QueueName.Generation : `${QueueName.Generation}-${model}`;
+}
+
 /** Job names, one per kind of work; the map below ties each to its payload and result. */
 export enum JobName {
   Generate = 'generate',

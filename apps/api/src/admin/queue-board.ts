@@ -6,6 +6,7 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import type { Queue } from 'bullmq';
 import { Env } from '@app/config';
+import { GenerationQueues } from '@app/jobs';
 import { QueueName } from '@app/queue';
 import { adminAuth } from './admin-auth';
 
@@ -18,7 +19,7 @@ export const QUEUE_BOARD_PATH = '/admin/queues';
  */
 export function mountQueueBoard(app: INestApplication, env: Env): void {
   if (!env.ADMIN_TOKEN) return;
-  const queues = [QueueName.Generation, QueueName.Webhook].map((name) => app.get<string, Queue>(getQueueToken(name), { strict: false }));
+  const queues: Queue[] = [...app.get(GenerationQueues, { strict: false }).all(), app.get<string, Queue>(getQueueToken(QueueName.Webhook), { strict: false })];
   const serverAdapter = new ExpressAdapter();
   serverAdapter.setBasePath(QUEUE_BOARD_PATH);
   createBullBoard({ queues: queues.map((q) => new BullMQAdapter(q)), serverAdapter, options: { uiConfig: { boardTitle: 'Fictures queues' } } });

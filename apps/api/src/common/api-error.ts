@@ -38,6 +38,7 @@ export const STATUS_BY_CODE: Record<string, number> = {
   [ErrorCode.StorageFull]: 503,
   [ErrorCode.QueueFull]: 503,
   [ErrorCode.NoCapacity]: 503,
+  [ErrorCode.ModelUnavailable]: 503,
   [ErrorCode.SyncTimeout]: 504,
   [ErrorCode.InternalError]: 500,
 };

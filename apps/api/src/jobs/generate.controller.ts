@@ -59,7 +59,7 @@ export class GenerateController {
       'SYNC_TIMEOUT_MS. `POST /api/v1/images/jobs` still accepts jobs then: they wait in the queue and run when a GPU is back.',
   })
   @ApiOkResponse({ description: 'image_url is a data: URL of the first image (PNG unless output_format says otherwise); images[] has every image of num_images' })
-  @ApiServiceUnavailableResponse({ description: '`no_capacity`: no GPU worker can take the job now (see Retry-After); or `redis_unavailable`, `queue_full`, `storage_full` (Redis nearly full, see Retry-After)' })
+  @ApiServiceUnavailableResponse({ description: '`no_capacity`: no GPU worker can take the job now (see Retry-After); `model_unavailable`: no live worker has the files of the model; or `redis_unavailable`, `queue_full`, `storage_full` (Redis nearly full, see Retry-After)' })
   @ApiGatewayTimeoutResponse({ description: 'Still running after SYNC_TIMEOUT_MS; poll the job_id in details' })
   async generate(@Body() dto: GenerateImageDto, @Req() req: ApiRequest, @Res({ passthrough: true }) res: Response): Promise<GenerateImageResponse> {
     const caller = callerOf(req);
@@ -67,9 +67,11 @@ export class GenerateController {
     // Input the model or the policy rejects is the caller's to fix whatever the fleet does: 4xx before 503.
     const checked = this.workflows.resolve(dto);
     // A cached answer needs no GPU: it is served whatever the fleet does.
-    if ((await this.noCapacity()) && !(await this.jobs.hasCachedAnswer(checked, dto, caller))) {
+    if ((await this.noCapacity(checked.model)) && !(await this.jobs.hasCachedAnswer(checked, dto, caller))) {
       // Only here: submit() runs the policy itself, and a remote policy should not be asked twice.
       await enforceContentPolicy(this.contentPolicy, checked.prompt, checked.negative_prompt);
+      // No GPU for this model at all is model_unavailable, not a wait for capacity.
+      await this.jobs.requireServed(checked.model);
       const retryAfterS = Math.max(1, Math.ceil((this.env.WORKER_HEARTBEAT_INTERVAL_MS + this.env.HEALTH_CACHE_MS) / 1000));
       throw new ApiError(
         ErrorCode.NoCapacity,
@@ -124,7 +126,7 @@ export class GenerateController {
    * heartbeats are read through the health cache, so this costs a Redis round trip only once per
    * HEALTH_CACHE_MS. Unreadable heartbeats (Redis away) are left to the submission's own 503.
    */
-  private async noCapacity(): Promise<boolean> {
-    return (await this.fleet.workersServing().catch(() => undefined)) === 0;
+  private async noCapacity(model: string): Promise<boolean> {
+    return (await this.fleet.workersServing(model).catch(() => undefined)) === 0;
   }
 }

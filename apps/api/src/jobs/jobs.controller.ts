@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { Body, Controller, Delete, Get, Headers, HttpCode, Param, ParseUUIDPipe, Post, Query, Req, Res } from '@nestjs/common';
-import { ApiAcceptedResponse, ApiHeader, ApiOkResponse, ApiOperation, ApiProduces, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { ApiAcceptedResponse, ApiHeader, ApiOkResponse, ApiOperation, ApiProduces, ApiQuery, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
@@ -42,6 +42,7 @@ export class JobsController {
   @HttpCode(202)
   @ApiOperation({ summary: 'Submit a generation job (asynchronous)' })
   @ApiAcceptedResponse({ description: 'The job resource; Location points at it' })
+  @ApiServiceUnavailableResponse({ description: "`model_unavailable`: workers are live and none has the model's files (see Retry-After; QUEUE_UNSERVED_MODELS=true queues it); or `redis_unavailable`, `queue_full`" })
   @ApiHeader({ name: 'Prefer', required: false, description: `wait=N (0–${MAX_WAIT_SECONDS} s): answer once the job has ended, or after N s with its state then` })
   async create(
     @Body() dto: CreateJobDto,

@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { DomainError, ErrorCode } from '@app/common';
 import { loadEnv } from '@app/config';
+import type { FleetMonitor } from '@app/health';
 import type { JobLifecycle } from '@app/jobs';
 import type { ResultStore } from '@app/storage';
 import type { WorkflowRegistry } from '@app/workflows';
@@ -13,7 +14,7 @@ import type { InputImagesService } from '../uploads/input-images.service';
 const params = { model: 'm', prompt: 'p', negative_prompt: '', width: 64, height: 64, num_inference_steps: 1, guidance_scale: 1, seed: 1 };
 
 /** JobsService with fakes: the model registry, the job owner and Redis's memory as the probe reads it. */
-function service(o: { store?: string; memory?: RedisMemory; invalid?: boolean }) {
+function service(o: { store?: string; memory?: RedisMemory; invalid?: boolean; served?: boolean; queueUnserved?: boolean }) {
   const enqueued: string[] = [];
   let reads = 0;
   const workflows = {
@@ -24,10 +25,11 @@ function service(o: { store?: string; memory?: RedisMemory; invalid?: boolean })
   } as unknown as WorkflowRegistry;
   const lifecycle = { waitingCount: async () => 0, enqueue: async (id: string) => void enqueued.push(id) } as unknown as JobLifecycle;
   const probe = { read: async () => (reads++, o.memory) } as unknown as RedisMemoryProbe;
-  const env = loadEnv({ RESULT_STORE: o.store ?? 'redis', RESULT_S3_BUCKET: 'bucket-x', REDIS_MEMORY_HIGH_WATERMARK: '0.9' });
+  const fleet = { modelServed: async () => o.served ?? true } as unknown as FleetMonitor;
+  const env = loadEnv({ RESULT_STORE: o.store ?? 'redis', RESULT_S3_BUCKET: 'bucket-x', REDIS_MEMORY_HIGH_WATERMARK: '0.9', QUEUE_UNSERVED_MODELS: String(o.queueUnserved ?? false) });
   // Text-to-image only: no edit inputs to resolve.
   const inputImages = { resolve: async () => undefined } as unknown as InputImagesService;
-  const jobs = new JobsService(env, workflows, {} as ResultStore, lifecycle, inputImages, undefined, undefined, probe);
+  const jobs = new JobsService(env, workflows, {} as ResultStore, lifecycle, inputImages, fleet, undefined, undefined, probe);
   const submit = () => jobs.submit({ prompt: 'p' } as CreateJobDto, {}, { requestBase: 'http://x' });
   return { submit, enqueued, reads: () => reads };
 }
@@ -64,5 +66,24 @@ describe('JobsService admission by Redis memory', () => {
     const s = service({ invalid: true, memory: mem(999, 1000) });
     await expect(s.submit()).rejects.toMatchObject({ code: ErrorCode.ValidationFailed });
     expect(s.reads()).toBe(0);
+  });
+});
+
+describe('JobsService admission by model', () => {
+  beforeAll(() => Logger.overrideLogger(false));
+
+  it('a model no live worker serves: 503 model_unavailable with Retry-After, nothing enqueued', async () => {
+    const s = service({ served: false });
+    const err = await s.submit().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect(err).toMatchObject({ code: ErrorCode.ModelUnavailable, details: { model: 'm' } });
+    expect(Number((err as ApiError).headers['Retry-After'])).toBeGreaterThanOrEqual(1);
+    expect(s.enqueued).toEqual([]);
+  });
+
+  it('QUEUE_UNSERVED_MODELS=true queues it anyway', async () => {
+    const s = service({ served: false, queueUnserved: true });
+    await s.submit();
+    expect(s.enqueued).toHaveLength(1);
   });
 });

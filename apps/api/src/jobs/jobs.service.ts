@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Injectable, Logger, Optional } from '@nestjs/common';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
+import { FleetMonitor } from '@app/health';
 import { isTerminal, JobLifecycle, type JobView, renderJobResource, resultCacheKey } from '@app/jobs';
 import { DEFAULT_WEBHOOK_EVENTS, type GenerationJobData, type GenerationParams, type JobResource, type StoredImageRef } from '@app/queue';
 import { type ImageStream, ResultStore } from '@app/storage';
@@ -36,6 +37,7 @@ export class JobsService {
     private readonly store: ResultStore,
     private readonly lifecycle: JobLifecycle,
     private readonly inputImages: InputImagesService,
+    private readonly fleet: FleetMonitor,
     @Optional() private readonly contentPolicy?: ContentPolicy,
     @Optional() private readonly quota?: JobQuota,
     @Optional() private readonly redisMemory?: RedisMemoryProbe,
@@ -61,6 +63,7 @@ export class JobsService {
       this.logger.log({ request_id: caller.requestId, job_id: jobId, msg: 'job answered from the result cache', model: params.model, source_job_id: source.id });
       return jobId;
     }
+    await this.requireServed(params.model);
     await this.refuseWhenRedisNearlyFull();
     const waiting = await this.lifecycle.waitingCount();
     if (waiting >= this.env.QUEUE_MAX_WAITING) {
@@ -108,6 +111,19 @@ export class JobsService {
     if (!seeded || this.env.RESULT_CACHE === 'off') return undefined;
     const scope = this.env.RESULT_CACHE === 'global' ? ({ kind: 'global' } as const) : ({ kind: 'owner', owner: caller.owner } as const);
     return resultCacheKey(params, this.workflows.fingerprint(params.model), scope);
+  }
+
+  /**
+   * 503 model_unavailable when workers are live and none has the model's files: its job would
+   * wait for a GPU box that may never come. QUEUE_UNSERVED_MODELS=true accepts it (fleets that
+   * start boxes on backlog). Read through the health cache; unreadable heartbeats are left to
+   * the enqueue's own Redis error.
+   */
+  async requireServed(model: string): Promise<void> {
+    if (this.env.QUEUE_UNSERVED_MODELS) return;
+    if (await this.fleet.modelServed(model).catch(() => true)) return;
+    const retryAfterS = Math.max(1, Math.ceil((this.env.WORKER_HEARTBEAT_INTERVAL_MS + this.env.HEALTH_CACHE_MS) / 1000));
+    throw new ApiError(ErrorCode.ModelUnavailable, `No GPU worker has the files of model ${model} right now; retry later`, { model }, { 'Retry-After': String(retryAfterS) });
   }
 
   /**

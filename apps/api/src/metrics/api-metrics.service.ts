@@ -2,6 +2,7 @@ import { Injectable, Logger } from '@nestjs/common';
 import { Queue } from 'bullmq';
 import { InjectQueue } from '@nestjs/bullmq';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { GenerationQueues } from '@app/jobs';
 import { CachedProbe, FleetMonitor, WORKER_STATES, WorkerHeartbeat, withTimeout } from '@app/health';
 import { logQueueErrors, QueueName } from '@app/queue';
 import { RedisMemoryProbe } from './redis-memory';
@@ -28,12 +29,14 @@ export class ApiMetrics {
 
   constructor(
     private readonly fleet: FleetMonitor,
-    @InjectQueue(QueueName.Generation) generation: Queue,
+    generation: GenerationQueues,
     @InjectQueue(QueueName.Webhook) webhook: Queue,
     redisMemory: RedisMemoryProbe,
   ) {
     const registers = [this.registry];
-    for (const q of [generation, webhook]) logQueueErrors(q, (m) => new Logger('Metrics').warn(m));
+    // Every model's queue (generation, generation-<model>) and the webhook queue.
+    const queues: Queue[] = [...generation.all(), webhook];
+    for (const q of queues) logQueueErrors(q, (m) => new Logger('Metrics').warn(m));
     collectDefaultMetrics({ register: this.registry });
     this.httpRequests = new Counter({
       name: 'fictures_http_requests_total',
@@ -61,7 +64,6 @@ export class ApiMetrics {
       registers,
     });
 
-    const queues = [generation, webhook];
     this.depth = new CachedProbe(
       () => withTimeout(Promise.all(queues.map(async (q) => [q.name, await q.getJobCounts(...QUEUE_STATES)] as const)).then(Object.fromEntries), 800, 'queue depth'),
       1_000,

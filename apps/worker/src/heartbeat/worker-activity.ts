@@ -1,8 +1,7 @@
 import { Injectable, OnApplicationBootstrap } from '@nestjs/common';
-import type { Worker } from 'bullmq';
 import type { ComfyUiClient } from '@app/comfyui';
 import { JobLifecycle, type JobTransition } from '@app/jobs';
-import { GenerationWorkerPool } from '../generation/generation-worker.pool';
+import { GenerationWorkerPool, type Slot } from '../generation/generation-worker.pool';
 
 /** What one generation worker (one ComfyUI) is doing, from the job owner's transitions on it. */
 export class SlotActivity {
@@ -13,7 +12,8 @@ export class SlotActivity {
   constructor(
     readonly index: number,
     readonly comfy: ComfyUiClient,
-    readonly worker: Worker,
+    /** The pool's slot: its served models and whether it is warming up. */
+    readonly slot: Slot,
   ) {}
 
   /** Called for every transition of this process; keeps those on this slot's ComfyUI. */
@@ -43,13 +43,13 @@ export class SlotActivity {
 }
 
 /**
- * One SlotActivity per generation worker of the pool. Listed after the pool in WorkerModule, so
- * the pool has created its workers when this bootstraps; new workers are picked up on each call.
+ * One SlotActivity per GPU slot of the pool. Listed after the pool in WorkerModule, so the pool
+ * has created its slots when this bootstraps; new slots are picked up on each call.
  */
 @Injectable()
 export class WorkerActivity implements OnApplicationBootstrap {
   private readonly bySlot: SlotActivity[] = [];
-  private readonly seen = new WeakSet<Worker>();
+  private readonly seen = new WeakSet<Slot>();
 
   constructor(
     private readonly pool: GenerationWorkerPool,
@@ -64,12 +64,10 @@ export class WorkerActivity implements OnApplicationBootstrap {
   }
 
   slots(): SlotActivity[] {
-    const workers = this.pool.workers;
-    const clients = this.pool.comfyClients;
-    workers.forEach((w, i) => {
-      if (this.seen.has(w)) return;
-      this.seen.add(w);
-      this.bySlot.push(new SlotActivity(i, clients[i], w));
+    this.pool.allSlots.forEach((slot, i) => {
+      if (this.seen.has(slot)) return;
+      this.seen.add(slot);
+      this.bySlot.push(new SlotActivity(i, slot.comfy, slot));
     });
     return this.bySlot;
   }

@@ -67,7 +67,8 @@ export class WorkerHeartbeatService implements OnApplicationBootstrap, BeforeApp
 
   private heartbeatOf(slot: SlotActivity, probe: ComfyInstanceStatus): WorkerHeartbeat {
     const now = Date.now();
-    const state: WorkerState = !probe.up ? 'comfyui_down' : slot.current ? 'busy' : 'idle';
+    // `warming` also while the pool has not yet started the slot (model files being listed): it takes no job yet.
+    const state: WorkerState = !probe.up ? 'comfyui_down' : slot.slot.warming || !slot.slot.comfyUp ? 'warming' : slot.current ? 'busy' : 'idle';
     const before = this.lastState.get(slot.index);
     if (state === 'comfyui_down' && before !== 'comfyui_down') this.logger.warn({ msg: 'ComfyUI unreachable', comfyui: probe.url, error: probe.error });
     if (before === 'comfyui_down' && state !== 'comfyui_down') this.logger.log({ msg: 'ComfyUI reachable again', comfyui: probe.url });
@@ -83,6 +84,7 @@ export class WorkerHeartbeatService implements OnApplicationBootstrap, BeforeApp
       last_progress_at: slot.current?.lastProgressAt ?? null,
       last_job_started_at: slot.lastJobStartedAt ?? null,
       comfyui_version: probe.version,
+      models: slot.slot.models,
       gpus: probe.gpus,
       busy_ratio: this.busyRatio(slot, now),
       interval_ms: this.intervalMs,

@@ -2,6 +2,7 @@ import { Injectable, OnApplicationBootstrap } from '@nestjs/common';
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
 import { ErrorCode } from '@app/common';
 import { JobLifecycle } from '@app/jobs';
+import { GpuReadiness } from '../generation/gpu-readiness';
 import { WorkerActivity } from '../heartbeat/worker-activity';
 import { webhookDeliveries } from './webhook-metrics';
 
@@ -20,10 +21,12 @@ export class WorkerMetrics implements OnApplicationBootstrap {
   readonly queueWait: Histogram<'model'>;
   readonly execution: Histogram<'model'>;
   readonly total: Histogram<'model'>;
+  readonly warmUp: Histogram<'comfyui'>;
 
   constructor(
     private readonly lifecycle: JobLifecycle,
     activity: WorkerActivity,
+    private readonly readiness: GpuReadiness,
   ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
@@ -44,6 +47,13 @@ export class WorkerMetrics implements OnApplicationBootstrap {
     this.queueWait = histogram('fictures_job_queue_wait_seconds', 'From submission to a worker taking the job (first attempt)');
     this.execution = histogram('fictures_job_execution_seconds', 'From submitting the prompt to ComfyUI to the outputs being stored (succeeded jobs)');
     this.total = histogram('fictures_job_total_seconds', 'From submission to the result being recorded (succeeded jobs)');
+    this.warmUp = new Histogram({
+      name: 'fictures_warmup_seconds',
+      help: 'Time a GPU slot spent on its warm-up prompts (WARMUP=true) before taking jobs, per ComfyUI instance',
+      labelNames: ['comfyui'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
     const reported = new Map<string, number>();
     new Counter<'comfyui'>({
       name: 'fictures_gpu_busy_seconds_total',
@@ -66,6 +76,7 @@ export class WorkerMetrics implements OnApplicationBootstrap {
   }
 
   onApplicationBootstrap(): void {
+    this.readiness.onWarmedUp((r) => this.warmUp.observe({ comfyui: r.comfyui }, r.seconds));
     this.lifecycle.onTransition((t) => {
       // Only what this process's workers did: the API's own transitions (queued, canceled while queued) are counted there.
       if (t.kind === 'running' && t.attempt === 1) this.queueWait.observe({ model: t.model }, t.queueMs / 1000);

@@ -1,0 +1,35 @@
+import { SlotGate } from './slot-gate';
+
+describe('SlotGate', () => {
+  it('lets one holder in at a time and serves waiters in arrival order', async () => {
+    const gate = new SlotGate();
+    const order: string[] = [];
+    expect(await gate.acquire(new AbortController().signal)).toBe(true);
+    const b = gate.acquire(new AbortController().signal).then((held) => order.push(`b:${held}`));
+    const c = gate.acquire(new AbortController().signal).then((held) => order.push(`c:${held}`));
+    await Promise.resolve();
+    expect(order).toEqual([]);
+    expect(gate.waiting).toBe(2);
+    gate.release();
+    await b;
+    expect(order).toEqual(['b:true']);
+    gate.release();
+    await c;
+    expect(order).toEqual(['b:true', 'c:true']);
+    gate.release();
+    expect(await gate.acquire(new AbortController().signal)).toBe(true);
+  });
+
+  it('an aborted waiter leaves the line without the gate and does not consume a release', async () => {
+    const gate = new SlotGate();
+    await gate.acquire(new AbortController().signal);
+    const abort = new AbortController();
+    const aborted = gate.acquire(abort.signal);
+    const next = gate.acquire(new AbortController().signal);
+    abort.abort();
+    expect(await aborted).toBe(false);
+    expect(gate.waiting).toBe(1);
+    gate.release();
+    expect(await next).toBe(true);
+  });
+});
