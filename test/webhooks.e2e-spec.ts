@@ -107,8 +107,10 @@ async function delivery(stack: Stack, id: string, event: string, ok: (s: Webhook
 async function deliveryJob(stack: Stack, id: string, event: string) {
   const q = new Queue(QueueName.Webhook, { connection: { url: stack.env.REDIS_URL }, prefix: stack.env.QUEUE_PREFIX });
   try {
+    // State first, then the job: fields read before a move to failed would be older than the state.
+    const state = await q.getJobState(`wh-${id}-${event}`);
     const j = await q.getJob(`wh-${id}-${event}`);
-    return j ? { state: await j.getState(), attemptsMade: j.attemptsMade, attemptsStarted: j.attemptsStarted } : undefined;
+    return j ? { state, attemptsMade: j.attemptsMade, attemptsStarted: j.attemptsStarted } : undefined;
   } finally {
     await q.close();
   }
