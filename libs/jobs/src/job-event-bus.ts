@@ -93,8 +93,12 @@ export class JobEventBus implements OnModuleDestroy {
     }
   }
 
-  onModuleDestroy(): void {
-    this.subscriber?.disconnect();
+  async onModuleDestroy(): Promise<void> {
+    const sub = this.subscriber;
     this.subscriber = undefined;
+    if (!sub) return;
+    // QUIT while connected: disconnect() leaves ioredis's socket timer running after the process is done.
+    if (sub.status === 'ready') await sub.quit().catch(() => sub.disconnect());
+    else sub.disconnect();
   }
 }
