@@ -247,9 +247,10 @@ describe('WARMUP=true: each served model is warmed before the first user job, an
     expect(ended.status).toBe('succeeded');
     const read = await stack.api.get(JobLifecycle).read(id);
     const promptId = read.found ? read.view.result?.prompt_id : undefined;
-    // Both shipped models warmed (Qwen, smoke-test), then the user's job.
-    expect(sim.stats().executedPromptIds).toHaveLength(3);
-    expect(sim.stats().executedPromptIds[2]).toBe(promptId);
+    // Every shipped model warmed (two Qwen variants, smoke-test), then the user's job.
+    const models = (await request(stack.url).get('/api/v1/models')).body.data.length as number;
+    expect(sim.stats().executedPromptIds).toHaveLength(models + 1);
+    expect(sim.stats().executedPromptIds[models]).toBe(promptId);
     await waitFor(async () => ((await request(stack.url).get('/health/ready')).status === 200 ? true : undefined), 10_000, 'readiness 200');
   });
 
@@ -265,8 +266,9 @@ describe('WARMUP=true: each served model is warmed before the first user job, an
     expect((await untilEnded(stack, id)).status).toBe('succeeded');
     const read = await stack.api.get(JobLifecycle).read(id);
     const after = sim.stats().executedPromptIds.slice(before);
-    expect(after).toHaveLength(3);
-    expect(after[2]).toBe(read.found ? read.view.result?.prompt_id : undefined);
+    const models = (await request(stack.url).get('/api/v1/models')).body.data.length as number;
+    expect(after).toHaveLength(models + 1);
+    expect(after[models]).toBe(read.found ? read.view.result?.prompt_id : undefined);
     const metric = await stack.worker!.get(WorkerMetrics).registry.getSingleMetric('fictures_warmup_seconds')?.get();
     expect(metric?.values.find((v) => (v as { metricName?: string }).metricName === 'fictures_warmup_seconds_count')).toMatchObject({ value: 2, labels: { comfyui: sim.url } });
   });

@@ -54,7 +54,7 @@ export const DEFAULT_MODELS: Record<string, string[]> = {
   diffusion_models: ['qwen_image_fp8_e4m3fn_scaled.safetensors'],
   text_encoders: ['qwen_2.5_vl_7b_fp8_scaled.safetensors'],
   vae: ['qwen_image_vae.safetensors'],
-  loras: ['Qwen-Image-Lightning-4steps-V2.0.safetensors'],
+  loras: ['Qwen-Image-Lightning-4steps-V2.0.safetensors', 'Qwen-Image-Lightning-8steps-V1.0.safetensors'],
 };
 
 export const SAMPLERS = [
