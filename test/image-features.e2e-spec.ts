@@ -1,21 +1,8 @@
-import { Queue } from 'bullmq';
 import { createHash } from 'node:crypto';
 import sharp from 'sharp';
 import request from 'supertest';
-import { QueueName } from '@app/queue';
-import { TestKeys } from './support/security';
+import { jobCount, TestKeys } from './support/security';
 import { Stack, waitFor } from './support/stack';
-
-/** Every job BullMQ holds under the stack's prefix, whatever its state. */
-async function jobCount(stack: Stack): Promise<number> {
-  const q = new Queue(QueueName.Generation, { connection: { url: process.env.REDIS_URL }, prefix: stack.env.QUEUE_PREFIX });
-  try {
-    const c = await q.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed');
-    return Object.values(c).reduce((a, b) => a + b, 0);
-  } finally {
-    await q.close();
-  }
-}
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 

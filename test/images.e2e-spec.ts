@@ -2,10 +2,9 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import axios from 'axios';
-import { Queue } from 'bullmq';
 import sharp from 'sharp';
 import request from 'supertest';
-import { QueueName } from '@app/queue';
+import { jobCount } from './support/security';
 import { Stack, waitFor } from './support/stack';
 
 const QWEN_FILES = {
@@ -14,16 +13,6 @@ const QWEN_FILES = {
   vae: ['qwen_image_vae.safetensors'],
   loras: ['Qwen-Image-Lightning-4steps-V2.0.safetensors'],
 };
-
-async function jobCount(stack: Stack): Promise<number> {
-  const q = new Queue(QueueName.Generation, { connection: { url: process.env.REDIS_URL }, prefix: stack.env.QUEUE_PREFIX });
-  try {
-    const c = await q.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed');
-    return Object.values(c).reduce((a, b) => a + b, 0);
-  } finally {
-    await q.close();
-  }
-}
 
 /** Types of a PNG's chunks, read by hand so the check does not share code with what it checks. */
 function pngChunkTypes(png: Buffer): string[] {

@@ -1,5 +1,6 @@
 import { Queue } from 'bullmq';
 import Redis from 'ioredis';
+import { GenerationQueues } from '@app/jobs';
 import { QueueName, RedisKeys } from '@app/queue';
 import { type ApiKeyLimits, ApiKeyStore } from '../../apps/api/src/auth/api-key.store';
 import type { Stack } from './stack';
@@ -30,15 +31,12 @@ export class TestKeys {
   }
 }
 
-/** Every generation job BullMQ holds for the stack, in any state. */
+/** Every generation job BullMQ holds for the stack, in any state, in every model's queue. */
 export async function jobCount(stack: Stack): Promise<number> {
-  const q = new Queue(QueueName.Generation, { connection: { url: stack.env.REDIS_URL }, prefix: stack.env.QUEUE_PREFIX });
-  try {
-    const c = await q.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed', 'waiting-children');
-    return Object.values(c).reduce((a, b) => a + b, 0);
-  } finally {
-    await q.close();
-  }
+  const counts = await Promise.all(
+    stack.api.get(GenerationQueues).all().map((q) => q.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed', 'waiting-children')),
+  );
+  return counts.reduce((sum, c) => sum + Object.values(c).reduce((a, b) => a + b, 0), 0);
 }
 
 /** The generation queue of the stack, for tests that act on jobs directly (close it after use). */
