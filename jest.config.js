@@ -10,7 +10,7 @@ for (const l of libs) {
 const transform = { '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.spec.json' }] };
 const common = { rootDir: __dirname, moduleFileExtensions: ['ts', 'js', 'json'], transform, moduleNameMapper, testEnvironment: 'node' };
 
-// No forceExit: every spec closes what it opens, so jest exits by itself. A handle left open shows as
+// Jest is not told to kill itself at the end: every spec closes what it opens, so jest exits by itself. A handle left open shows as
 // "Jest did not exit one second after the test run has completed" (openHandlesTimeout) or as "A worker
 // process has failed to exit gracefully"; a run that really hangs is bounded by the timeout in .ci/run.
 module.exports = {
