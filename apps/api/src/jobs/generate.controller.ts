@@ -1,14 +1,12 @@
-import { Body, Controller, HttpCode, Optional, Post, Req, Res } from '@nestjs/common';
+import { Body, Controller, HttpCode, Post, Req, Res } from '@nestjs/common';
 import { ApiGatewayTimeoutResponse, ApiOkResponse, ApiOperation, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
-import { FleetMonitor } from '@app/health';
 import { JobTimings } from '@app/queue';
 import { WorkflowRegistry } from '@app/workflows';
 import { ApiError, STATUS_BY_CODE } from '../common/api-error';
 import { RateLimitAs } from '../rate-limit/rate-limit-kind';
-import { ContentPolicy, enforceContentPolicy } from '../policy/content-policy';
 import { GenerateImageDto } from './dto/generate-image.dto';
 import { JobsService } from './jobs.service';
 import { ApiRequest, callerOf, requestBase } from './request-context';
@@ -44,8 +42,6 @@ export class GenerateController {
     private readonly jobs: JobsService,
     private readonly workflows: WorkflowRegistry,
     private readonly env: Env,
-    private readonly fleet: FleetMonitor,
-    @Optional() private readonly contentPolicy?: ContentPolicy,
   ) {}
 
   /** The original service's synchronous call: same request, same response, plus job_id and timings. */
@@ -64,23 +60,8 @@ export class GenerateController {
   async generate(@Body() dto: GenerateImageDto, @Req() req: ApiRequest, @Res({ passthrough: true }) res: Response): Promise<GenerateImageResponse> {
     const caller = callerOf(req);
     const base = requestBase(req);
-    // Input the model or the policy rejects is the caller's to fix whatever the fleet does: 4xx before 503.
-    const checked = this.workflows.resolve(dto);
-    // A cached answer needs no GPU: it is served whatever the fleet does.
-    if ((await this.noCapacity(checked.model)) && !(await this.jobs.hasCachedAnswer(checked, dto, caller))) {
-      // Only here: submit() runs the policy itself, and a remote policy should not be asked twice.
-      await enforceContentPolicy(this.contentPolicy, checked.prompt, checked.negative_prompt);
-      // No GPU for this model at all is model_unavailable, not a wait for capacity.
-      await this.jobs.requireServed(checked.model);
-      const retryAfterS = Math.max(1, Math.ceil((this.env.WORKER_HEARTBEAT_INTERVAL_MS + this.env.HEALTH_CACHE_MS) / 1000));
-      throw new ApiError(
-        ErrorCode.NoCapacity,
-        'No GPU worker can take a job right now; retry later, or submit it to POST /api/v1/images/jobs, where it waits for one',
-        undefined,
-        { 'Retry-After': String(retryAfterS) },
-      );
-    }
-    const jobId = await this.jobs.submit(dto, caller, { requestBase: base });
+    // 4xx for bad input first, then a cached answer (no GPU needed), then 503 no_capacity: all decided in submit().
+    const jobId = await this.jobs.submit(dto, caller, { requestBase: base, requireCapacity: true });
     const ended = await this.jobs.waitForEnd(jobId, this.env.SYNC_TIMEOUT_MS);
     const location = `${this.jobs.baseUrl(base)}/api/v1/images/jobs/${jobId}`;
     if (!ended) {
@@ -119,14 +100,5 @@ export class GenerateController {
       job_id: jobId,
       timings: resource.timings,
     };
-  }
-
-  /**
-   * A caller waiting on a job no GPU can take would only learn it after SYNC_TIMEOUT_MS. The
-   * heartbeats are read through the health cache, so this costs a Redis round trip only once per
-   * HEALTH_CACHE_MS. Unreadable heartbeats (Redis away) are left to the submission's own 503.
-   */
-  private async noCapacity(model: string): Promise<boolean> {
-    return (await this.fleet.workersServing(model).catch(() => undefined)) === 0;
   }
 }

@@ -48,7 +48,11 @@ export class JobsService {
   }
 
   /** Validates against the model, checks back-pressure, enqueues. Nothing is written on bad input. Returns the job id. */
-  async submit(dto: CreateJobDto, caller: Caller, opts: { webhookUrl?: string; jobId?: string; requestBase: string }): Promise<string> {
+  /**
+   * `requireCapacity` (the synchronous route): refuse with 503 no_capacity when no live worker can
+   * run the model now, after validation, the policy and the cache (a cached answer needs no GPU).
+   */
+  async submit(dto: CreateJobDto, caller: Caller, opts: { webhookUrl?: string; jobId?: string; requestBase: string; requireCapacity?: boolean }): Promise<string> {
     // An edit's image and mask are checked (decoded, sized, URL judged) before anything is written.
     const edit = await this.inputImages.resolve(dto, caller.owner);
     const params = this.workflows.resolve(edit ? { ...dto, mode: edit.mode, input_size: edit.inputSize } : dto);
@@ -64,6 +68,7 @@ export class JobsService {
       return jobId;
     }
     await this.requireServed(params.model);
+    if (opts.requireCapacity) await this.requireCapacity(params.model);
     await this.refuseWhenRedisNearlyFull();
     const waiting = await this.lifecycle.waitingCount();
     if (waiting >= this.env.QUEUE_MAX_WAITING) {
@@ -99,11 +104,20 @@ export class JobsService {
     };
   }
 
-  /** True when submit() would answer this request from the result cache (so no GPU is needed for it). */
-  async hasCachedAnswer(params: GenerationParams, dto: CreateJobDto, caller: Caller): Promise<boolean> {
-    if (dto.cache === false) return false;
-    const key = this.cacheKey(params, dto.seed !== undefined, caller);
-    return !!key && !!(await this.lifecycle.cachedResult(key).catch(() => undefined));
+  /**
+   * 503 no_capacity when the heartbeats show no worker with a live ComfyUI for the model, so a
+   * synchronous caller is told at once instead of waiting SYNC_TIMEOUT_MS. Unreadable heartbeats
+   * are left to the enqueue's own Redis error.
+   */
+  private async requireCapacity(model: string): Promise<void> {
+    if ((await this.fleet.workersServing(model).catch(() => undefined)) !== 0) return;
+    const retryAfterS = Math.max(1, Math.ceil((this.env.WORKER_HEARTBEAT_INTERVAL_MS + this.env.HEALTH_CACHE_MS) / 1000));
+    throw new ApiError(
+      ErrorCode.NoCapacity,
+      'No GPU worker can take a job right now; retry later, or submit it to POST /api/v1/images/jobs, where it waits for one',
+      undefined,
+      { 'Retry-After': String(retryAfterS) },
+    );
   }
 
   /** Only a seed the client chose makes a request repeatable: a random one never matches, so it is not indexed. */
