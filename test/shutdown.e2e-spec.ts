@@ -47,8 +47,16 @@ describe('graceful API shutdown (SIGTERM to a real API process)', () => {
 
     const signalledAt = Date.now();
     api.child.kill('SIGTERM');
-    const first = await request(url).get('/health/ready');
-    expect(first.status).toBe(503);
+    // The signal reaches the child asynchronously: a probe sent in the same millisecond may be
+    // answered before the handler ran. Readiness must flip within a fraction of a second.
+    const first = await waitFor(
+      async () => {
+        const r = await request(url).get('/health/ready');
+        return r.status === 503 ? r : undefined;
+      },
+      1_000,
+      'readiness to turn 503 after SIGTERM',
+    );
     expect(first.body).toMatchObject({ status: 'shutting_down' });
     const flipMs = Date.now() - signalledAt;
     await request(url).get('/health/live').expect(200);
