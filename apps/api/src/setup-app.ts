@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { INestApplication } from '@nestjs/common';
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { SwaggerModule } from '@nestjs/swagger';
 import { json, raw, type Express, type Request, type Response } from 'express';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
@@ -10,6 +10,7 @@ import { requestIdMiddleware } from './common/request-id.middleware';
 import { routeMethodsOf } from './common/route-methods';
 import { apiValidationPipe } from './common/validation';
 import { mountQueueBoard } from './admin/queue-board';
+import { buildOpenApiDocument } from './docs/openapi';
 import { mountRedoc } from './docs/redoc';
 import { httpMetricsMiddleware } from './metrics/http-metrics.middleware';
 import { corsOptions, rejectPrototypeKeys, securityHeaders } from './security/http-hardening';
@@ -57,18 +58,7 @@ export function setupApp(app: INestApplication, env: Env): void {
   if (env.CORS_ORIGINS.length) app.enableCors(corsOptions(env.CORS_ORIGINS));
   app.useGlobalFilters(new AllExceptionsFilter(routeMethodsOf(express.getHttpAdapter().getInstance() as Express)));
   app.useGlobalPipes(apiValidationPipe());
-  const doc = SwaggerModule.createDocument(
-    app,
-    new DocumentBuilder()
-      .setTitle('Fictures AI Server')
-      .setDescription('Image generation on ComfyUI GPUs: synchronous, polled jobs, server-sent events or signed webhooks.')
-      .setVersion('1')
-      .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'API key: fk_… (docs/security.md)' })
-      .addApiKey({ type: 'apiKey', in: 'header', name: 'X-API-Key' }, 'api-key')
-      .addSecurityRequirements('bearer')
-      .addSecurityRequirements('api-key')
-      .build(),
-  );
+  const doc = buildOpenApiDocument(app);
   const server = express.getHttpAdapter().getInstance() as Express;
   // Before Swagger UI's static files, which are mounted under the same /docs prefix.
   mountRedoc(server, '/docs-json', DOCS_TITLE);

@@ -76,12 +76,39 @@ export class JobLifecycle {
   }
 
   async enqueue(jobId: string, data: GenerationJobData, priority?: number): Promise<void> {
-    await this.queues.forModel(data.params.model).add(
-      JobName.Generate,
-      data,
-      generationJobOptions({ jobId, priority, attempts: this.env.JOB_ATTEMPTS, backoffMs: this.env.JOB_BACKOFF_MS, resultTtlSeconds: this.env.RESULT_TTL_SECONDS }),
-    );
+    // The owner's index alongside (one round trip in parallel): an entry whose add failed reads as gone and is skipped.
+    await Promise.all([
+      this.queues.forModel(data.params.model).add(
+        JobName.Generate,
+        data,
+        generationJobOptions({ jobId, priority, attempts: this.env.JOB_ATTEMPTS, backoffMs: this.env.JOB_BACKOFF_MS, resultTtlSeconds: this.env.RESULT_TTL_SECONDS }),
+      ),
+      this.indexForOwner(jobId, data),
+    ]);
     this.emit({ kind: 'queued', jobId, model: data.params.model, at: data.submitted_at });
+  }
+
+  /**
+   * The owner's jobs, newest first: up to `limit` ids submitted before `before` (ms, exclusive), each
+   * read as usual (an id whose job has expired is left out). `next` is the cursor of the next page.
+   */
+  async listForOwner(owner: string | undefined, limit: number, before?: number): Promise<{ views: JobView[]; next: number | null }> {
+    const key = this.keys.ownerJobs(owner);
+    const max = before === undefined ? '+inf' : `(${before}`;
+    const raw = await this.redis.zrevrangebyscore(key, max, '-inf', 'WITHSCORES', 'LIMIT', 0, limit + 1);
+    const entries: Array<{ id: string; at: number }> = [];
+    for (let i = 0; i + 1 < raw.length; i += 2) entries.push({ id: raw[i], at: Number(raw[i + 1]) });
+    const page = entries.slice(0, limit);
+    const reads = await Promise.all(page.map((e) => this.read(e.id)));
+    const views = reads.flatMap((r) => (r.found && (r.view.data.owner ?? undefined) === (owner ?? undefined) ? [r.view] : []));
+    return { views, next: entries.length > limit ? page[page.length - 1].at : null };
+  }
+
+  private async indexForOwner(jobId: string, data: GenerationJobData): Promise<void> {
+    const key = this.keys.ownerJobs(data.owner);
+    const ttlS = this.env.RESULT_TTL_SECONDS;
+    // Entries older than the retention point at nothing: trimmed on every write, the whole key expires with its newest job.
+    await this.redis.multi().zadd(key, data.submitted_at, jobId).zremrangebyscore(key, '-inf', Date.now() - ttlS * 1000).expire(key, ttlS).exec();
   }
 
   async read(jobId: string): Promise<ReadResult> {
@@ -125,6 +152,7 @@ export class JobLifecycle {
     if (!source.result) throw new Error(`job ${source.id} has no result to answer from`);
     const at = Date.now();
     this.emit({ kind: 'queued', jobId, model: data.params.model, at: data.submitted_at });
+    await this.indexForOwner(jobId, data);
     const record: TerminalRecord = {
       v: 1, id: jobId, status: 'succeeded', data, progress: source.progress, attempts: 0, started_at: at, finished_at: at,
       result: {

@@ -74,6 +74,10 @@ export class RedisKeys {
   keyJobs(keyId: string): string {
     return `${this.prefix}:quota:${keyId}`;
   }
+  /** One owner's jobs (a key id, or `-` on an open server), scored by submission time, for GET /api/v1/images/jobs. */
+  ownerJobs(owner: string | undefined): string {
+    return `${this.prefix}:owner-jobs:${owner ?? '-'}`;
+  }
   /** Rate-limit counter base for one tracker (key id or client IP). */
   rateLimit(tracker: string): string {
     return `${this.prefix}:rl:${tracker}`;

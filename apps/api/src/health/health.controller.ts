@@ -1,5 +1,6 @@
 import { Controller, Get, Header, Req, Res } from '@nestjs/common';
-import { ApiHeader, ApiOkResponse, ApiOperation, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
+import { ApiHeader, ApiOkResponse, ApiOperation, ApiSecurity, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
+import { HealthDto, LivenessDto, ReadinessDto } from './dto/health.dto';
 import type { HealthCheckResult } from '@nestjs/terminus';
 import type { Request, Response } from 'express';
 import { Env } from '@app/config';
@@ -42,8 +43,9 @@ export class HealthController {
       '`status` `healthy` | `unhealthy`, `version`, `models.image` {name, type, framework, device, initialized} as the original ' +
       'service answered, then the readiness checks under `info` / `error` / `details`.',
   })
-  @ApiOkResponse({ description: 'Every check is up (`status: "healthy"`)' })
-  @ApiServiceUnavailableResponse({ description: 'A check is down, or the instance is shutting down (`status: "unhealthy"`)' })
+  @ApiSecurity('admin')
+  @ApiOkResponse({ type: HealthDto, description: 'Every check is up (`status: "healthy"`)' })
+  @ApiServiceUnavailableResponse({ type: HealthDto, description: 'A check is down, or the instance is shutting down (`status: "unhealthy"`)' })
   async check(@Req() req: Request, @Res({ passthrough: true }) res: Response): Promise<CompatibleHealth> {
     const [ready, beats, instances] = await Promise.all([this.readiness.check(), this.heartbeats(), this.ownComfyUis()]);
     res.status(ready.httpStatus);
@@ -55,8 +57,9 @@ export class HealthController {
   @Header('Cache-Control', 'no-store')
   @ApiHeader(ADMIN_HEADER)
   @ApiOperation({ summary: 'Readiness: Redis, ComfyUI, GPU, workers, queue' })
-  @ApiOkResponse({ description: 'Every check is up' })
-  @ApiServiceUnavailableResponse({ description: 'A check is down, or the instance is shutting down' })
+  @ApiSecurity('admin')
+  @ApiOkResponse({ type: ReadinessDto, description: 'Every check is up' })
+  @ApiServiceUnavailableResponse({ type: ReadinessDto, description: 'A check is down (`status: "error"`), or the instance is shutting down (`status: "shutting_down"`)' })
   async ready(@Req() req: Request, @Res({ passthrough: true }) res: Response): Promise<HealthCheckResult> {
     const { httpStatus, body } = await this.readiness.check();
     res.status(httpStatus);
@@ -66,7 +69,7 @@ export class HealthController {
   @Get('live')
   @Header('Cache-Control', 'no-store')
   @ApiOperation({ summary: 'Liveness: the process answers (no dependency is touched)' })
-  @ApiOkResponse({ description: 'The process is running' })
+  @ApiOkResponse({ type: LivenessDto, description: 'The process is running' })
   live(): { status: 'ok'; uptime_s: number } {
     return { status: 'ok', uptime_s: Math.round(process.uptime()) };
   }

@@ -1,5 +1,5 @@
 import { Body, Controller, HttpCode, Post, Req, Res } from '@nestjs/common';
-import { ApiGatewayTimeoutResponse, ApiOkResponse, ApiOperation, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
+import { ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
@@ -7,7 +7,10 @@ import { JobTimings } from '@app/queue';
 import { WorkflowRegistry } from '@app/workflows';
 import { ApiError, STATUS_BY_CODE } from '../common/api-error';
 import { RateLimitAs } from '../rate-limit/rate-limit-kind';
+import { ApiErrors, JOB_FAILURE_CODES } from '../docs/api-errors';
 import { GenerateImageDto } from './dto/generate-image.dto';
+import { GenerateImageResponseDto } from './dto/generate-image-response.dto';
+import { SUBMIT_CODES } from './jobs.controller';
 import { JobsService } from './jobs.service';
 import { ApiRequest, callerOf, requestBase } from './request-context';
 
@@ -54,9 +57,9 @@ export class GenerateController {
       'Answers `503 no_capacity` with `Retry-After` at once when no worker with a live ComfyUI exists, instead of waiting ' +
       'SYNC_TIMEOUT_MS. `POST /api/v1/images/jobs` still accepts jobs then: they wait in the queue and run when a GPU is back.',
   })
-  @ApiOkResponse({ description: 'image_url is a data: URL of the first image (PNG unless output_format says otherwise); images[] has every image of num_images' })
-  @ApiServiceUnavailableResponse({ description: '`no_capacity`: no GPU worker can take the job now (see Retry-After); `model_unavailable`: no live worker has the files of the model; or `redis_unavailable`, `queue_full`, `storage_full` (Redis nearly full, see Retry-After)' })
-  @ApiGatewayTimeoutResponse({ description: 'Still running after SYNC_TIMEOUT_MS; poll the job_id in details' })
+  @ApiOkResponse({ type: GenerateImageResponseDto, description: 'image_url is a data: URL of the first image (PNG unless output_format says otherwise); images[] has every image of num_images' })
+  // A job that fails answers with its own code (502 comfyui_*, 409 canceled); 504 sync_timeout carries job_id and job_url in details.
+  @ApiErrors(...SUBMIT_CODES, ErrorCode.NoCapacity, ErrorCode.SyncTimeout, ...JOB_FAILURE_CODES)
   async generate(@Body() dto: GenerateImageDto, @Req() req: ApiRequest, @Res({ passthrough: true }) res: Response): Promise<GenerateImageResponse> {
     const caller = callerOf(req);
     const base = requestBase(req);

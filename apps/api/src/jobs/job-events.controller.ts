@@ -1,11 +1,13 @@
 import { Controller, Get, Param, ParseUUIDPipe, Req, Res } from '@nestjs/common';
-import { ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
+import { ApiExtraModels, ApiOkResponse, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import { JobLifecycle } from '@app/jobs';
 import { JobEvent, JobResource, TERMINAL_STATUSES } from '@app/queue';
 import { ApiError } from '../common/api-error';
+import { ApiErrors, KEYED_ROUTE_CODES } from '../docs/api-errors';
+import { JobProgressEventDto, JobResourceDto, JobStatusEventDto } from './dto/job-resource.dto';
 import { JobsService } from './jobs.service';
 import { ApiRequest, callerOf, requestBase } from './request-context';
 
@@ -26,8 +28,27 @@ export class JobEventsController {
    * hears any worker) with a poll of the job as the safety net, and heartbeats while waiting.
    */
   @Get(':id/events')
-  @ApiOperation({ summary: 'Server-sent events: status changes and sampling progress until the job ends' })
-  @ApiProduces('text/event-stream')
+  @ApiOperation({
+    summary: 'Server-sent events: status changes and sampling progress until the job ends',
+    description:
+      'A `text/event-stream` (EventSource or any SSE reader). Events, each with an `id` and JSON `data`: ' +
+      '`status` (JobStatusEventDto) on every state or queue-position change, the first at once; `progress` (JobProgressEventDto) ' +
+      'per sampling step; `job` (JobResourceDto) once the job has ended, then the server closes the stream. ' +
+      'Comment lines (`: heartbeat`) keep proxies from closing an idle stream.',
+  })
+  @ApiParam({ name: 'id', format: 'uuid' })
+  @ApiExtraModels(JobStatusEventDto, JobProgressEventDto, JobResourceDto)
+  @ApiOkResponse({
+    description: 'The event stream',
+    content: {
+      'text/event-stream': {
+        schema: { type: 'string', description: 'Server-sent events: `status`, `progress`, then `job`' },
+        example: 'id: 1\nevent: status\ndata: {"job_id":"…","status":"running","queue_position":null,"progress":{"step":0,"total_steps":4,"fraction":0}}\n\n' +
+          'id: 2\nevent: progress\ndata: {"job_id":"…","step":1,"total_steps":4,"fraction":0.25}\n\n',
+      },
+    },
+  })
+  @ApiErrors(...KEYED_ROUTE_CODES, ErrorCode.JobNotFound, ErrorCode.JobExpired)
   async events(
     @Param('id', new ParseUUIDPipe({ version: '4', exceptionFactory: () => new ApiError(ErrorCode.JobNotFound, 'No such job') })) id: string,
     @Req() req: ApiRequest,

@@ -1,14 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { Body, Controller, Delete, Get, Headers, HttpCode, Param, ParseUUIDPipe, Post, Query, Req, Res } from '@nestjs/common';
-import { ApiAcceptedResponse, ApiHeader, ApiOkResponse, ApiOperation, ApiProduces, ApiQuery, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
+import { ApiAcceptedResponse, ApiFoundResponse, ApiHeader, ApiNotModifiedResponse, ApiOkResponse, ApiOperation, ApiParam, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import { JobResource } from '@app/queue';
 import { ApiError } from '../common/api-error';
+import { ApiErrors, KEYED_ROUTE_CODES } from '../docs/api-errors';
 import { RateLimitAs } from '../rate-limit/rate-limit-kind';
 import { CreateJobDto } from './dto/create-job.dto';
+import { JobListDto, JobResourceDto } from './dto/job-resource.dto';
 import { IdempotencyService } from './idempotency.service';
 import { JobsService } from './jobs.service';
 import { ApiRequest, callerOf, requestBase } from './request-context';
@@ -21,6 +23,37 @@ export function matchesIfNoneMatch(header: string | undefined, etag: string): bo
   if (header.trim() === '*') return true;
   return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
 }
+
+/** The page size of GET /api/v1/images/jobs. */
+const LIST_DEFAULT_LIMIT = 20;
+const LIST_MAX_LIMIT = 100;
+
+/** `limit` and `cursor` of the job list: both optional, both plain digits. */
+export function listQuery(limit: unknown, cursor: unknown): { limit: number; cursor?: number } {
+  const one = (v: unknown, field: string): string | undefined => {
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string' || !/^\d{1,16}$/.test(v)) throw new ApiError(ErrorCode.ValidationFailed, `${field} must be given once, as a whole number`, { field });
+    return v;
+  };
+  const l = one(limit, 'limit');
+  const c = one(cursor, 'cursor');
+  const n = l === undefined ? LIST_DEFAULT_LIMIT : Number(l);
+  if (n < 1 || n > LIST_MAX_LIMIT) throw new ApiError(ErrorCode.ValidationFailed, `limit must be between 1 and ${LIST_MAX_LIMIT}`, { field: 'limit' });
+  return { limit: n, ...(c === undefined ? {} : { cursor: Number(c) }) };
+}
+
+/** Codes of every route that names a job. */
+const JOB_ROUTE_CODES = [...KEYED_ROUTE_CODES, ErrorCode.JobNotFound, ErrorCode.JobExpired];
+const JOB_ID_PARAM = { name: 'id', format: 'uuid', description: 'The job id (from the 202 of POST /api/v1/images/jobs)' } as const;
+
+/** What a submission can be refused with (the synchronous route adds its own). */
+export const SUBMIT_CODES = [
+  ...KEYED_ROUTE_CODES,
+  ErrorCode.ValidationFailed, ErrorCode.InvalidJson, ErrorCode.UnknownModel, ErrorCode.InvalidImage,
+  ErrorCode.PayloadTooLarge, ErrorCode.ImageTooLarge, ErrorCode.UnsupportedMediaType,
+  ErrorCode.MaskSizeMismatch, ErrorCode.InvalidImageUrl, ErrorCode.ContentPolicy, ErrorCode.QuotaExceeded,
+  ErrorCode.ModelUnavailable, ErrorCode.QueueFull, ErrorCode.StorageFull,
+];
 
 const jobIdPipe = new ParseUUIDPipe({
   version: '4',
@@ -40,9 +73,22 @@ export class JobsController {
   @Post()
   @RateLimitAs('submit')
   @HttpCode(202)
-  @ApiOperation({ summary: 'Submit a generation job (asynchronous)' })
-  @ApiAcceptedResponse({ description: 'The job resource; Location points at it' })
-  @ApiServiceUnavailableResponse({ description: "`model_unavailable`: workers are live and none has the model's files (see Retry-After; QUEUE_UNSERVED_MODELS=true queues it); or `redis_unavailable`, `queue_full`" })
+  @ApiOperation({
+    summary: 'Submit a generation job (asynchronous)',
+    description:
+      "503 `model_unavailable` when workers are live and none has the model's files (QUEUE_UNSERVED_MODELS=true queues it). " +
+      'The same Idempotency-Key with the same body answers the first job again (`Idempotent-Replayed: true`), so a retry never renders twice.',
+  })
+  @ApiAcceptedResponse({
+    type: JobResourceDto,
+    description: 'The job resource; Location points at it',
+    headers: {
+      Location: { description: 'The job URL', schema: { type: 'string' } },
+      'Idempotent-Replayed': { description: '`true` when an earlier request with this Idempotency-Key made the job', schema: { type: 'string' } },
+    },
+  })
+  @ApiErrors(...SUBMIT_CODES, ErrorCode.IdempotencyKeyReused, ErrorCode.InvalidWebhookUrl, ErrorCode.WebhooksDisabled)
+  @ApiHeader({ name: 'Idempotency-Key', required: false, description: 'Up to 255 characters; a retry with the same key and body gets the same job' })
   @ApiHeader({ name: 'Prefer', required: false, description: `wait=N (0–${MAX_WAIT_SECONDS} s): answer once the job has ended, or after N s with its state then` })
   async create(
     @Body() dto: CreateJobDto,
@@ -78,10 +124,25 @@ export class JobsController {
     return resource;
   }
 
+  @Get()
+  @RateLimitAs('read')
+  @ApiOperation({ summary: "The caller's jobs, newest first", description: 'Jobs of the API key (all jobs on an open server) within the retention time, a page at a time.' })
+  @ApiQuery({ name: 'limit', required: false, schema: { type: 'integer', minimum: 1, maximum: LIST_MAX_LIMIT, default: LIST_DEFAULT_LIMIT } })
+  @ApiQuery({ name: 'cursor', required: false, schema: { type: 'string', pattern: '^\\d+$' }, description: 'next_cursor of the previous page' })
+  @ApiOkResponse({ type: JobListDto })
+  @ApiErrors(...KEYED_ROUTE_CODES, ErrorCode.ValidationFailed)
+  async list(@Req() req: ApiRequest, @Query('limit') limit?: unknown, @Query('cursor') cursor?: unknown): Promise<JobListDto> {
+    const q = listQuery(limit, cursor);
+    return this.jobs.list(callerOf(req), requestBase(req), q.limit, q.cursor);
+  }
+
   @Get(':id')
   @ApiOperation({ summary: 'The job: status, queue position, progress, timings, image links, error' })
-  @ApiQuery({ name: 'wait', required: false, description: `Long-poll: answer once the job has ended, or after this many seconds (0–${MAX_WAIT_SECONDS}) with its state then. Also as the header Prefer: wait=N` })
-  @ApiOkResponse()
+  @ApiParam(JOB_ID_PARAM)
+  @ApiQuery({ name: 'wait', required: false, schema: { type: 'number', minimum: 0, maximum: MAX_WAIT_SECONDS }, description: `Long-poll: answer once the job has ended, or after this many seconds (0–${MAX_WAIT_SECONDS}) with its state then. Also as the header Prefer: wait=N` })
+  @ApiHeader({ name: 'Prefer', required: false, description: 'wait=N, like the wait query' })
+  @ApiOkResponse({ type: JobResourceDto })
+  @ApiErrors(...JOB_ROUTE_CODES, ErrorCode.ValidationFailed)
   get(
     @Param('id', jobIdPipe) id: string,
     @Req() req: ApiRequest,
@@ -95,14 +156,27 @@ export class JobsController {
   @Delete(':id')
   // Cancel only ever frees capacity: it shares the cheap budget, so a client can always cancel.
   @RateLimitAs('read')
-  @ApiOperation({ summary: 'Cancel: removes a queued job, interrupts a running one' })
+  @ApiOperation({ summary: 'Cancel: removes a queued job, interrupts a running one', description: 'Answers once a running job has stopped, or after 2 s with its state then.' })
+  @ApiParam(JOB_ID_PARAM)
+  @ApiOkResponse({ type: JobResourceDto, description: 'The job, `canceled` (or still `running` for a moment while its GPU stops)' })
+  @ApiErrors(...JOB_ROUTE_CODES, ErrorCode.JobFinished)
   cancel(@Param('id', jobIdPipe) id: string, @Req() req: ApiRequest): Promise<JobResource> {
     return this.jobs.cancel(id, callerOf(req), requestBase(req));
   }
 
   @Get(':id/images/:index')
   @ApiOperation({ summary: 'The image bytes (or, with a CDN or signed links configured, a 302 to them)' })
-  @ApiProduces('image/png', 'image/jpeg', 'image/webp')
+  @ApiParam(JOB_ID_PARAM)
+  @ApiParam({ name: 'index', schema: { type: 'integer', minimum: 0 }, description: 'images[].index' })
+  @ApiHeader({ name: 'If-None-Match', required: false, description: 'The ETag of a copy you have: 304 when it matches' })
+  @ApiOkResponse({
+    description: 'The image; Content-Type as stored (output_format), ETag = "sha256", private immutable caching',
+    content: Object.fromEntries(['image/png', 'image/jpeg', 'image/webp'].map((t) => [t, { schema: { type: 'string', format: 'binary' } }])),
+    headers: { ETag: { schema: { type: 'string' } }, 'Cache-Control': { schema: { type: 'string' } } },
+  })
+  @ApiNotModifiedResponse({ description: 'If-None-Match matched' })
+  @ApiFoundResponse({ description: 'The bytes are elsewhere (CDN, signed link): follow Location', headers: { Location: { schema: { type: 'string' } } } })
+  @ApiErrors(...JOB_ROUTE_CODES, ErrorCode.ImageNotFound, ErrorCode.StorageUnavailable)
   async image(
     @Param('id', jobIdPipe) id: string,
     @Param('index') indexParam: string,

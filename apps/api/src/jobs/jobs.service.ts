@@ -173,6 +173,12 @@ export class JobsService {
     return this.render(await this.view(jobId, caller), base);
   }
 
+  /** The caller's jobs, newest first, a page at a time (`cursor` from the previous page's next_cursor). */
+  async list(caller: Caller, base: string, limit: number, cursor?: number): Promise<{ data: JobResource[]; next_cursor: string | null }> {
+    const { views, next } = await this.lifecycle.listForOwner(caller.owner, limit, cursor);
+    return { data: views.map((v) => this.render(v, base)), next_cursor: next === null ? null : String(next) };
+  }
+
   /** For an idempotent replay: the first request may still be adding the job; wait for it briefly. */
   async getWhenVisible(jobId: string, caller: Caller, base: string, timeoutMs = 3_000): Promise<JobResource> {
     const deadline = Date.now() + timeoutMs;

@@ -1,5 +1,7 @@
 import { Controller, HttpCode, Post, Req } from '@nestjs/common';
 import { ApiBody, ApiConsumes, ApiCreatedResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiErrors, KEYED_ROUTE_CODES } from '../docs/api-errors';
+import { UploadResourceDto } from './dto/upload-resource.dto';
 import { DomainError, ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import { RateLimitAs } from '../rate-limit/rate-limit-kind';
@@ -35,8 +37,10 @@ export class UploadsController {
       'Decoded to prove it; at most 20 MB and 4096 px a side. Kept RESULT_TTL_SECONDS and usable only with the API key that uploaded it: pass its id as `image` or `mask`.',
   })
   @ApiConsumes('image/png', 'image/jpeg', 'image/webp', 'multipart/form-data')
-  @ApiBody({ schema: { type: 'string', format: 'binary' } })
-  @ApiCreatedResponse({ description: '{id, content_type, width, height, bytes, sha256, expires_at}' })
+  // The multipart form's own schema (field `image`) is set in docs/openapi.ts: ApiBody has one schema for every type.
+  @ApiBody({ required: true, schema: { type: 'string', format: 'binary' } })
+  @ApiCreatedResponse({ type: UploadResourceDto, description: 'The stored input image' })
+  @ApiErrors(...KEYED_ROUTE_CODES, ErrorCode.InvalidImage, ErrorCode.ImageTooLarge, ErrorCode.PayloadTooLarge, ErrorCode.StorageFull)
   async upload(@Req() req: ApiRequest): Promise<UploadResource> {
     const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     let bytes = body;
