@@ -19,6 +19,7 @@ const ENTRY = Object.freeze({
   worker: 'dist/apps/worker/apps/worker/src/main.js',
   sim: 'dist/apps/comfyui-sim/apps/comfyui-sim/src/main.js',
   keys: 'dist/apps/api/apps/api/src/auth/keys.cli.js',
+  openapi: 'dist/apps/api/apps/api/src/docs/openapi.cli.js',
 });
 
 class ProcessToolkitError extends Error {

@@ -4,7 +4,7 @@ import { ErrorCode } from '@app/common';
 import { QUEUE_BOARD_PATH } from '../admin/queue-board';
 import { isPublicPath } from '../auth/public-route';
 import { ErrorResponseDto } from '../common/dto/error-response.dto';
-import { WebhookEventStateDto } from '../jobs/dto/job-resource.dto';
+import { WebhookEventStateDto, WebhookPayloadDto } from '../jobs/dto/job-resource.dto';
 import { MODEL_EXTRA_MODELS } from '../models/dto/model-resource.dto';
 
 /** Its multipart form has a field `image`; its raw bodies are the bytes themselves. */
@@ -36,7 +36,7 @@ export function buildOpenApiDocument(app: INestApplication): OpenAPIObject {
     .addSecurityRequirements('api-key')
     .build();
   const doc = SwaggerModule.createDocument(app, config, {
-    extraModels: [ErrorResponseDto, WebhookEventStateDto, ...MODEL_EXTRA_MODELS],
+    extraModels: [ErrorResponseDto, WebhookEventStateDto, WebhookPayloadDto, ...MODEL_EXTRA_MODELS],
     // `Jobs_create`, `Models_list`…: stable names for generated clients.
     operationIdFactory: (controllerKey, methodKey) => `${controllerKey.replace(/Controller$/, '')}_${methodKey}`,
   });

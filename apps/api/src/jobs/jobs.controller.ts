@@ -88,7 +88,7 @@ export class JobsController {
     },
   })
   @ApiErrors(...SUBMIT_CODES, ErrorCode.IdempotencyKeyReused, ErrorCode.InvalidWebhookUrl, ErrorCode.WebhooksDisabled)
-  @ApiHeader({ name: 'Idempotency-Key', required: false, description: 'Up to 255 characters; a retry with the same key and body gets the same job' })
+  @ApiHeader({ name: 'idempotency-key', required: false, description: 'Up to 255 characters; a retry with the same key and body gets the same job' })
   @ApiHeader({ name: 'Prefer', required: false, description: `wait=N (0–${MAX_WAIT_SECONDS} s): answer once the job has ended, or after N s with its state then` })
   async create(
     @Body() dto: CreateJobDto,

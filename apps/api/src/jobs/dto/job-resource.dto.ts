@@ -113,3 +113,10 @@ export class JobProgressEventDto {
   @ApiProperty({ example: 4 }) total_steps: number;
   @ApiProperty({ example: 0.5 }) fraction: number;
 }
+
+/** The body of a webhook delivery (Standard Webhooks; docs/webhooks.md). */
+export class WebhookPayloadDto {
+  @ApiProperty({ enum: WEBHOOK_EVENTS.map((e) => `image.job.${e}`), example: 'image.job.succeeded' }) type: string;
+  @ApiProperty({ format: 'date-time', description: 'When the event happened (each attempt has its own webhook-timestamp header)' }) timestamp: string;
+  @ApiProperty({ type: () => JobResourceDto }) data: JobResourceDto;
+}
