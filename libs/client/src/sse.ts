@@ -15,12 +15,16 @@ export async function* readEventStream(body: ReadableStream<Uint8Array>, signal?
   let event = '';
   let data: string[] = [];
   let id: string | undefined;
+  let finished = false;
   const onAbort = () => void reader.cancel().catch(() => undefined);
   signal?.addEventListener('abort', onAbort);
   try {
     for (;;) {
       const { value, done } = await reader.read();
-      if (done) return;
+      if (done) {
+        finished = true;
+        return;
+      }
       buf += decoder.decode(value, { stream: true });
       let nl: number;
       while ((nl = buf.search(/\r\n|\r|\n/)) >= 0) {
@@ -43,6 +47,8 @@ export async function* readEventStream(body: ReadableStream<Uint8Array>, signal?
     }
   } finally {
     signal?.removeEventListener('abort', onAbort);
+    // A reader that stops early (the final event came) lets go of the connection instead of holding it open.
+    if (!finished) await reader.cancel().catch(() => undefined);
     reader.releaseLock();
   }
 }
