@@ -34,7 +34,24 @@ function harness() {
   const enqueuer = { enqueue: async (e: WebhookEventInput) => (webhooks.push(e), log.push(`webhook:${e.event}`), 'msg') } as unknown as WebhookEnqueuer;
   const states = { read: async () => null } as unknown as WebhookStateStore;
   const values = new Map<string, { value: string; px?: number }>();
+  /** Sorted sets (the owners' job indexes): key → member → score. */
+  const zsets = new Map<string, Map<string, number>>();
+  const zset = (k: string) => zsets.get(k) ?? zsets.set(k, new Map()).get(k)!;
   const redis = {
+    multi: () => {
+      const ops: Array<() => void> = [];
+      const tx = {
+        zadd: (k: string, score: number, member: string) => (ops.push(() => zset(k).set(member, score)), tx),
+        zremrangebyscore: (k: string, _min: string, max: number) => (ops.push(() => [...zset(k)].forEach(([m, sc]) => sc <= max && zset(k).delete(m))), tx),
+        expire: () => tx,
+        exec: async () => ops.map((op) => (op(), [null, 1])),
+      };
+      return tx;
+    },
+    zrevrangebyscore: async (k: string, max: string, _min: string, _w: string, _l: string, offset: number, count: number) => {
+      const below = max === '+inf' ? Infinity : Number(max.replace('(', ''));
+      return [...zset(k)].filter(([, sc]) => sc < below).sort((x, y) => y[1] - x[1]).slice(offset, offset + count).flatMap(([m, sc]) => [m, String(sc)]);
+    },
     set: async (k: string, v: string, mode?: string, ttl?: number) => void (flags.add(k), values.set(k, { value: v, px: mode === 'PX' ? ttl : undefined })),
     get: async (k: string) => values.get(k)?.value ?? null,
     del: async (k: string) => (values.delete(k) ? 1 : 0),
@@ -86,6 +103,24 @@ describe('JobLifecycle', () => {
     expect(h.queueJobs.get('j1')?.state).toBe('waiting');
     expect(h.transitions).toEqual([expect.objectContaining({ kind: 'queued', jobId: 'j1', model: 'm' })]);
     expect(await h.lifecycle.waitingCount()).toBe(1);
+  });
+
+  it('lists an owner’s jobs newest first, a page at a time, and no one else’s', async () => {
+    const h = harness();
+    const t = Date.now();
+    // Older than the retention (60 s here): trimmed from the index by the next write.
+    await h.lifecycle.enqueue('a0', { ...data(), owner: 'key-a', submitted_at: t - 120_000 });
+    await h.lifecycle.enqueue('a1', { ...data(), owner: 'key-a', submitted_at: t - 3_000 });
+    await h.lifecycle.enqueue('b1', { ...data(), owner: 'key-b', submitted_at: t - 2_500 });
+    await h.lifecycle.enqueue('a2', { ...data(), owner: 'key-a', submitted_at: t - 2_000 });
+    await h.lifecycle.enqueue('a3', { ...data(), owner: 'key-a', submitted_at: t - 1_000 });
+    const first = await h.lifecycle.listForOwner('key-a', 2);
+    expect(first.views.map((v) => v.id)).toEqual(['a3', 'a2']);
+    expect(first.next).toBe(t - 2_000);
+    const second = await h.lifecycle.listForOwner('key-a', 2, first.next ?? undefined);
+    expect(second).toMatchObject({ views: [expect.objectContaining({ id: 'a1' })], next: null });
+    expect((await h.lifecycle.listForOwner('key-b', 10)).views.map((v) => v.id)).toEqual(['b1']);
+    expect((await h.lifecycle.listForOwner(undefined, 10)).views).toEqual([]);
   });
 
   it('cancel of a queued job removes it, then writes its record, then the event, then the webhook — no worker is asked', async () => {
