@@ -90,6 +90,7 @@ class ProgressLine {
     if (!this.enabled) return;
     let text: string;
     if (p.stage === 'queued') text = p.position === null ? 'queued' : `queued #${p.position + 1}`;
+    else if (p.stage === 'running' && !p.total_steps) text = 'running';
     else if (p.stage === 'running') {
       const width = 20;
       const filled = Math.round((p.total_steps ? p.step / p.total_steps : 0) * width);
