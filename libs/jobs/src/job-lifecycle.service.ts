@@ -76,7 +76,7 @@ export class JobLifecycle {
   }
 
   async enqueue(jobId: string, data: GenerationJobData, priority?: number): Promise<void> {
-    // The owner's index alongside (one round trip in parallel): an entry whose add failed reads as gone and is skipped.
+    // The owner's list alongside, in parallel (no extra round trip): an entry whose add failed reads as gone and is skipped.
     await Promise.all([
       this.queues.forModel(data.params.model).add(
         JobName.Generate,
@@ -104,11 +104,19 @@ export class JobLifecycle {
     return { views, next: entries.length > limit ? page[page.length - 1].at : null };
   }
 
+  /**
+   * Adds the job to its owner's list. Never fails the job: the queue's add is what accepts it, and a
+   * list that misses a job (Redis full or blinking right then) is the lesser harm.
+   */
   private async indexForOwner(jobId: string, data: GenerationJobData): Promise<void> {
     const key = this.keys.ownerJobs(data.owner);
     const ttlS = this.env.RESULT_TTL_SECONDS;
-    // Entries older than the retention point at nothing: trimmed on every write, the whole key expires with its newest job.
-    await this.redis.multi().zadd(key, data.submitted_at, jobId).zremrangebyscore(key, '-inf', Date.now() - ttlS * 1000).expire(key, ttlS).exec();
+    try {
+      // Entries older than the retention point at nothing: trimmed on every write, the whole key expires with its newest job.
+      await this.redis.multi().zadd(key, data.submitted_at, jobId).zremrangebyscore(key, '-inf', Date.now() - ttlS * 1000).expire(key, ttlS).exec();
+    } catch (e) {
+      this.logger.warn({ job_id: jobId, request_id: data.request_id, msg: 'could not add the job to its owner’s list', error: (e as Error).message });
+    }
   }
 
   async read(jobId: string): Promise<ReadResult> {
