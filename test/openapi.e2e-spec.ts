@@ -96,7 +96,7 @@ describe('the OpenAPI document at /docs-json', () => {
     expect(problems).toEqual([]);
   });
 
-  it('routes behind the API key list 401 and their error answers with the one error schema, each example code under its own status', () => {
+  it('routes behind the API key list 401; native error answers use the one error schema, each example code under its own status', () => {
     const problems: string[] = [];
     for (const [path, item] of Object.entries(doc.paths)) {
       for (const [method, op] of Object.entries(item)) {
@@ -104,7 +104,8 @@ describe('the OpenAPI document at /docs-json', () => {
         const keyed = !isPublicPath(path) && !path.startsWith('/admin/');
         if (keyed && !op.responses['401']) problems.push(`${where}: no 401`);
         for (const [status, res] of Object.entries(op.responses)) {
-          if (!/^[45]\d\d$/.test(status) || !keyed) continue;
+          // The native routes share one error schema; the OpenAI-compatible /v1 routes answer in OpenAI's shape.
+          if (!/^[45]\d\d$/.test(status) || !path.startsWith('/api/')) continue;
           const json = res.content?.['application/json'];
           if (json?.schema?.$ref !== ERROR_REF) {
             problems.push(`${where} ${status}: not the error schema`);
@@ -137,6 +138,18 @@ describe('the OpenAPI document at /docs-json', () => {
     expect(doc.components.schemas).toHaveProperty('JobStatusEventDto');
     expect(doc.components.schemas).toHaveProperty('JobProgressEventDto');
     expect(doc.components.schemas).toHaveProperty('WebhookPayloadDto');
+  });
+
+  it('its request examples are what the API accepts: 202 for each, or invalid_image only for the made-up upload ids', async () => {
+    const body = (doc.paths['/api/v1/images/jobs'].post as unknown as { requestBody: { content: Record<string, { examples: Record<string, { value: Record<string, unknown> }> }> } }).requestBody;
+    const examples = Object.entries(body.content['application/json'].examples);
+    expect(examples.length).toBeGreaterThanOrEqual(4);
+    for (const [name, { value }] of examples) {
+      // The webhook example needs WEBHOOK_SECRET on the server; its URL is judged before that.
+      const res = await request(stack.url).post('/api/v1/images/jobs').send({ ...value, webhook_url: undefined, webhook_events: undefined });
+      const expected = typeof value.image === 'string' ? { status: 400, code: 'invalid_image' } : { status: 202, code: undefined };
+      expect({ name, status: res.status, code: res.body.error?.code }).toEqual({ name, ...expected });
+    }
   });
 
   it('equals the committed docs/openapi.json, from which the client types are generated (regenerate: npm run openapi)', () => {

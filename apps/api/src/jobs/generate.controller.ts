@@ -1,5 +1,5 @@
 import { Body, Controller, HttpCode, Post, Req, Res } from '@nestjs/common';
-import { ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiBody, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
@@ -8,6 +8,7 @@ import { WorkflowRegistry } from '@app/workflows';
 import { ApiError, STATUS_BY_CODE } from '../common/api-error';
 import { RateLimitAs } from '../rate-limit/rate-limit-kind';
 import { ApiErrors, JOB_FAILURE_CODES } from '../docs/api-errors';
+import { GENERATION_EXAMPLES } from '../docs/request-examples';
 import { GenerateImageDto } from './dto/generate-image.dto';
 import { GenerateImageResponseDto } from './dto/generate-image-response.dto';
 import { SUBMIT_CODES } from './jobs.controller';
@@ -57,6 +58,7 @@ export class GenerateController {
       'Answers `503 no_capacity` with `Retry-After` at once when no worker with a live ComfyUI exists, instead of waiting ' +
       'SYNC_TIMEOUT_MS. `POST /api/v1/images/jobs` still accepts jobs then: they wait in the queue and run when a GPU is back.',
   })
+  @ApiBody({ type: GenerateImageDto, examples: GENERATION_EXAMPLES })
   @ApiOkResponse({ type: GenerateImageResponseDto, description: 'image_url is a data: URL of the first image (PNG unless output_format says otherwise); images[] has every image of num_images' })
   // A job that fails answers with its own code (502 comfyui_*, 409 canceled); 504 sync_timeout carries job_id and job_url in details.
   @ApiErrors(...SUBMIT_CODES, ErrorCode.NoCapacity, ErrorCode.SyncTimeout, ...JOB_FAILURE_CODES)

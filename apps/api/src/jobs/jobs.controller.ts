@@ -1,13 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { Body, Controller, Delete, Get, Headers, HttpCode, Param, ParseUUIDPipe, Post, Query, Req, Res } from '@nestjs/common';
-import { ApiAcceptedResponse, ApiFoundResponse, ApiHeader, ApiNotModifiedResponse, ApiOkResponse, ApiOperation, ApiParam, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { ApiAcceptedResponse, ApiBody, ApiFoundResponse, ApiHeader, ApiNotModifiedResponse, ApiOkResponse, ApiOperation, ApiParam, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import { JobResource } from '@app/queue';
 import { ApiError } from '../common/api-error';
 import { ApiErrors, KEYED_ROUTE_CODES } from '../docs/api-errors';
+import { JOB_EXAMPLES } from '../docs/request-examples';
 import { RateLimitAs } from '../rate-limit/rate-limit-kind';
 import { CreateJobDto } from './dto/create-job.dto';
 import { JobListDto, JobResourceDto } from './dto/job-resource.dto';
@@ -87,6 +88,7 @@ export class JobsController {
       'Idempotent-Replayed': { description: '`true` when an earlier request with this Idempotency-Key made the job', schema: { type: 'string' } },
     },
   })
+  @ApiBody({ type: CreateJobDto, examples: JOB_EXAMPLES })
   @ApiErrors(...SUBMIT_CODES, ErrorCode.IdempotencyKeyReused, ErrorCode.InvalidWebhookUrl, ErrorCode.WebhooksDisabled)
   @ApiHeader({ name: 'idempotency-key', required: false, description: 'Up to 255 characters; a retry with the same key and body gets the same job' })
   @ApiHeader({ name: 'Prefer', required: false, description: `wait=N (0–${MAX_WAIT_SECONDS} s): answer once the job has ended, or after N s with its state then` })
