@@ -49,8 +49,11 @@ const processIo = (): CliIo => ({
   stderr: process.stderr,
   env: process.env,
   onInterrupt: (h) => {
-    process.on('SIGINT', h);
-    return () => process.off('SIGINT', h);
+    // The first Ctrl-C cancels the job and exits 130; a second one does not wait for that.
+    let count = 0;
+    const listener = () => (++count > 1 ? process.exit(EXIT.interrupted) : h());
+    process.on('SIGINT', listener);
+    return () => process.off('SIGINT', listener);
   },
 });
 
