@@ -21,13 +21,12 @@ export async function* readEventStream(body: ReadableStream<Uint8Array>, signal?
   try {
     for (;;) {
       const { value, done } = await reader.read();
-      if (done) {
-        finished = true;
-        return;
-      }
-      buf += decoder.decode(value, { stream: true });
+      if (done) finished = true;
+      buf += done ? decoder.decode() : decoder.decode(value, { stream: true });
       let nl: number;
       while ((nl = buf.search(/\r\n|\r|\n/)) >= 0) {
+        // A CR at the end of what has arrived may be the first half of a CRLF split by the network.
+        if (buf[nl] === '\r' && nl === buf.length - 1 && !done) break;
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + (buf[nl] === '\r' && buf[nl + 1] === '\n' ? 2 : 1));
         if (line === '') {
@@ -39,11 +38,13 @@ export async function* readEventStream(body: ReadableStream<Uint8Array>, signal?
         if (line.startsWith(':')) continue;
         const colon = line.indexOf(':');
         const field = colon < 0 ? line : line.slice(0, colon);
-        const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
-        if (field === 'event') event = value;
-        else if (field === 'data') data.push(value);
-        else if (field === 'id') id = value;
+        const text = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+        if (field === 'event') event = text;
+        else if (field === 'data') data.push(text);
+        else if (field === 'id') id = text;
       }
+      // An event the stream ends in the middle of (no blank line after it) is dropped, as EventSource does.
+      if (done) return;
     }
   } finally {
     signal?.removeEventListener('abort', onAbort);
