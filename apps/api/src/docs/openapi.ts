@@ -40,6 +40,16 @@ export function buildOpenApiDocument(app: INestApplication): OpenAPIObject {
     // `Jobs_create`, `Models_list`…: stable names for generated clients.
     operationIdFactory: (controllerKey, methodKey) => `${controllerKey.replace(/Controller$/, '')}_${methodKey}`,
   });
+  // Every answer names its request (yours, when you sent X-Request-Id); the log lines carry the same id.
+  doc.components = { ...doc.components, headers: { ...doc.components?.headers, 'X-Request-Id': { description: 'The request id: the one you sent, or a new UUID', schema: { type: 'string' } } } };
+  for (const item of Object.values(doc.paths)) {
+    for (const op of Object.values(item)) {
+      if (!op || typeof op !== 'object' || !('responses' in op)) continue;
+      for (const res of Object.values(op.responses as Record<string, { headers?: Record<string, unknown> }>)) {
+        if (!('$ref' in res)) res.headers = { 'X-Request-Id': { $ref: '#/components/headers/X-Request-Id' }, ...res.headers };
+      }
+    }
+  }
   for (const [path, item] of Object.entries(doc.paths)) {
     if (!isPublicPath(path)) continue;
     for (const op of Object.values(item)) {

@@ -86,6 +86,7 @@ export class JobsController {
     headers: {
       Location: { description: 'The job URL', schema: { type: 'string' } },
       'Idempotent-Replayed': { description: '`true` when an earlier request with this Idempotency-Key made the job', schema: { type: 'string' } },
+      'Preference-Applied': { description: '`wait=N` when the Prefer header was honoured', schema: { type: 'string' } },
     },
   })
   @ApiBody({ type: CreateJobDto, examples: JOB_EXAMPLES })
@@ -143,7 +144,7 @@ export class JobsController {
   @ApiParam(JOB_ID_PARAM)
   @ApiQuery({ name: 'wait', required: false, schema: { type: 'number', minimum: 0, maximum: MAX_WAIT_SECONDS }, description: `Long-poll: answer once the job has ended, or after this many seconds (0–${MAX_WAIT_SECONDS}) with its state then. Also as the header Prefer: wait=N` })
   @ApiHeader({ name: 'Prefer', required: false, description: 'wait=N, like the wait query' })
-  @ApiOkResponse({ type: JobResourceDto })
+  @ApiOkResponse({ type: JobResourceDto, headers: { 'Preference-Applied': { description: '`wait=N` when the Prefer header was honoured', schema: { type: 'string' } } } })
   @ApiErrors(...JOB_ROUTE_CODES, ErrorCode.ValidationFailed)
   get(
     @Param('id', jobIdPipe) id: string,

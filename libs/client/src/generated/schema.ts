@@ -1006,7 +1006,10 @@ export interface components {
     responses: never;
     parameters: never;
     requestBodies: never;
-    headers: never;
+    headers: {
+        /** @description The request id: the one you sent, or a new UUID */
+        "X-Request-Id": string;
+    };
     pathItems: never;
 }
 export type $defs = Record<string, never>;
@@ -1027,6 +1030,7 @@ export interface operations {
             /** @description image_url is a data: URL of the first image (PNG unless output_format says otherwise); images[] has every image of num_images */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1036,6 +1040,7 @@ export interface operations {
             /** @description `validation_failed`, `invalid_json`, `unknown_model`, `invalid_image` */
             400: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1045,6 +1050,7 @@ export interface operations {
             /** @description `unauthorized` */
             401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1054,6 +1060,7 @@ export interface operations {
             /** @description `canceled` */
             409: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1063,6 +1070,7 @@ export interface operations {
             /** @description `payload_too_large`, `image_too_large` */
             413: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1072,6 +1080,7 @@ export interface operations {
             /** @description `unsupported_media_type` */
             415: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1081,6 +1090,7 @@ export interface operations {
             /** @description `mask_size_mismatch`, `invalid_image_url`, `content_policy` */
             422: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1090,6 +1100,7 @@ export interface operations {
             /** @description `rate_limited`, `quota_exceeded` (see the Retry-After header) */
             429: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1101,6 +1112,7 @@ export interface operations {
             /** @description `internal_error` */
             500: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1110,6 +1122,7 @@ export interface operations {
             /** @description `comfyui_rejected`, `comfyui_execution_error`, `comfyui_unavailable`, `comfyui_timeout`, `prompt_lost`, `output_fetch_failed`, `job_stalled` */
             502: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1119,6 +1132,7 @@ export interface operations {
             /** @description `redis_unavailable`, `model_unavailable`, `queue_full`, `storage_full`, `no_capacity` (see the Retry-After header) */
             503: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1130,6 +1144,7 @@ export interface operations {
             /** @description `sync_timeout` */
             504: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1153,6 +1168,7 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1162,6 +1178,7 @@ export interface operations {
             /** @description `validation_failed` */
             400: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1171,6 +1188,7 @@ export interface operations {
             /** @description `unauthorized` */
             401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1180,6 +1198,7 @@ export interface operations {
             /** @description `rate_limited` (see the Retry-After header) */
             429: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1191,6 +1210,7 @@ export interface operations {
             /** @description `internal_error` */
             500: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1200,6 +1220,7 @@ export interface operations {
             /** @description `redis_unavailable` (see the Retry-After header) */
             503: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1231,10 +1252,13 @@ export interface operations {
             /** @description The job resource; Location points at it */
             202: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     /** @description The job URL */
                     Location?: string;
                     /** @description `true` when an earlier request with this Idempotency-Key made the job */
                     "Idempotent-Replayed"?: string;
+                    /** @description `wait=N` when the Prefer header was honoured */
+                    "Preference-Applied"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1244,6 +1268,7 @@ export interface operations {
             /** @description `validation_failed`, `invalid_json`, `unknown_model`, `invalid_image` */
             400: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1253,6 +1278,7 @@ export interface operations {
             /** @description `unauthorized` */
             401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1262,6 +1288,7 @@ export interface operations {
             /** @description `payload_too_large`, `image_too_large` */
             413: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1271,6 +1298,7 @@ export interface operations {
             /** @description `unsupported_media_type` */
             415: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1280,6 +1308,7 @@ export interface operations {
             /** @description `mask_size_mismatch`, `invalid_image_url`, `content_policy`, `idempotency_key_reused`, `invalid_webhook_url`, `webhooks_disabled` */
             422: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1289,6 +1318,7 @@ export interface operations {
             /** @description `rate_limited`, `quota_exceeded` (see the Retry-After header) */
             429: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1300,6 +1330,7 @@ export interface operations {
             /** @description `internal_error` */
             500: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1309,6 +1340,7 @@ export interface operations {
             /** @description `redis_unavailable`, `model_unavailable`, `queue_full`, `storage_full` (see the Retry-After header) */
             503: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1339,6 +1371,9 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description `wait=N` when the Prefer header was honoured */
+                    "Preference-Applied"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1348,6 +1383,7 @@ export interface operations {
             /** @description `validation_failed` */
             400: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1357,6 +1393,7 @@ export interface operations {
             /** @description `unauthorized` */
             401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1366,6 +1403,7 @@ export interface operations {
             /** @description `job_not_found` */
             404: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1375,6 +1413,7 @@ export interface operations {
             /** @description `job_expired` */
             410: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1384,6 +1423,7 @@ export interface operations {
             /** @description `rate_limited` (see the Retry-After header) */
             429: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1395,6 +1435,7 @@ export interface operations {
             /** @description `internal_error` */
             500: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1404,6 +1445,7 @@ export interface operations {
             /** @description `redis_unavailable` (see the Retry-After header) */
             503: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1429,6 +1471,7 @@ export interface operations {
             /** @description The job, `canceled` (or still `running` for a moment while its GPU stops) */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1438,6 +1481,7 @@ export interface operations {
             /** @description `unauthorized` */
             401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1447,6 +1491,7 @@ export interface operations {
             /** @description `job_not_found` */
             404: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1456,6 +1501,7 @@ export interface operations {
             /** @description `job_finished` */
             409: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1465,6 +1511,7 @@ export interface operations {
             /** @description `job_expired` */
             410: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1474,6 +1521,7 @@ export interface operations {
             /** @description `rate_limited` (see the Retry-After header) */
             429: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1485,6 +1533,7 @@ export interface operations {
             /** @description `internal_error` */
             500: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1494,6 +1543,7 @@ export interface operations {
             /** @description `redis_unavailable` (see the Retry-After header) */
             503: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1524,6 +1574,7 @@ export interface operations {
             /** @description The image; Content-Type as stored (output_format), ETag = "sha256", private immutable caching */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     ETag?: string;
                     "Cache-Control"?: string;
                     [name: string]: unknown;
@@ -1537,6 +1588,7 @@ export interface operations {
             /** @description The bytes are elsewhere (CDN, signed link): follow Location */
             302: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     Location?: string;
                     [name: string]: unknown;
                 };
@@ -1545,6 +1597,7 @@ export interface operations {
             /** @description If-None-Match matched */
             304: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1552,6 +1605,7 @@ export interface operations {
             /** @description `unauthorized` */
             401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1561,6 +1615,7 @@ export interface operations {
             /** @description `job_not_found`, `image_not_found` */
             404: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1570,6 +1625,7 @@ export interface operations {
             /** @description `job_expired` */
             410: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1579,6 +1635,7 @@ export interface operations {
             /** @description `rate_limited` (see the Retry-After header) */
             429: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1590,6 +1647,7 @@ export interface operations {
             /** @description `internal_error` */
             500: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1599,6 +1657,7 @@ export interface operations {
             /** @description `redis_unavailable`, `storage_unavailable` (see the Retry-After header) */
             503: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1623,6 +1682,7 @@ export interface operations {
             /** @description The event stream */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1641,6 +1701,7 @@ export interface operations {
             /** @description `unauthorized` */
             401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1650,6 +1711,7 @@ export interface operations {
             /** @description `job_not_found` */
             404: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1659,6 +1721,7 @@ export interface operations {
             /** @description `job_expired` */
             410: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1668,6 +1731,7 @@ export interface operations {
             /** @description `rate_limited` (see the Retry-After header) */
             429: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1679,6 +1743,7 @@ export interface operations {
             /** @description `internal_error` */
             500: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1688,6 +1753,7 @@ export interface operations {
             /** @description `redis_unavailable` (see the Retry-After header) */
             503: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1709,6 +1775,7 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1718,6 +1785,7 @@ export interface operations {
             /** @description `unauthorized` */
             401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1727,6 +1795,7 @@ export interface operations {
             /** @description `rate_limited` (see the Retry-After header) */
             429: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1738,6 +1807,7 @@ export interface operations {
             /** @description `internal_error` */
             500: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1747,6 +1817,7 @@ export interface operations {
             /** @description `redis_unavailable` (see the Retry-After header) */
             503: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1768,6 +1839,7 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1777,6 +1849,7 @@ export interface operations {
             /** @description `unauthorized` */
             401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1786,6 +1859,7 @@ export interface operations {
             /** @description `rate_limited` (see the Retry-After header) */
             429: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1797,6 +1871,7 @@ export interface operations {
             /** @description `internal_error` */
             500: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1806,6 +1881,7 @@ export interface operations {
             /** @description `redis_unavailable` (see the Retry-After header) */
             503: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1838,6 +1914,7 @@ export interface operations {
             /** @description The stored input image */
             201: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1847,6 +1924,7 @@ export interface operations {
             /** @description `invalid_image` */
             400: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1856,6 +1934,7 @@ export interface operations {
             /** @description `unauthorized` */
             401: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1865,6 +1944,7 @@ export interface operations {
             /** @description `image_too_large`, `payload_too_large` */
             413: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1874,6 +1954,7 @@ export interface operations {
             /** @description `rate_limited` (see the Retry-After header) */
             429: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1885,6 +1966,7 @@ export interface operations {
             /** @description `internal_error` */
             500: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1894,6 +1976,7 @@ export interface operations {
             /** @description `redis_unavailable`, `storage_full` (see the Retry-After header) */
             503: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     /** @description Seconds to wait before retrying */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1919,6 +2002,7 @@ export interface operations {
             /** @description Every check is up (`status: "healthy"`) */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1928,6 +2012,7 @@ export interface operations {
             /** @description A check is down, or the instance is shutting down (`status: "unhealthy"`) */
             503: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1951,6 +2036,7 @@ export interface operations {
             /** @description Every check is up */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1960,6 +2046,7 @@ export interface operations {
             /** @description A check is down (`status: "error"`), or the instance is shutting down (`status: "shutting_down"`) */
             503: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1980,6 +2067,7 @@ export interface operations {
             /** @description The process is running */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2000,6 +2088,7 @@ export interface operations {
             /** @description Prometheus text exposition format */
             200: {
                 headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
