@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -156,7 +156,7 @@ describe('playground: the page in a real browser (Chromium), offline, keys requi
     expect(await page.locator('[role=button]:not(button)').count()).toBe(0);
   }, 90_000);
 
-  it('prompt → Generate: queue position, the progress bar moves step by step, an image of the asked size appears', async () => {
+  it('prompt → Generate: the progress bar moves step by step, an image of the asked size appears', async () => {
     const page = await openPlayground(1440);
     await page.evaluate(() => {
       const w = window as unknown as { __progress: number[] };
@@ -244,6 +244,36 @@ describe('playground: the page in a real browser (Chromium), offline, keys requi
     expect(await page.evaluate(() => localStorage.getItem('fictures.playground.history') ?? '')).not.toContain('a bad width');
   }, 90_000);
 
+  it('a job behind others shows its queue position, then runs once they are gone', async () => {
+    // Three slow jobs of the same key fill the one GPU (one running, one held in ComfyUI, one waiting).
+    const slow = { prompt: 'ahead in the queue', model: QWEN, width: 256, height: 256, num_inference_steps: 16 };
+    const ahead: string[] = [];
+    for (let i = 0; i < 3; i++) ahead.push((await request(stack.url).post('/api/v1/images/jobs').set(auth).send(slow).expect(202)).body.id);
+    try {
+      const page = await openPlayground(1440);
+      await page.getByLabel('Model', { exact: true }).selectOption(QWEN);
+      await page.getByLabel('By width and height', { exact: true }).check();
+      await page.getByLabel('Width', { exact: true }).fill('256');
+      await page.getByLabel('Height', { exact: true }).fill('256');
+      await prompt(page, 'waiting my turn');
+      await page.getByRole('button', { name: 'Generate' }).click();
+      const queue = page.locator('#run-queue');
+      await queue.waitFor({ state: 'visible', timeout: WAIT });
+      const id = await shownJobId(page);
+      const shown = await queue.textContent();
+      const job = (await request(stack.url).get(`/api/v1/images/jobs/${id}`).set(auth).expect(200)).body as { status: string; queue_position: number };
+      expect(job.status).toBe('queued');
+      expect(shown).toMatch(job.queue_position === 0 ? /^Next in the queue$/ : /^Queue position: \d+ \(\d+ ahead\)$/);
+      expect(await page.locator('#run-status').textContent()).toBe('queued');
+      for (const a of ahead) await request(stack.url).delete(`/api/v1/images/jobs/${a}`).set(auth);
+      await resultImages(page, 1);
+      await status(page, 'succeeded');
+      expect(await queue.isHidden()).toBe(true);
+    } finally {
+      for (const a of ahead) await request(stack.url).delete(`/api/v1/images/jobs/${a}`).set(auth);
+    }
+  }, 120_000);
+
   it('Cancel ends a running job as canceled', async () => {
     const page = await openPlayground(1440);
     await page.getByLabel('Model', { exact: true }).selectOption(QWEN);
@@ -302,6 +332,23 @@ describe('playground: the page in a real browser (Chromium), offline, keys requi
     expect(await apiJob(await shownJobId(page))).toMatchObject({ status: 'succeeded', params: { mode: 'inpaint' } });
   }, 120_000);
 
+  it('an input image the API refuses (over 4096 px a side): the API\'s message next to the image field', async () => {
+    const file = path.join(tmp, 'too-wide.png');
+    writeFileSync(file, await sharp({ create: { width: 4112, height: 16, channels: 3, background: { r: 0, g: 0, b: 0 } } }).png().toBuffer());
+    const page = await openPlayground(1440);
+    await page.getByLabel('Model', { exact: true }).selectOption('smoke-test');
+    await page.getByLabel('Input image', { exact: true }).setInputFiles(file);
+    await page.locator('#input-info').filter({ hasText: '4112 × 16' }).waitFor({ timeout: WAIT });
+    await prompt(page, 'too wide');
+    await page.getByRole('button', { name: 'Generate' }).click();
+    const imageError = page.locator('#error-image');
+    await imageError.waitFor({ state: 'visible', timeout: WAIT });
+    const api = await request(stack.url).post('/api/v1/uploads').set(auth).set('Content-Type', 'image/png').send(readFileSync(file));
+    expect(api.status).toBe(413);
+    expect(await imageError.textContent()).toBe(api.body.error.message);
+    expect(await page.locator('#run').isHidden()).toBe(true);
+  }, 90_000);
+
   it('"Use as input" turns a result into the next job\'s input image', async () => {
     const page = await openPlayground(1440);
     await page.getByLabel('Model', { exact: true }).selectOption('smoke-test');
@@ -326,7 +373,13 @@ describe('playground: the page in a real browser (Chromium), offline, keys requi
     await page.getByRole('button', { name: 'Generate' }).click();
     await resultImages(page, 1);
     const id = await shownJobId(page);
+    // A reload keeps the job on screen: the address names it (#job=<id>).
+    expect(new URL(page.url()).hash).toBe(`#job=${id}`);
     await page.reload();
+    expect(await resultImages(page, 1)).toEqual([{ w: 512, h: 512, alt: expect.stringContaining('remember me') }]);
+    expect(await shownJobId(page)).toBe(id);
+    // The page without an address: nothing on screen, the history lists the job and re-opens it.
+    await page.goto(`${stack.url}/playground`);
     await page.waitForFunction(() => document.querySelectorAll('#model option').length > 0, null, { timeout: WAIT });
     expect(await page.locator('#results img').count()).toBe(0);
     const entry = page.locator(`#history li[data-job-id="${id}"]`);
@@ -354,6 +407,8 @@ describe('playground: the page in a real browser (Chromium), offline, keys requi
     expect(await redoc.title()).toBe('Fictures AI Server API');
     // ReDoc has fetched the spec and drawn it: the API's own title as its heading.
     await redoc.locator('h1', { hasText: 'Fictures AI Server' }).first().waitFor({ timeout: WAIT });
+    // The docs link to the playground (the API description), and the playground to the docs.
+    await redoc.locator('a[href="/playground"]').first().waitFor({ timeout: WAIT });
     await redoc.goto(`${stack.url}/playground`);
     expect(await redoc.getByRole('link', { name: 'API docs' }).getAttribute('href')).toBe('/docs');
     for (const p of ['/docs', '/docs/']) {
@@ -362,6 +417,7 @@ describe('playground: the page in a real browser (Chromium), offline, keys requi
       await docs.goto(`${stack.url}${p}`);
       expect(await docs.title()).toBe('Fictures AI Server API');
       await docs.locator('.swagger-ui .title', { hasText: 'Fictures AI Server' }).waitFor({ timeout: WAIT });
+      await docs.locator('.swagger-ui a[href="/playground"]').first().waitFor({ timeout: WAIT });
     }
   }, 120_000);
 });

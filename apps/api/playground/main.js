@@ -235,6 +235,8 @@ async function onSubmit(event) {
     remember(job);
     renderHistory();
     void follow(job.id, job);
+    // One column (a phone): the job is below the form.
+    if (window.matchMedia('(max-width: 899px)').matches) $('run-title').scrollIntoView({ block: 'start' });
   } catch (e) {
     showApiError(e);
   } finally {
