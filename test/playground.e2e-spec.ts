@@ -29,7 +29,7 @@ describe('playground: the page in a real browser (Chromium), offline, keys requi
 
   beforeAll(async () => {
     // Sampling steps slow enough that a browser sees the progress bar move and can cancel mid-run.
-    stack = await Stack.start({ comfyui: 1, sim: { stepMs: 300 } });
+    stack = await Stack.start({ comfyui: 1, sim: { stepMs: 500 } });
     keys = TestKeys.of(stack);
     ({ key, auth } = await keys.create('playground'));
     tmp = await mkdtemp(path.join(os.tmpdir(), 'playground-'));
@@ -168,20 +168,22 @@ describe('playground: the page in a real browser (Chromium), offline, keys requi
     await page.getByLabel('By width and height', { exact: true }).check();
     await page.getByLabel('Width', { exact: true }).fill('640');
     await page.getByLabel('Height', { exact: true }).fill('384');
+    await page.getByLabel('Steps', { exact: true }).fill('6');
     await prompt(page, 'a lighthouse at dusk');
     await page.getByRole('button', { name: 'Generate' }).click();
     const images = await resultImages(page, 1);
     expect(images).toEqual([{ w: 640, h: 384, alt: expect.stringContaining('a lighthouse at dusk') }]);
     await status(page, 'succeeded');
     const seen = await page.evaluate(() => (window as unknown as { __progress: number[] }).__progress);
-    // 4 sampling steps: the bar passed through values strictly between empty and full, in order, then full.
+    // 6 sampling steps: the bar passed through values strictly between empty and full, in order, then full.
     const partial = seen.filter((v) => v > 0 && v < 1);
-    expect(partial.length).toBeGreaterThanOrEqual(1);
+    expect(new Set(partial).size).toBeGreaterThanOrEqual(2);
     expect([...partial].sort((a, b) => a - b)).toEqual(partial);
     expect(seen[seen.length - 1]).toBe(1);
+    expect(await page.locator('#run-steps').textContent()).toBe('step 6 of 6');
     const id = await shownJobId(page);
     const job = await apiJob(id);
-    expect(job).toMatchObject({ status: 'succeeded', params: { model: QWEN, width: 640, height: 384, prompt: 'a lighthouse at dusk' } });
+    expect(job).toMatchObject({ status: 'succeeded', params: { model: QWEN, width: 640, height: 384, num_inference_steps: 6, prompt: 'a lighthouse at dusk' } });
     const meta = await page.locator('#run-meta').textContent();
     expect(meta).toContain(`${job.params.seed}`);
     expect(meta).toContain('640 × 384');

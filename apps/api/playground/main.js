@@ -31,7 +31,7 @@ let lastSeed = null;
 // ---- errors next to their fields -------------------------------------------------------------
 
 /** Which error slot shows a problem of an API field (fields without one of their own use a neighbour). */
-const ERROR_SLOT = { mode: 'image', input: 'image', size: 'width' };
+const ERROR_SLOT = { mode: 'image' };
 
 function clearErrors(scope = document) {
   for (const p of scope.querySelectorAll('p.error')) {
@@ -159,7 +159,7 @@ function applyEditMode() {
   if (strength !== undefined) el.strength.value = strength;
   el.strengthValue.textContent = el.strength.value;
   // An edit makes one image.
-  el.numImages.disabled = input.present || (m ? m.limits.num_images.max <= 1 : false);
+  el.numImages.disabled = (input.present && !el.edit.hidden) || (m ? m.limits.num_images.max <= 1 : false);
 }
 
 async function loadModels() {
@@ -524,8 +524,12 @@ el.openForm.addEventListener('submit', (e) => {
   void follow(id);
 });
 
-renderHistory();
-void loadModels().then(() => {
+/** `#job=<id>` in the address opens that job (the page sets it for the job on screen). */
+function openFromAddress() {
   const id = new URLSearchParams(location.hash.slice(1)).get('job');
-  if (id) void follow(id);
-});
+  if (id && id !== shown?.id) void follow(id);
+}
+window.addEventListener('hashchange', openFromAddress);
+
+renderHistory();
+void loadModels().then(openFromAddress);
