@@ -194,7 +194,7 @@ describe('playground: the page in a real browser (Chromium), offline, keys requi
     await page.screenshot({ path: path.join(ARTIFACTS, 'playground-1440.png'), fullPage: true });
   }, 120_000);
 
-  it('three variants in one job: three images; with a fixed seed again it says cached; keyboard submits', async () => {
+  it('three variants in one job: three images; Reuse seed, then the same seeded request says cached, unless the cache is unticked; keyboard submits', async () => {
     const page = await openPlayground(375);
     await page.getByLabel('Model', { exact: true }).selectOption('smoke-test');
     await page.getByLabel('Aspect ratio', { exact: true }).selectOption('16:9');
@@ -219,10 +219,17 @@ describe('playground: the page in a real browser (Chromium), offline, keys requi
       await page.waitForFunction((id) => document.getElementById('run-id')?.textContent !== id, previous, { timeout: WAIT });
       await resultImages(page, 3);
       previous = await shownJobId(page);
-      expect(await apiJob(previous)).toMatchObject({ status: 'succeeded', params: { seed } });
+      expect(await apiJob(previous)).toMatchObject({ status: 'succeeded', cached, params: { seed } });
       expect({ cached, meta: await page.locator('#run-meta').textContent() }).toEqual({ cached, meta: cached ? expect.stringContaining('cached') : expect.not.stringContaining('cached') });
     }
     expect(await page.locator('#results figcaption').first().textContent()).toContain('cached');
+    // Unticked, the same request renders again.
+    await page.getByLabel('Answer from the result cache when this exact seeded request was made before', { exact: true }).uncheck();
+    await page.getByRole('button', { name: 'Generate' }).click();
+    await page.waitForFunction((id) => document.getElementById('run-id')?.textContent !== id, previous, { timeout: WAIT });
+    await resultImages(page, 3);
+    expect(await apiJob(await shownJobId(page))).toMatchObject({ status: 'succeeded', cached: false, params: { seed } });
+    expect(await page.locator('#run-meta').textContent()).not.toContain('cached');
     // 375 px: nothing wider than the screen.
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(375);
     await page.screenshot({ path: path.join(ARTIFACTS, 'playground-375.png'), fullPage: true });
@@ -351,7 +358,7 @@ describe('playground: the page in a real browser (Chromium), offline, keys requi
     expect(await page.locator('#run').isHidden()).toBe(true);
   }, 90_000);
 
-  it('"Use as input" turns a result into the next job\'s input image', async () => {
+  it('"Use as input" turns a result into the next job\'s input image, at its size or scaled to a chosen ratio', async () => {
     const page = await openPlayground(1440);
     await page.getByLabel('Model', { exact: true }).selectOption('smoke-test');
     await page.getByLabel('Aspect ratio', { exact: true }).selectOption('4:3');
@@ -366,6 +373,19 @@ describe('playground: the page in a real browser (Chromium), offline, keys requi
     await page.waitForFunction((id) => document.getElementById('run-id')?.textContent !== id, first, { timeout: WAIT });
     expect(await resultImages(page, 1)).toEqual([{ w: 576, h: 432, alt: expect.stringContaining('the second draft') }]);
     expect((await apiJob(await shownJobId(page))).params).toMatchObject({ mode: 'img2img', prompt: 'the second draft' });
+    // The input's size is the default with an input; a ratio chosen instead scales it.
+    expect(await page.getByLabel("The input image's size", { exact: true }).isChecked()).toBe(true);
+    await page.getByLabel('By aspect ratio', { exact: true }).check();
+    await page.getByLabel('Aspect ratio', { exact: true }).selectOption('1:1');
+    const second = await shownJobId(page);
+    await page.getByRole('button', { name: 'Generate' }).click();
+    await page.waitForFunction((id) => document.getElementById('run-id')?.textContent !== id, second, { timeout: WAIT });
+    expect(await resultImages(page, 1)).toEqual([{ w: 512, h: 512, alt: expect.stringContaining('the second draft') }]);
+    expect((await apiJob(await shownJobId(page))).params).toMatchObject({ mode: 'img2img', aspect_ratio: '1:1' });
+    // Without the input, the choice goes and the ratio stays.
+    await page.getByRole('button', { name: 'Remove input image' }).click();
+    expect(await page.getByLabel("The input image's size", { exact: true }).isVisible()).toBe(false);
+    expect(await page.getByLabel('By aspect ratio', { exact: true }).isChecked()).toBe(true);
   }, 120_000);
 
   it('the history survives a reload and re-opens a job by id', async () => {

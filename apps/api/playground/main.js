@@ -11,7 +11,7 @@ const LONG_POLL_SECONDS = 25;
 
 const form = $('generate-form');
 const el = {
-  key: $('api_key'), prompt: $('prompt'), negative: $('negative_prompt'), model: $('model'), modelDescription: $('model-description'),
+  key: $('api_key'), prompt: $('prompt'), negative: $('negative_prompt'), model: $('model'), modelDescription: $('model-description'), modelAvailability: $('model-availability'), cache: $('cache'),
   ratio: $('aspect_ratio'), width: $('width'), height: $('height'), sizeHint: $('hint-size'), ratioRow: $('ratio-row'), customRow: $('custom-row'),
   numImages: $('num_images'), steps: $('num_inference_steps'), guidance: $('guidance_scale'),
   seed: $('seed'), reuseSeed: $('reuse-seed'), format: $('output_format'), quality: $('output_quality'),
@@ -105,6 +105,11 @@ function applyModel() {
   if (!m) return;
   const lim = m.limits;
   el.modelDescription.textContent = m.description ?? '';
+  // Per ComfyUI: true (has every file), false (misses some), null (did not answer).
+  const servers = Object.values(m.available ?? {});
+  const ready = servers.filter((v) => v === true).length;
+  el.modelAvailability.hidden = servers.length === 0 || ready > 0;
+  el.modelAvailability.textContent = `No GPU has this model's files right now (${servers.length} ComfyUI checked): jobs may be refused or wait.`;
   const previousRatio = el.ratio.value;
   el.ratio.replaceChildren(...Object.entries(m.aspect_ratios).map(([r, s]) => option(r, `${r} (${s.width} × ${s.height})`, r === (previousRatio || '1:1'))));
   for (const [input_, side] of [[el.width, 'width'], [el.height, 'height']]) {
@@ -136,13 +141,22 @@ function applyModel() {
   el.editMode.replaceChildren(...modes.map((x) => option(x, x === 'img2img' ? 'img2img (whole image)' : 'Inpaint (painted mask)', x === previousMode)));
   applyEditMode();
   applyFormat();
-  applySizeMode();
 }
 
 function applySizeMode() {
-  const custom = sizeMode() === 'custom';
-  el.ratioRow.hidden = custom;
-  el.customRow.hidden = !custom;
+  const mode = sizeMode();
+  el.ratioRow.hidden = mode !== 'ratio';
+  el.customRow.hidden = mode !== 'custom';
+}
+
+/** "The input image's size" is a choice only while there is an input image (and the model takes one). */
+function applyInputSizeChoice() {
+  const offered = input.present && !el.edit.hidden;
+  const choice = $('size-input-choice');
+  if (offered && choice.hidden) form.elements.size_mode.value = 'input';
+  if (!offered && sizeMode() === 'input') form.elements.size_mode.value = 'ratio';
+  choice.hidden = !offered;
+  applySizeMode();
 }
 
 function applyFormat() {
@@ -160,6 +174,7 @@ function applyEditMode() {
   el.strengthValue.textContent = el.strength.value;
   // An edit makes one image.
   el.numImages.disabled = (input.present && !el.edit.hidden) || (m ? m.limits.num_images.max <= 1 : false);
+  applyInputSizeChoice();
 }
 
 async function loadModels() {
@@ -189,7 +204,7 @@ async function buildRequest() {
   const body = { prompt: el.prompt.value, model: el.model.value };
   if (el.negative.value) body.negative_prompt = el.negative.value;
   if (sizeMode() === 'ratio') body.aspect_ratio = el.ratio.value;
-  else {
+  else if (sizeMode() === 'custom') {
     if (!el.width.disabled) body.width = intOf(el.width);
     if (!el.height.disabled) body.height = intOf(el.height);
   }
@@ -197,11 +212,11 @@ async function buildRequest() {
   if (!el.steps.disabled && el.steps.value !== String(m?.defaults.num_inference_steps)) body.num_inference_steps = intOf(el.steps);
   if (!el.guidance.disabled && el.guidance.value !== String(m?.defaults.guidance_scale)) body.guidance_scale = Number(el.guidance.value);
   if (form.elements.seed_mode.value === 'fixed') body.seed = intOf(el.seed);
+  if (!el.cache.checked) body.cache = false;
   body.output_format = el.format.value;
   if (!el.quality.disabled) body.output_quality = intOf(el.quality);
   if (input.present && !el.edit.hidden) {
-    // With an input image the output follows its size unless asked otherwise: a ratio is only sent when chosen as custom size.
-    if (sizeMode() === 'ratio') delete body.aspect_ratio;
+    // The output has the input's size unless a ratio or a size is chosen (then the graph scales the input).
     delete body.num_images;
     if (!input.uploadId) input.uploadId = (await uploadOrFail(input.blob, 'image')).id;
     body.image = input.uploadId;
