@@ -283,6 +283,26 @@ describe('playground: the page in a real browser (Chromium), offline, keys requi
     }
   }, 120_000);
 
+  it('a job that fails on the GPU shows its status and ComfyUI\'s reason', async () => {
+    stack.sims[0].faults.set({ executionError: 'CUDA out of memory. Tried to allocate 2.00 GiB' });
+    try {
+      const page = await openPlayground(1440);
+      await page.getByLabel('Model', { exact: true }).selectOption('smoke-test');
+      await prompt(page, 'too big for the GPU');
+      await page.getByRole('button', { name: 'Generate' }).click();
+      await status(page, 'failed');
+      const job = (await request(stack.url).get(`/api/v1/images/jobs/${await shownJobId(page)}`).set(auth).expect(200)).body as { status: string; attempts: number; error: { code: string; message: string } };
+      expect(job.status).toBe('failed');
+      expect(await page.locator('#run-error').textContent()).toBe(`${job.error.message} (${job.error.code})`);
+      expect(job.error.message).toContain('out of memory');
+      expect(await page.locator('#run-meta').textContent()).toContain(`Attempts${job.attempts}`);
+      expect(await page.locator('#results img').count()).toBe(0);
+      expect(await page.locator('#cancel').isHidden()).toBe(true);
+    } finally {
+      stack.sims[0].faults.set({ executionError: null });
+    }
+  }, 120_000);
+
   it('Cancel ends a running job as canceled', async () => {
     const page = await openPlayground(1440);
     await page.getByLabel('Model', { exact: true }).selectOption(QWEN);

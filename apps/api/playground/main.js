@@ -308,6 +308,7 @@ async function renderFinished(job, state) {
   metaRow('Size', `${p.width} × ${p.height}`);
   metaRow('Seed', String(p.seed));
   if (job.cached) metaRow('Cached', 'cached: answered from an earlier identical seeded job, no GPU run');
+  if (job.attempts > 1) metaRow('Attempts', String(job.attempts));
   if (job.timings) metaRow('Timings', `queue ${job.timings.queue_ms} ms, run ${job.timings.execution_ms} ms, total ${job.timings.total_ms} ms`);
   el.meta.hidden = false;
   if (typeof p.seed === 'number') {
