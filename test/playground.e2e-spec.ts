@@ -122,9 +122,11 @@ describe('playground: the page in a real browser (Chromium), offline, keys requi
     await request(stack.url).get('/playground/assets/nope.js').expect(404).expect((r) => expect(r.body.error.code).toBe('not_found'));
     await request(stack.url).get('/playground/assets/..%2Fplayground.controller.ts').expect(404);
     // Public although keys are required: the page holds nothing; its API calls carry the key.
-    await request(stack.url).get('/').set('Accept', 'text/html').expect(302).expect('Location', '/playground');
-    const root = await request(stack.url).get('/').set('Accept', 'application/json').expect(200);
-    expect(root.body).toMatchObject({ playground: '/playground', docs: '/docs', redoc: '/redoc' });
+    await request(stack.url).get('/').set('Accept', 'text/html,application/xhtml+xml,*/*;q=0.8').expect(302).expect('Location', '/playground');
+    for (const accept of ['application/json', '*/*']) {
+      const root = await request(stack.url).get('/').set('Accept', accept).expect(200);
+      expect(root.body).toMatchObject({ playground: '/playground', docs: '/docs', redoc: '/redoc' });
+    }
     await request(stack.url).get('/api/v1/models').expect(401);
   });
 
@@ -158,6 +160,17 @@ describe('playground: the page in a real browser (Chromium), offline, keys requi
 
   it('prompt → Generate: the progress bar moves step by step, an image of the asked size appears', async () => {
     const page = await openPlayground(1440);
+    // The page's weight as the browser loaded it (uncompressed: the API sends it as is).
+    const weight = await page.evaluate(() => {
+      const kb = (pred: (e: PerformanceResourceTiming) => boolean) =>
+        Math.round((performance.getEntriesByType('resource') as PerformanceResourceTiming[]).filter(pred).reduce((n, e) => n + e.decodedBodySize, 0) / 102.4) / 10;
+      const nav = performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming;
+      return { js: kb((e) => e.name.endsWith('.js')), css: kb((e) => e.name.endsWith('.css')), html: Math.round(nav.decodedBodySize / 102.4) / 10 };
+    });
+    console.log(`playground page weight: ${weight.js} KB JS, ${weight.css} KB CSS, ${weight.html} KB HTML (uncompressed)`);
+    // A budget, not a timing: a framework or a bundle slipping in would show here.
+    expect(weight.js).toBeGreaterThan(0);
+    expect(weight.js + weight.css).toBeLessThan(150);
     await page.evaluate(() => {
       const w = window as unknown as { __progress: number[] };
       w.__progress = [];

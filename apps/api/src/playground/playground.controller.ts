@@ -23,13 +23,14 @@ export class PlaygroundController {
 
   @Get()
   @Header('Cache-Control', 'no-cache')
+  @Header('Vary', 'Accept')
   root(@Req() req: Request, @Res() res: Response): void {
-    // A browser gets the page; a program asking for JSON gets where things are.
-    if (req.accepts(['html', 'json']) === 'json') {
-      res.json({ name: 'Fictures AI Server', playground: PLAYGROUND_PATH, docs: '/docs', redoc: '/redoc', openapi: '/docs-json', health: '/health' });
+    // A browser (which prefers text/html) is sent to the page; curl and programs get where things are.
+    if (req.accepts(['json', 'html']) === 'html') {
+      res.redirect(302, PLAYGROUND_PATH);
       return;
     }
-    res.redirect(302, PLAYGROUND_PATH);
+    res.json({ name: 'Fictures AI Server', playground: PLAYGROUND_PATH, docs: '/docs', redoc: '/redoc', openapi: '/docs-json', health: '/health' });
   }
 
   @Get('playground')
