@@ -39,10 +39,12 @@ describe('playground: the page in a real browser (Chromium), offline, keys requi
 
   afterEach(async () => {
     const violations: string[] = [];
+    if (!browser) return; // beforeAll failed: nothing was opened
     for (const p of pages.splice(0)) {
       violations.push(...(await browser.cspViolations(p).catch(() => [])));
       await p.close().catch(() => undefined);
     }
+    // Every test: no request left 127.0.0.1 and no page broke its CSP.
     expect({ blocked: browser.blocked.splice(0), csp: violations }).toEqual({ blocked: [], csp: [] });
   });
 
@@ -129,6 +131,24 @@ describe('playground: the page in a real browser (Chromium), offline, keys requi
     }
     await request(stack.url).get('/api/v1/models').expect(401);
   });
+
+  it('the guards of these tests work: a request off 127.0.0.1 is blocked and recorded, a CSP violation is reported', async () => {
+    const page = await openPlayground(1440, false);
+    // An inline style attribute and a fetch to another origin: the CSP refuses both and the page hears of it.
+    await page.evaluate(async () => {
+      document.body.setAttribute('style', 'color: red');
+      await fetch('http://127.0.0.2:9/x').catch(() => undefined);
+    });
+    await page.waitForFunction(() => (window as unknown as { __csp: string[] }).__csp.length >= 2, null, { timeout: WAIT });
+    const seen = await browser.cspViolations(page);
+    expect(seen).toEqual(expect.arrayContaining([expect.stringMatching(/^style-src/), expect.stringMatching(/^connect-src http:\/\/127\.0\.0\.2:9/)]));
+    // Nothing reached the network for those; a navigation elsewhere is stopped by the route instead.
+    expect(browser.blocked).toEqual([]);
+    await expect(page.goto('http://example.invalid/')).rejects.toThrow();
+    expect(browser.blocked.splice(0)).toEqual(['http://example.invalid/']);
+    pages.splice(pages.indexOf(page), 1);
+    await page.close();
+  }, 90_000);
 
   it('asks for the API key on a 401, keeps it in the tab (sessionStorage) across a reload, and is keyboard-usable', async () => {
     const page = await openPlayground(1440, false);
@@ -371,7 +391,21 @@ describe('playground: the page in a real browser (Chromium), offline, keys requi
     await page.getByRole('button', { name: 'Generate' }).click();
     await page.waitForFunction((id) => document.getElementById('run-id')?.textContent !== id, before, { timeout: WAIT });
     expect(await resultImages(page, 1)).toEqual([{ w: 384, h: 256, alt: expect.stringContaining('the sketch, repainted') }]);
-    expect(await apiJob(await shownJobId(page))).toMatchObject({ status: 'succeeded', params: { mode: 'inpaint' } });
+    const inpainted = await shownJobId(page);
+    expect(await apiJob(inpainted)).toMatchObject({ status: 'succeeded', params: { mode: 'inpaint' } });
+    // The painted stroke is what changed: a corner keeps the input's colour, the stroke's middle does not.
+    const png = await request(stack.url).get(`/api/v1/images/jobs/${inpainted}/images/0`).set(auth).buffer(true).parse((res, done) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => done(null, Buffer.concat(chunks)));
+    }).expect(200);
+    const { data, info } = await sharp(png.body as Buffer).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    const px = (x: number, y: number) => [...data.subarray((y * info.width + x) * 3, (y * info.width + x) * 3 + 3)];
+    expect(px(5, 5)).toEqual([200, 60, 40]);
+    expect(px(info.width - 5, info.height - 5)).toEqual([200, 60, 40]);
+    const stroke = [0.3, 0.4, 0.5, 0.6, 0.7].map((f) => px(Math.round(info.width * f), Math.round(info.height * 0.5)));
+    expect(stroke.filter((p) => p.join() !== '200,60,40').length).toBeGreaterThanOrEqual(4);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'playground-inpaint.png'), fullPage: true });
   }, 120_000);
 
   it('an input image the API refuses (over 4096 px a side): the API\'s message next to the image field', async () => {
