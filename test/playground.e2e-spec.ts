@@ -120,6 +120,11 @@ describe('playground: the page in a real browser (Chromium), offline, keys requi
     expect(page.text).not.toMatch(/\sstyle=|\son[a-z]+=|<style/i);
     for (const ref of refs.filter((r) => r.startsWith('/playground/'))) await request(stack.url).get(ref).expect(200);
     const js = await request(stack.url).get('/playground/assets/main.js').expect(200).expect('Content-Type', /javascript/);
+    expect(js.headers['content-security-policy']).toBe(page.headers['content-security-policy']);
+    expect(js.headers['x-content-type-options']).toBe('nosniff');
+    // The JSON API keeps its own CSP, which allows nothing.
+    expect((await request(stack.url).get('/health/live')).headers['content-security-policy']).toMatch(/^default-src 'none'/);
+    expect((await request(stack.url).get('/health/live')).headers['content-security-policy']).not.toContain('script-src');
     await request(stack.url).get('/playground/assets/main.js').set('If-None-Match', js.headers.etag as string).expect(304);
     await request(stack.url).get('/playground/assets/nope.js').expect(404).expect((r) => expect(r.body.error.code).toBe('not_found'));
     await request(stack.url).get('/playground/assets/..%2Fplayground.controller.ts').expect(404);
@@ -305,7 +310,7 @@ describe('playground: the page in a real browser (Chromium), offline, keys requi
       const shown = await queue.textContent();
       const job = (await request(stack.url).get(`/api/v1/images/jobs/${id}`).set(auth).expect(200)).body as { status: string; queue_position: number };
       expect(job.status).toBe('queued');
-      expect(shown).toMatch(job.queue_position === 0 ? /^Next in the queue$/ : /^Queue position: \d+ \(\d+ ahead\)$/);
+      expect(shown).toBe(job.queue_position === 0 ? 'Next in the queue' : `In the queue: ${job.queue_position} job${job.queue_position === 1 ? '' : 's'} ahead`);
       expect(await page.locator('#run-status').textContent()).toBe('queued');
       for (const a of ahead) await request(stack.url).delete(`/api/v1/images/jobs/${a}`).set(auth);
       await resultImages(page, 1);

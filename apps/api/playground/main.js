@@ -41,9 +41,10 @@ function clearErrors(scope = document) {
   for (const i of scope.querySelectorAll('[aria-invalid]')) i.removeAttribute('aria-invalid');
 }
 
+/** Shows a problem by its field; false when the field has no visible place (the caller shows it above the button). */
 function showFieldError(field, message) {
   const slot = $(`error-${ERROR_SLOT[field] ?? field}`);
-  if (!slot) return false;
+  if (!slot || slot.parentElement.closest('[hidden]')) return false;
   slot.textContent = slot.hidden || !slot.textContent ? message : `${slot.textContent} ${message}`;
   slot.hidden = false;
   const control = $(ERROR_SLOT[field] ?? field);
@@ -70,10 +71,11 @@ function showApiError(e) {
   }
   const problems = e.fieldProblems();
   let first = null;
+  const unplaced = [];
   for (const p of problems) {
-    if (showFieldError(p.field, p.message) && !first) first = $(ERROR_SLOT[p.field] ?? p.field);
+    if (!showFieldError(p.field, p.message)) unplaced.push(p);
+    else if (!first) first = $(ERROR_SLOT[p.field] ?? p.field);
   }
-  const unplaced = problems.filter((p) => !$(`error-${ERROR_SLOT[p.field] ?? p.field}`));
   if (!problems.length || unplaced.length) showGeneralError(unplaced.length ? unplaced.map((p) => p.message).join(' ') : e.message);
   if (first && typeof first.focus === 'function') first.focus();
 }
@@ -276,7 +278,9 @@ function renderStatus(job) {
   el.runId.textContent = job.id ?? job.job_id ?? '';
   const queued = job.status === 'queued' && typeof job.queue_position === 'number';
   el.runQueue.hidden = !queued;
-  if (queued) el.runQueue.textContent = job.queue_position === 0 ? 'Next in the queue' : `Queue position: ${job.queue_position} (${job.queue_position} ahead)`;
+  // queue_position counts the jobs ahead (0 = next).
+  const n = job.queue_position;
+  if (queued) el.runQueue.textContent = n === 0 ? 'Next in the queue' : `In the queue: ${n} job${n === 1 ? '' : 's'} ahead`;
   if (job.progress) renderProgress(job.progress);
   el.cancel.hidden = TERMINAL.includes(job.status);
 }
