@@ -460,6 +460,28 @@ describe('playground: the page in a real browser (Chromium), offline, keys requi
     expect(await page.getByLabel('By aspect ratio', { exact: true }).isChecked()).toBe(true);
   }, 120_000);
 
+  it('with the event stream cut (a proxy that buffers or drops SSE), the page follows the job by long-poll', async () => {
+    const page = await openPlayground(1440);
+    const cut: string[] = [];
+    const polls: string[] = [];
+    await page.route(/\/events$/, (route) => {
+      cut.push(route.request().url());
+      return route.abort('connectionreset');
+    });
+    page.on('request', (r) => {
+      if (/\/api\/v1\/images\/jobs\/[0-9a-f-]{36}\?wait=\d+$/.test(r.url())) polls.push(r.url());
+    });
+    await page.getByLabel('Model', { exact: true }).selectOption('smoke-test');
+    await prompt(page, 'no stream here');
+    await page.getByRole('button', { name: 'Generate' }).click();
+    expect(await resultImages(page, 1)).toEqual([{ w: 512, h: 512, alt: expect.stringContaining('no stream here') }]);
+    await status(page, 'succeeded');
+    const id = await shownJobId(page);
+    expect(cut).toEqual([`${stack.url}/api/v1/images/jobs/${id}/events`]);
+    expect(polls.length).toBeGreaterThanOrEqual(1);
+    expect(polls[0]).toBe(`${stack.url}/api/v1/images/jobs/${id}?wait=25`);
+  }, 120_000);
+
   it('the history survives a reload and re-opens a job by id', async () => {
     const page = await openPlayground(1440);
     await page.getByLabel('Model', { exact: true }).selectOption('smoke-test');
