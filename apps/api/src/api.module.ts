@@ -22,6 +22,9 @@ import { ModelsService } from './models/models.service';
 import { LoggingModule } from './logging/logging.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { SecurityModule } from './security/security.module';
+import { SignedImagesController } from './jobs/signed-images.controller';
+import { SignedLinks } from './jobs/signed-links.service';
+import { OPENAI_CONTROLLERS, OPENAI_PROVIDERS } from './openai';
 
 @Module({})
 export class ApiModule {
@@ -50,8 +53,8 @@ export class ApiModule {
         // API keys, rate limit, quotas, content policy (docs/security.md).
         SecurityModule.forRoot(),
       ],
-      controllers: [GenerateController, JobsController, JobEventsController, ModelsController, UploadsController],
-      providers: [JobsService, InputImagesService, IdempotencyService, WebhookUrlPolicy, webhookHostResolverProvider, ModelsService, ComfyUiClientFactory],
+      controllers: [GenerateController, JobsController, JobEventsController, ModelsController, UploadsController, SignedImagesController, ...OPENAI_CONTROLLERS],
+      providers: [JobsService, InputImagesService, IdempotencyService, WebhookUrlPolicy, webhookHostResolverProvider, ModelsService, ComfyUiClientFactory, SignedLinks, ...OPENAI_PROVIDERS],
     };
   }
 }

@@ -10,6 +10,11 @@ export interface ImageLink {
   height: number;
   bytes: number;
   sha256: string;
+  /**
+   * The same image behind a signed, expiring link that needs no API key (an `<img src>`); the API
+   * adds it (SIGNED_URL_TTL_SECONDS), webhook payloads do not carry it.
+   */
+  signed_url?: string;
 }
 
 export interface WebhookEventState {
