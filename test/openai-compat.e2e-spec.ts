@@ -249,6 +249,46 @@ describe('OpenAI-compatible images API (the official openai SDK against API → 
     expect(bytes.subarray(8, 12).toString('latin1')).toBe('WEBP');
   });
 
+  it('quality low/high map to half/twice the model\'s default steps (Qwen: 2 and 8); medium keeps 4', async () => {
+    const stepsOf = async (quality: 'low' | 'medium' | 'high') => {
+      const res = await client.images.generate({ prompt: `steps for ${quality}`, size: '512x512', quality, response_format: 'url' });
+      expect(res.quality).toBe(quality);
+      const jobId = new URL(res.data![0].url!).pathname.split('/').slice(-2)[0];
+      const job = (await (await fetch(`${stack.url}/api/v1/images/jobs/${jobId}`, { headers: key.auth })).json()) as { params: { num_inference_steps: number } };
+      return job.params.num_inference_steps;
+    };
+    expect(await stepsOf('low')).toBe(2);
+    expect(await stepsOf('medium')).toBe(4);
+    expect(await stepsOf('high')).toBe(8);
+  });
+
+  it('without Idempotency-Key, the same key and body at once (a client retry) share one job', async () => {
+    const before = await jobCount(stack);
+    const send = () =>
+      fetch(`${stack.url}/v1/images/generations`, {
+        method: 'POST',
+        headers: { ...key.auth, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ prompt: 'the window dedupe', model: 'smoke-test', size: '256x256' }),
+      });
+    const answers = await Promise.all([send(), send(), send()]);
+    const bodies = (await Promise.all(answers.map((r) => r.json()))) as Array<{ data: Array<{ b64_json: string }> }>;
+    expect(answers.map((r) => r.status)).toEqual([200, 200, 200]);
+    expect(new Set(bodies.map((b) => b.data[0].b64_json)).size).toBe(1);
+    expect(await jobCount(stack)).toBe(before + 1);
+  });
+
+  it('past the key\'s rate limit: RateLimitError (429 rate_limit_exceeded) with retry-after', async () => {
+    const slow = await keys.create('openai-rpm-1', { rpm: 1 });
+    const limited = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: slow.key, maxRetries: 0 });
+    await limited.images.generate({ prompt: 'first of the minute', model: 'smoke-test', size: '256x256' });
+    const err = await limited.images.generate({ prompt: 'second of the minute', model: 'smoke-test', size: '256x256' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.RateLimitError);
+    const e = err as InstanceType<typeof OpenAI.RateLimitError>;
+    expect([e.status, e.code, e.type]).toEqual([429, 'rate_limit_exceeded', 'rate_limit_error']);
+    expect(Number(e.headers?.get('retry-after'))).toBeGreaterThan(0);
+    expect(e.headers?.get('x-should-retry')).toBeNull();
+  });
+
   it('lists and retrieves models in OpenAI\'s shape', async () => {
     const ids: string[] = [];
     for await (const m of client.models.list()) {
