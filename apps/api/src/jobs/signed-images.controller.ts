@@ -29,13 +29,13 @@ export class SignedImagesController {
     private readonly links: SignedLinks,
   ) {}
 
-  @Get(':id/:index')
+  @Get(':job_id/:index')
   @ApiOperation({
     summary: 'An image by signed link (no API key)',
     description: 'The links in images[].signed_url of a job: valid SIGNED_URL_TTL_SECONDS (default 3600) from when the job was read. ' +
       'With RESULT_STORE=s3 and a CDN or presigned links configured, a 302 to them, as the keyed download does.',
   })
-  @ApiParam({ name: 'id', format: 'uuid' })
+  @ApiParam({ name: 'job_id', format: 'uuid' })
   @ApiParam({ name: 'index', schema: { type: 'integer', minimum: 0 } })
   @ApiQuery({ name: 'expires', description: 'Unix seconds, as issued', required: true })
   @ApiQuery({ name: 'signature', description: 'HMAC-SHA256 (base64url), as issued', required: true })
@@ -46,7 +46,7 @@ export class SignedImagesController {
   @ApiNotFoundResponse({ description: '`image_not_found`, `job_not_found`' })
   @ApiGoneResponse({ description: '`job_expired`: the job outlived its retention (RESULT_TTL_SECONDS)' })
   async image(
-    @Param('id', jobIdPipe) id: string,
+    @Param('job_id', jobIdPipe) id: string,
     @Param('index') indexParam: string,
     @Query('expires') expires: unknown,
     @Query('signature') signature: unknown,

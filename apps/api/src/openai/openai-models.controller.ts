@@ -31,11 +31,11 @@ export class OpenAiModelsController {
     return { object: 'list', data: this.workflows.list().map(({ manifest }) => this.model(manifest.id)) };
   }
 
-  @Get(':id')
+  @Get(':model')
   @ApiOperation({ summary: "One model (OpenAI's object shape)" })
   @ApiOkResponse({ type: OpenAiModelDto })
   @ApiNotFoundResponse({ type: OpenAiErrorDto, description: '`model_not_found`' })
-  get(@Param('id') id: string): OpenAiModelDto {
+  get(@Param('model') id: string): OpenAiModelDto {
     if (!this.workflows.get(id)) throw new DomainError(ErrorCode.UnknownModel, `The model '${id}' does not exist; GET /v1/models lists the models`, { model: id });
     return this.model(id);
   }
