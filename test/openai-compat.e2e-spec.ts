@@ -301,6 +301,23 @@ describe('OpenAI-compatible images API (the official openai SDK against API → 
     await expect(client.models.retrieve('no-such-model')).rejects.toBeInstanceOf(OpenAI.NotFoundError);
   });
 
+  it('/docs-json describes every /v1 route, tagged openai, with a 2xx schema and the error schema', async () => {
+    const doc = (await (await fetch(`${stack.url}/docs-json`)).json()) as {
+      paths: Record<string, Record<string, { tags?: string[]; responses: Record<string, { content?: Record<string, { schema?: unknown }> }> }>>;
+    };
+    const routes = Object.entries(doc.paths).filter(([path]) => path.startsWith('/v1/'));
+    const names = routes.flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`)).sort();
+    expect(names).toEqual(['GET /v1/models', 'GET /v1/models/{model}', 'POST /v1/images/edits', 'POST /v1/images/generations', 'POST /v1/images/variations']);
+    for (const [, ops] of routes) {
+      for (const op of Object.values(ops)) {
+        expect(op.tags).toEqual(['openai']);
+        expect(op.responses['200']?.content?.['application/json']?.schema).toBeDefined();
+        expect(op.responses['401']?.content?.['application/json']?.schema).toEqual({ $ref: '#/components/schemas/OpenAiErrorDto' });
+      }
+    }
+    expect(doc.paths['/v1/images/edits'].post).toHaveProperty('requestBody.content.multipart/form-data');
+  });
+
   it('a wrong key is an AuthenticationError (invalid_api_key), not retried', async () => {
     const stranger = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: 'fk_not-a-key', maxRetries: 0 });
     const err = await stranger.images.generate({ prompt: 'x', model: 'smoke-test' }).catch((e: unknown) => e);
