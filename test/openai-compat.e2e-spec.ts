@@ -100,6 +100,8 @@ describe('OpenAI-compatible images API (the official openai SDK against API → 
     const got = await fetch(url);
     expect(got.status).toBe(200);
     expect(got.headers.get('content-type')).toBe('image/png');
+    // Loadable by an <img> on the web app's own origin, not only on this API's site.
+    expect(got.headers.get('cross-origin-resource-policy')).toBe('cross-origin');
     const meta = await sharp(Buffer.from(await got.arrayBuffer())).metadata();
     expect([meta.width, meta.height]).toEqual([256, 256]);
 

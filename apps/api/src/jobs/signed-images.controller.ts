@@ -57,6 +57,8 @@ export class SignedImagesController {
     const index = Number(indexParam);
     const exp = this.links.verify(id, index, expires, signature);
     const { sha256, stored_by } = await this.jobs.imageRef(id, index, 'signed-link');
+    // Made for <img src> on the web app's pages, wherever they are served from (helmet says same-site).
+    res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
     const etag = `"${sha256}"`;
     res.setHeader('ETag', etag);
     // Cached no longer than the link works; private: whoever holds the link, not everyone behind a proxy.
