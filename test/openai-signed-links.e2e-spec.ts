@@ -1,9 +1,12 @@
 import OpenAI from 'openai';
 import sharp from 'sharp';
+import { startReceiver, type LocalReceiver } from '@app/webhooks/testing/local-receiver';
 import { TestS3Server, S3RVER_CREDENTIALS } from './support/s3-server';
-import { Stack } from './support/stack';
+import { Stack, waitFor } from './support/stack';
 
 const SECRET = 'signed-links-spec-shared-secret-0123456789';
+/** Webhooks on; the link key then still comes from SIGNED_URL_SECRET, which the worker shares. */
+const WEBHOOK_SECRET = `whsec_${Buffer.from('signed-links-spec-webhook-key-32b').toString('base64')}`;
 
 interface JobBody {
   id: string;
@@ -20,8 +23,10 @@ describe('signed image links: fleet, S3 presigning, cached jobs', () => {
   let presigning: Stack; // another API of the fleet, which answers downloads with presigned bucket links
   let stranger: Stack; // an API with another secret
   let client: OpenAI;
+  let receiver: LocalReceiver;
 
   beforeAll(async () => {
+    receiver = await startReceiver();
     process.env.AWS_ACCESS_KEY_ID = S3RVER_CREDENTIALS.accessKeyId;
     process.env.AWS_SECRET_ACCESS_KEY = S3RVER_CREDENTIALS.secretAccessKey;
     s3 = await TestS3Server.start();
@@ -32,6 +37,9 @@ describe('signed image links: fleet, S3 presigning, cached jobs', () => {
       RESULT_S3_FORCE_PATH_STYLE: 'true',
       RESULT_S3_TIMEOUT_MS: '2000',
       SIGNED_URL_SECRET: SECRET,
+      WEBHOOK_SECRET,
+      WEBHOOK_ALLOWED_HOSTS: '127.0.0.1',
+      WEBHOOK_HTTPS_ONLY: 'false',
     };
     stack = await Stack.start({ env });
     const apiOnly = { comfyui: 0, worker: false };
@@ -45,6 +53,7 @@ describe('signed image links: fleet, S3 presigning, cached jobs', () => {
     await presigning?.close();
     await stack?.close();
     await s3?.close();
+    await receiver?.close();
     for (const [name, value] of [['AWS_ACCESS_KEY_ID', savedEnv.id], ['AWS_SECRET_ACCESS_KEY', savedEnv.secret]] as const) {
       if (value === undefined) delete process.env[name];
       else process.env[name] = value;
@@ -97,5 +106,22 @@ describe('signed image links: fleet, S3 presigning, cached jobs', () => {
     // A link names one job: another job id with the same signature is refused.
     const swapped = second.images[0].signed_url.replace(second.id, first.id);
     expect((await fetch(swapped)).status).toBe(403);
+  });
+
+  it('webhook payloads (rendered by the worker) carry signed links the API honours', async () => {
+    const created = await fetch(`${stack.url}/api/v1/images/jobs`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ prompt: 'a lighthouse by webhook', model: 'smoke-test', width: 256, height: 256, webhook_url: receiver.url('/hook') }),
+    });
+    expect(created.status).toBe(202);
+    const { id } = (await created.json()) as { id: string };
+    const delivery = await waitFor(async () => receiver.requests.find((r) => JSON.parse(r.body.toString()).data?.id === id && JSON.parse(r.body.toString()).type === 'image.job.succeeded'), 20_000, 'the succeeded webhook');
+    const payload = JSON.parse(delivery.body.toString()) as { data: JobBody };
+    const link = payload.data.images[0].signed_url;
+    expect(link).toContain(`/api/v1/images/signed/${id}/0?`);
+    const got = await fetch(link);
+    expect(got.status).toBe(200);
+    expect((await sharp(Buffer.from(await got.arrayBuffer())).metadata()).width).toBe(256);
   });
 });

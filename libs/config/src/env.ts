@@ -168,7 +168,8 @@ export class Env {
   // --- signed links ---
   /**
    * HMAC key of the signed image links (images[].signed_url, url results of /v1): at least 32
-   * characters, the same on every API instance. Unset: derived from WEBHOOK_SECRET, else random per process (a warning).
+   * characters, the same on every API instance and worker (webhook payloads carry links too). Unset: derived
+   * from WEBHOOK_SECRET, else random per API process (a warning; webhook payloads then carry none).
    */
   @IsOptional() @IsString() @MinLength(32, { message: 'SIGNED_URL_SECRET must be at least 32 characters (e.g. openssl rand -base64 32)' })
   SIGNED_URL_SECRET?: string;

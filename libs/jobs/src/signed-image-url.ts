@@ -34,3 +34,25 @@ export function signedLinkExpiry(nowSeconds: number, ttlSeconds: number): number
   const step = Math.max(1, Math.min(300, Math.floor(ttlSeconds / 12)));
   return Math.ceil((nowSeconds + ttlSeconds) / step) * step;
 }
+
+/** The download route of signed links, public (no API key): the signature is the permission. */
+export const SIGNED_IMAGE_PATH = '/api/v1/images/signed';
+
+/**
+ * The HMAC key of signed links as every process of a deployment derives it alike (API instances and
+ * workers, whose webhook payloads carry links too): SIGNED_URL_SECRET, else a key derived from
+ * WEBHOOK_SECRET (shared by the fleet already, and kept independent of webhook signatures); undefined
+ * when neither is set.
+ */
+export function sharedLinkSecret(env: { SIGNED_URL_SECRET?: string; WEBHOOK_SECRET?: string }): Buffer | undefined {
+  if (env.SIGNED_URL_SECRET) return Buffer.from(env.SIGNED_URL_SECRET, 'utf8');
+  if (env.WEBHOOK_SECRET) return createHmac('sha256', env.WEBHOOK_SECRET).update('fictures signed image links').digest();
+  return undefined;
+}
+
+/** The absolute signed link of one image, valid about ttlSeconds from nowMs. */
+export function signedImageUrl(secret: Buffer, baseUrl: string, jobId: string, index: number, ttlSeconds: number, nowMs = Date.now()): string {
+  const expires = signedLinkExpiry(Math.floor(nowMs / 1000), ttlSeconds);
+  const signature = signImageClaim(secret, { jobId, index, expires });
+  return `${baseUrl.replace(/\/$/, '')}${SIGNED_IMAGE_PATH}/${jobId}/${index}?expires=${expires}&signature=${signature}`;
+}

@@ -12,7 +12,7 @@ export interface ImageLink {
   sha256: string;
   /**
    * The same image behind a signed, expiring link that needs no API key (an `<img src>`); the API
-   * adds it (SIGNED_URL_TTL_SECONDS), webhook payloads do not carry it.
+   * and the webhook payloads add it when the deployment shares a link secret (SIGNED_URL_SECRET or WEBHOOK_SECRET).
    */
   signed_url?: string;
 }

@@ -1,12 +1,11 @@
-import { createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Injectable, Logger } from '@nestjs/common';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
-import { checkImageSignature, signedLinkExpiry, signImageClaim } from '@app/jobs';
+import { checkImageSignature, sharedLinkSecret, signedImageUrl } from '@app/jobs';
 import { ApiError } from '../common/api-error';
 
-/** The public download route of signed links (no API key; the signature is the permission). */
-export const SIGNED_IMAGE_PATH = '/api/v1/images/signed';
+export { SIGNED_IMAGE_PATH } from '@app/jobs';
 
 /**
  * Signed, expiring image links a browser can load without the API key (`<img src>`): HMAC-SHA256
@@ -19,12 +18,10 @@ export class SignedLinks {
   private readonly secret: Buffer;
 
   constructor(private readonly env: Env) {
-    if (env.SIGNED_URL_SECRET) {
-      this.secret = Buffer.from(env.SIGNED_URL_SECRET, 'utf8');
-    } else if (env.WEBHOOK_SECRET) {
-      // Already shared by the fleet; a derived key keeps webhook signatures and links independent.
-      this.secret = createHmac('sha256', env.WEBHOOK_SECRET).update('fictures signed image links').digest();
-      this.logger.log('SIGNED_URL_SECRET unset: signed image links use a key derived from WEBHOOK_SECRET');
+    const shared = sharedLinkSecret(env);
+    if (shared) {
+      this.secret = shared;
+      if (!env.SIGNED_URL_SECRET) this.logger.log('SIGNED_URL_SECRET unset: signed image links use a key derived from WEBHOOK_SECRET');
     } else {
       this.secret = randomBytes(32);
       this.logger.warn(
@@ -36,9 +33,7 @@ export class SignedLinks {
 
   /** The absolute signed link of one image, valid about SIGNED_URL_TTL_SECONDS from now. */
   url(baseUrl: string, jobId: string, index: number, nowMs = Date.now()): string {
-    const expires = signedLinkExpiry(Math.floor(nowMs / 1000), this.env.SIGNED_URL_TTL_SECONDS);
-    const signature = signImageClaim(this.secret, { jobId, index, expires });
-    return `${baseUrl.replace(/\/$/, '')}${SIGNED_IMAGE_PATH}/${jobId}/${index}?expires=${expires}&signature=${signature}`;
+    return signedImageUrl(this.secret, baseUrl, jobId, index, this.env.SIGNED_URL_TTL_SECONDS, nowMs);
   }
 
   /** Throws 403 signed_url_invalid (tampered, malformed, another secret) or signed_url_expired. Returns the expiry. */
