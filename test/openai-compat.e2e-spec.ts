@@ -79,7 +79,10 @@ describe('OpenAI-compatible images API (the official openai SDK against API → 
   });
 
   it('generates with b64_json by default: a real PNG of the asked size, in OpenAI\'s response shape', async () => {
-    const res = await client.images.generate({ prompt: 'a lighthouse at dusk (b64)', model: 'smoke-test', size: '512x384' });
+    const { data: res, response } = await client.images.generate({ prompt: 'a lighthouse at dusk (b64)', model: 'smoke-test', size: '512x384' }).withResponse();
+    // The native job behind the answer, for its params and timings.
+    const job = (await (await fetch(`${stack.url}/api/v1/images/jobs/${response.headers.get('x-job-id')}`, { headers: key.auth })).json()) as { status: string; params: Record<string, unknown> };
+    expect(job).toMatchObject({ status: 'succeeded', params: { model: 'smoke-test', width: 512, height: 384, num_images: 1 } });
     expect(res).toMatchObject({ size: '512x384', output_format: 'png', quality: 'medium', background: 'opaque' });
     expect(typeof res.created).toBe('number');
     expect(res.data).toHaveLength(1);

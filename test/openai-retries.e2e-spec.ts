@@ -29,9 +29,12 @@ describe('OpenAI-compatible API: a slow image and the SDK\'s retries of a 504', 
       expect([e.status, e.code, e.type]).toEqual([504, 'sync_timeout', 'server_error']);
       expect(e.headers?.get('x-should-retry')).toBeNull();
       expect(e.headers?.get('retry-after')).toBe('1');
+      const jobId = e.headers?.get('x-job-id');
+      expect(jobId).toMatch(/^[0-9a-f-]{36}$/);
 
       const retrying = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: 'open-server', maxRetries: 8 });
-      const res = await retrying.images.generate(body);
+      const { data: res, response } = await retrying.images.generate(body).withResponse();
+      expect(response.headers.get('x-job-id')).toBe(jobId);
       expect((await sharp(Buffer.from(res.data![0].b64_json!, 'base64')).metadata()).width).toBe(256);
     } finally {
       sim.faults.set({ viewDelayMs: 0 });

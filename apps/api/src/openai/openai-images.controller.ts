@@ -1,4 +1,5 @@
-import { Body, Controller, Headers, HttpCode, Post, Req, UseFilters } from '@nestjs/common';
+import { Body, Controller, Headers, HttpCode, Post, Req, Res, UseFilters } from '@nestjs/common';
+import type { Response } from 'express';
 import {
   ApiBadRequestResponse, ApiBearerAuth, ApiBody, ApiConsumes, ApiHeader, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiPayloadTooLargeResponse,
   ApiServiceUnavailableResponse, ApiTags, ApiTooManyRequestsResponse, ApiUnauthorizedResponse, ApiUnprocessableEntityResponse, getSchemaPath, ApiExtraModels,
@@ -16,6 +17,11 @@ import { OpenAiImagesService } from './openai-images.service';
 /** Multipart text fields that are numbers in OpenAI's API (the form carries them as text). */
 const NUMERIC_FIELDS = new Set(['n', 'output_compression', 'seed', 'strength']);
 const BOOLEAN_FIELDS = new Set(['stream']);
+
+/** The native job behind an answer (GET /api/v1/images/jobs/{id}: params, timings), also on its errors once it exists. */
+const JOB_ID_HEADER = 'X-Job-Id';
+const jobHeader = (res: Response) => (jobId: string) => void res.setHeader(JOB_ID_HEADER, jobId);
+const JOB_ID_RESPONSE_HEADER = { [JOB_ID_HEADER]: { description: 'The job of this answer: GET /api/v1/images/jobs/{id} has its params and timings', schema: { type: 'string', format: 'uuid' } } };
 
 const IDEMPOTENCY_HEADER = {
   name: 'Idempotency-Key',
@@ -58,12 +64,17 @@ export class OpenAiImagesController {
       'size maps to width/height, n to num_images, quality low/high to the model\'s steps, output_compression to output_quality; style and moderation are accepted and ignored.',
   })
   @ApiHeader(IDEMPOTENCY_HEADER)
-  @ApiOkResponse({ type: OpenAiImagesResponseDto })
+  @ApiOkResponse({ type: OpenAiImagesResponseDto, headers: JOB_ID_RESPONSE_HEADER })
   @ApiBadRequestResponse({ type: OpenAiErrorDto, description: '`validation_failed` (param names the field; an unsupported size lists the supported ones), `not_supported` (stream)' })
   @ApiNotFoundResponse({ type: OpenAiErrorDto, description: '`model_not_found`' })
   @ApiUnprocessableEntityResponse({ type: OpenAiErrorDto, description: '`content_policy`, `idempotency_key_reused`' })
-  generations(@Body() dto: OpenAiGenerateImageDto, @Req() req: ApiRequest, @Headers('idempotency-key') idempotencyKey?: string): Promise<OpenAiImagesResponseDto> {
-    return this.images.generate(dto, callerOf(req), requestBase(req), idempotencyKey);
+  generations(
+    @Body() dto: OpenAiGenerateImageDto,
+    @Req() req: ApiRequest,
+    @Res({ passthrough: true }) res: Response,
+    @Headers('idempotency-key') idempotencyKey?: string,
+  ): Promise<OpenAiImagesResponseDto> {
+    return this.images.generate(dto, callerOf(req), requestBase(req), idempotencyKey, jobHeader(res));
   }
 
   @Post('edits')
@@ -90,12 +101,12 @@ export class OpenAiImagesController {
     },
   })
   @ApiExtraModels(OpenAiEditImageDto)
-  @ApiOkResponse({ type: OpenAiImagesResponseDto })
+  @ApiOkResponse({ type: OpenAiImagesResponseDto, headers: JOB_ID_RESPONSE_HEADER })
   @ApiBadRequestResponse({ type: OpenAiErrorDto, description: '`validation_failed`, `invalid_image` (not a PNG/JPEG/WebP that decodes), `not_supported` (several images)' })
   @ApiNotFoundResponse({ type: OpenAiErrorDto, description: '`model_not_found`' })
   @ApiPayloadTooLargeResponse({ type: OpenAiErrorDto, description: '`image_too_large`, `payload_too_large`' })
   @ApiUnprocessableEntityResponse({ type: OpenAiErrorDto, description: '`mask_size_mismatch`, `content_policy`, `idempotency_key_reused`' })
-  async edits(@Req() req: ApiRequest, @Headers('idempotency-key') idempotencyKey?: string): Promise<OpenAiImagesResponseDto> {
+  async edits(@Req() req: ApiRequest, @Res({ passthrough: true }) res: Response, @Headers('idempotency-key') idempotencyKey?: string): Promise<OpenAiImagesResponseDto> {
     if (!req.is('multipart/form-data')) {
       throw new DomainError(ErrorCode.UnsupportedMediaType, 'The body must be multipart/form-data with the file in the field "image"');
     }
@@ -113,7 +124,7 @@ export class OpenAiImagesController {
     }
     if (masks.length > 1) throw new DomainError(ErrorCode.ValidationFailed, 'mask is given twice', [{ field: 'mask', message: 'mask is given twice' }]);
     const dto = (await apiValidationPipe().transform(formFields(parts), { type: 'body', metatype: OpenAiEditImageDto })) as OpenAiEditImageDto;
-    return this.images.edit(dto, { image: images[0].data, mask: masks[0]?.data }, callerOf(req), requestBase(req), idempotencyKey);
+    return this.images.edit(dto, { image: images[0].data, mask: masks[0]?.data }, callerOf(req), requestBase(req), idempotencyKey, jobHeader(res));
   }
 
   @Post('variations')

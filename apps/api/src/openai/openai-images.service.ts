@@ -59,13 +59,15 @@ export class OpenAiImagesService {
     private readonly idempotency: IdempotencyService,
   ) {}
 
-  async generate(dto: OpenAiGenerateImageDto, caller: Caller, base: string, idempotencyKey?: string): Promise<OpenAiImagesResponseDto> {
+  /** `onJob` learns the job id as soon as it is known (the X-Job-Id header). */
+  async generate(dto: OpenAiGenerateImageDto, caller: Caller, base: string, idempotencyKey: string | undefined, onJob: (jobId: string) => void): Promise<OpenAiImagesResponseDto> {
     const native = this.toNative(dto);
     const jobId = await this.runOnce('generations', { ...dto }, native, caller, base, idempotencyKey);
+    onJob(jobId);
     return this.respond(jobId, dto, caller, base);
   }
 
-  async edit(dto: OpenAiEditImageDto, files: OpenAiEditFiles, caller: Caller, base: string, idempotencyKey?: string): Promise<OpenAiImagesResponseDto> {
+  async edit(dto: OpenAiEditImageDto, files: OpenAiEditFiles, caller: Caller, base: string, idempotencyKey: string | undefined, onJob: (jobId: string) => void): Promise<OpenAiImagesResponseDto> {
     let mask: Buffer | undefined;
     if (files.mask) {
       // The same checks as every input (type sniffed, decoded, size caps) before the mask is read.
@@ -75,6 +77,7 @@ export class OpenAiImagesService {
     const native = this.toNative(dto, { image: dataUrl(files.image), ...(mask ? { mask: dataUrl(mask) } : {}) });
     const fingerprint = { ...dto, image_sha256: sha256(files.image), ...(files.mask ? { mask_sha256: sha256(files.mask) } : {}) };
     const jobId = await this.runOnce('edits', fingerprint, native, caller, base, idempotencyKey);
+    onJob(jobId);
     return this.respond(jobId, dto, caller, base);
   }
 
