@@ -3,12 +3,13 @@ import { Controller, Get, Param, ParseUUIDPipe, Query, Req, Res } from '@nestjs/
 import { ApiForbiddenResponse, ApiFoundResponse, ApiGoneResponse, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiParam, ApiProduces, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { ErrorCode } from '@app/common';
+import { SIGNED_IMAGE_PATH } from '@app/jobs';
 import { Public } from '../auth/public-route';
 import { ApiError } from '../common/api-error';
 import { matchesIfNoneMatch } from './jobs.controller';
 import { JobsService } from './jobs.service';
 import { ApiRequest } from './request-context';
-import { SIGNED_IMAGE_PATH, SignedLinks } from './signed-links.service';
+import { SignedLinks } from './signed-links.service';
 
 const jobIdPipe = new ParseUUIDPipe({
   version: '4',

@@ -5,7 +5,6 @@ import { Env } from '@app/config';
 import { checkImageSignature, sharedLinkSecret, signedImageUrl } from '@app/jobs';
 import { ApiError } from '../common/api-error';
 
-export { SIGNED_IMAGE_PATH } from '@app/jobs';
 
 /**
  * Signed, expiring image links a browser can load without the API key (`<img src>`): HMAC-SHA256
