@@ -300,6 +300,8 @@ async function main() {
     const worker = new H.AppProcess('worker', 'worker', common, logs);
     worker.start();
     if (!(await H.waitHttp(`${apiUrl}/health/live`, 45_000, (r) => r.status === 200))) throw new Error(`the API did not start (log ${api.logPath})`);
+    // The synchronous routes answer 503 no_capacity until a worker's heartbeat says it serves: wait for readiness.
+    if (!(await H.waitHttp(`${apiUrl}/health/ready`, 45_000, (r) => r.status === 200))) throw new Error(`the API is not ready: no worker serves (log ${worker.logPath})`);
 
     say(`setup: 1 simulator (SIM_STEP_MS ${STEP_MS}), qwen-image-lightning-4step ${STEPS} steps at ${SIZE}x${SIZE}, ${N} jobs per row, ` +
       `concurrency ${CONC}, poll every ${POLL_MS} ms, LOG_LEVEL ${LOG_LEVEL}, node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0].model.trim()}), ` +
