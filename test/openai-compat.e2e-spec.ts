@@ -223,6 +223,12 @@ describe('OpenAI-compatible images API (the official openai SDK against API → 
     expect(meanDiff(await rgb(out), await rgb(input), all)).toBeGreaterThan(1);
     const other = await soft(await sharp(input).flop().png().toBuffer());
     expect(meanDiff(await soft(out), await soft(input), all)).toBeLessThan(meanDiff(await soft(out), other, all) / 2);
+
+    // One file as image[] is the same request: within the window it attaches to the same job.
+    const before = await jobCount(stack);
+    const again = await client.images.edit({ prompt: 'the same at night', model: 'smoke-test', image: [await toFile(input, 'scene.png', { type: 'image/png' })] });
+    expect(again.data![0].b64_json).toBe(res.data![0].b64_json);
+    expect(await jobCount(stack)).toBe(before);
   });
 
   it('an edit with an OpenAI-style mask (transparent = edit) repaints only there; a bad image is invalid_image', async () => {
