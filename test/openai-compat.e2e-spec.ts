@@ -326,7 +326,9 @@ describe('OpenAI-compatible images API (the official openai SDK against API → 
         expect(op.responses['401']?.content?.['application/json']?.schema).toEqual({ $ref: '#/components/schemas/OpenAiErrorDto' });
       }
     }
-    expect(doc.paths['/v1/images/edits'].post).toHaveProperty('requestBody.content.multipart/form-data');
+    expect(doc.paths['/v1/images/edits'].post).toHaveProperty(['requestBody', 'content', 'multipart/form-data']);
+    // The signed download needs no key: no security requirement, unlike the document's default.
+    expect(doc.paths['/api/v1/images/signed/{job_id}/{index}'].get).toHaveProperty('security', []);
   });
 
   it('a wrong key is an AuthenticationError (invalid_api_key), not retried', async () => {

@@ -33,6 +33,8 @@ export class SignedImagesController {
   @Get(':job_id/:index')
   @ApiOperation({
     summary: 'An image by signed link (no API key)',
+    // No security requirement: the signature in the query is the permission.
+    security: [],
     description: 'The links in images[].signed_url of a job: valid SIGNED_URL_TTL_SECONDS (default 3600) from when the job was read. ' +
       'With RESULT_STORE=s3 and a CDN or presigned links configured, a 302 to them, as the keyed download does.',
   })
