@@ -22,6 +22,7 @@ describe('signed image links: fleet, S3 presigning, cached jobs', () => {
   let stack: Stack; // API + worker + simulator; downloads stream from the bucket
   let presigning: Stack; // another API of the fleet, which answers downloads with presigned bucket links
   let stranger: Stack; // an API with another secret
+  let cdn: Stack; // an API of the fleet whose downloads go to a public origin (RESULT_PUBLIC_BASE_URL)
   let client: OpenAI;
   let receiver: LocalReceiver;
 
@@ -45,10 +46,12 @@ describe('signed image links: fleet, S3 presigning, cached jobs', () => {
     const apiOnly = { comfyui: 0, worker: false };
     presigning = await Stack.start({ ...apiOnly, env: { ...env, QUEUE_PREFIX: stack.env.QUEUE_PREFIX, RESULT_S3_SIGNED_URL_TTL_SECONDS: '60' } });
     stranger = await Stack.start({ ...apiOnly, env: { ...env, QUEUE_PREFIX: stack.env.QUEUE_PREFIX, SIGNED_URL_SECRET: `${SECRET}-other` } });
+    cdn = await Stack.start({ ...apiOnly, env: { ...env, QUEUE_PREFIX: stack.env.QUEUE_PREFIX, RESULT_PUBLIC_BASE_URL: `${s3.endpoint}/${s3.bucket}/` } });
     client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: 'unused-while-the-server-is-open', maxRetries: 0 });
   });
 
   afterAll(async () => {
+    await cdn?.close();
     await stranger?.close();
     await presigning?.close();
     await stack?.close();
@@ -60,7 +63,7 @@ describe('signed image links: fleet, S3 presigning, cached jobs', () => {
     }
   });
 
-  it('a url result streams from the bucket; another instance with the same secret answers it with a 302 to a presigned link; another secret is 403', async () => {
+  it('a url result streams from the bucket; other instances with the same secret redirect to a presigned link or the public origin; another secret is 403', async () => {
     const res = await client.images.generate({ prompt: 'a lighthouse in the bucket', model: 'smoke-test', size: '256x256', response_format: 'url' });
     const link = new URL(res.data![0].url!);
     const direct = await fetch(link);
@@ -78,6 +81,14 @@ describe('signed image links: fleet, S3 presigning, cached jobs', () => {
     const followed = await fetch(viaFleet);
     expect(followed.status).toBe(200);
     expect(Buffer.from(await followed.arrayBuffer()).equals(bytes)).toBe(true);
+
+    // With a public origin configured, the signed link leads there, cacheable while the link lives.
+    const public302 = await fetch(new URL(`${link.pathname}${link.search}`, cdn.url), { redirect: 'manual' });
+    expect(public302.status).toBe(302);
+    expect(public302.headers.get('location')!.startsWith(`${s3.endpoint}/${s3.bucket}/`)).toBe(true);
+    expect(public302.headers.get('location')).not.toContain('X-Amz-Signature');
+    expect(public302.headers.get('cache-control')).toMatch(/^private, max-age=\d+, immutable$/);
+    expect(Buffer.from(await (await fetch(new URL(`${link.pathname}${link.search}`, cdn.url))).arrayBuffer()).equals(bytes)).toBe(true);
 
     const refused = await fetch(new URL(`${link.pathname}${link.search}`, stranger.url));
     expect(refused.status).toBe(403);
