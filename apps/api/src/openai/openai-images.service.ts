@@ -1,6 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Injectable, Logger } from '@nestjs/common';
-import sharp from 'sharp';
 import { DomainError, ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import { inspectInputImage, sniffImageType } from '@app/storage';
@@ -9,8 +8,9 @@ import { ApiError, STATUS_BY_CODE } from '../common/api-error';
 import { CreateJobDto } from '../jobs/dto/create-job.dto';
 import { canonical, IdempotencyService } from '../jobs/idempotency.service';
 import { type Caller, JobsService } from '../jobs/jobs.service';
-import type { OpenAiEditImageDto, OpenAiGenerateImageDto, OpenAiImageOptionsDto, OpenAiQuality } from './dto/openai-image-request.dto';
+import type { OpenAiEditImageDto, OpenAiGenerateImageDto, OpenAiImageOptionsDto } from './dto/openai-image-request.dto';
 import type { OpenAiImagesResponseDto } from './dto/openai-responses.dto';
+import { fieldProblem, maskFromOpenAi, openAiSize, openAiSteps } from './openai-mapping';
 
 export type OpenAiRoute = 'generations' | 'edits';
 
@@ -20,22 +20,7 @@ export interface OpenAiEditFiles {
   mask?: Buffer;
 }
 
-const problem = (field: string, message: string) => new DomainError(ErrorCode.ValidationFailed, message, [{ field, message }]);
 const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
-
-/**
- * OpenAI's mask: transparent pixels (alpha 0) are the ones to edit. Ours: white = repaint. A mask
- * with transparency becomes its inverted alpha as a grey PNG; one without is taken as ours. Runs
- * after the common checks (decoded, ≤ 4096 px), so its cost is bounded.
- */
-export async function maskFromOpenAi(bytes: Buffer): Promise<Buffer> {
-  const meta = await sharp(bytes).metadata();
-  if (!meta.hasAlpha) return bytes;
-  const { data, info } = await sharp(bytes).ensureAlpha().extractChannel(3).raw().toBuffer({ resolveWithObject: true });
-  if (data.every((a) => a === 255)) return bytes;
-  for (let i = 0; i < data.length; i++) data[i] = 255 - data[i];
-  return sharp(data, { raw: { width: info.width, height: info.height, channels: 1 } }).png().toBuffer();
-}
 
 function dataUrl(bytes: Buffer): string {
   // A type the sniffer does not know is still sent as png: the common check then says invalid_image.
@@ -88,7 +73,7 @@ export class OpenAiImagesService {
       throw new DomainError(ErrorCode.UnknownModel, `The model '${model}' does not exist; GET /v1/models lists the models`, { model });
     }
     if (dto.background === 'transparent') {
-      throw problem('background', `background transparent is not supported: model ${model} renders opaque images (use auto or opaque)`);
+      throw fieldProblem('background', `background transparent is not supported: model ${model} renders opaque images (use auto or opaque)`);
     }
     if (dto.stream === true) throw new ApiError(ErrorCode.NotSupported, 'stream is not supported: the answer comes when the images are ready', { field: 'stream' });
     const format = dto.output_format ?? 'png';
@@ -97,8 +82,8 @@ export class OpenAiImagesService {
       prompt: dto.prompt,
       negative_prompt: dto.negative_prompt,
       model,
-      ...this.size(model, dto.size),
-      num_inference_steps: this.steps(model, dto.quality),
+      ...openAiSize(this.workflows, model, dto.size),
+      num_inference_steps: openAiSteps(this.workflows, model, dto.quality),
       num_images: dto.n,
       seed: dto.seed,
       output_format: format,
@@ -110,35 +95,6 @@ export class OpenAiImagesService {
     const out = new CreateJobDto();
     for (const [k, v] of Object.entries(native)) if (v !== undefined) (out as unknown as Record<string, unknown>)[k] = v;
     return out;
-  }
-
-  /** `auto` is the model's default (an edit: its input's size); WIDTHxHEIGHT must be within the model's limits. */
-  private size(model: string, size?: string): { width?: number; height?: number } {
-    if (size === undefined || size === 'auto') return {};
-    const [width, height] = size.split('x').map(Number);
-    const lim = this.workflows.limits(model);
-    const fixed = lim.fixed.includes('width') || lim.fixed.includes('height');
-    const fits = (v: number, l: { min: number; max: number; multiple_of: number }) => v >= l.min && v <= l.max && v % l.multiple_of === 0;
-    if (fixed ? width === lim.width.min && height === lim.height.min : fits(width, lim.width) && fits(height, lim.height) && width * height <= lim.max_pixels) {
-      return fixed ? {} : { width, height };
-    }
-    const p = this.workflows.get(model)!.manifest.parameters;
-    const native = [`${p.width.default ?? lim.width.min}x${p.height.default ?? lim.height.min}`, ...Object.values(this.workflows.aspectRatios(model)).map(([w, h]) => `${w}x${h}`)];
-    const listed = [...new Set(native)].join(', ');
-    const range = fixed
-      ? ''
-      : `, or any WIDTHxHEIGHT with sides ${lim.width.min}–${lim.width.max} in multiples of ${lim.width.multiple_of} and at most ${lim.max_pixels} pixels`;
-    throw problem('size', `size ${size} is not supported by model ${model}; supported sizes: auto, ${listed}${range}`);
-  }
-
-  /** low: half the default steps; high/hd: twice; within the model's step limits, and only where its steps are adjustable. */
-  private steps(model: string, quality?: OpenAiQuality): number | undefined {
-    const lim = this.workflows.limits(model);
-    if (lim.fixed.includes('num_inference_steps') || lim.num_inference_steps.min === lim.num_inference_steps.max) return undefined;
-    const def = this.workflows.get(model)!.manifest.parameters.num_inference_steps.default ?? lim.num_inference_steps.min;
-    if (quality === 'low') return Math.max(lim.num_inference_steps.min, Math.round(def / 2));
-    if (quality === 'high' || quality === 'hd') return Math.min(lim.num_inference_steps.max, def * 2);
-    return undefined;
   }
 
   /**
