@@ -23,7 +23,7 @@ const ERROR_REF = '#/components/schemas/ErrorResponseDto';
 const NON_JSON_2XX: Array<[RegExp, (s: Record<string, unknown>) => boolean]> = [
   [/^image\//, (s) => s.type === 'string' && s.format === 'binary'],
   [/^text\/event-stream$/, (s) => s.type === 'string'],
-  [/^text\/(plain|html)$/, (s) => s.type === 'string'],
+  [/^text\/(plain|html|javascript|css)$/, (s) => s.type === 'string'],
 ];
 
 /** Every route of every Nest controller, from the framework's own metadata (not a list kept here). */
@@ -101,7 +101,10 @@ describe('the OpenAPI document at /docs-json', () => {
     for (const [path, item] of Object.entries(doc.paths)) {
       for (const [method, op] of Object.entries(item)) {
         const where = `${method.toUpperCase()} ${path}`;
-        const keyed = !isPublicPath(path) && !path.startsWith('/admin/');
+        // Public: a public path, or an operation whose security is none ([]) or optional ({}); the admin board has its own token.
+        const security = op.security as Array<Record<string, unknown>> | undefined;
+        const open = isPublicPath(path) || (security !== undefined && (security.length === 0 || security.some((r) => Object.keys(r).length === 0)));
+        const keyed = !open && !path.startsWith('/admin/');
         if (keyed && !op.responses['401']) problems.push(`${where}: no 401`);
         for (const [status, res] of Object.entries(op.responses)) {
           // The native routes share one error schema; the OpenAI-compatible /v1 routes answer in OpenAI's shape.

@@ -37,6 +37,9 @@ const EXAMPLE_MESSAGE: Partial<Record<ErrorCode, string>> = {
   [ErrorCode.ModelUnavailable]: 'No GPU worker has the files of model qwen-image-lightning-4step right now; retry later',
   [ErrorCode.SyncTimeout]: 'The image is not ready after 120000 ms; poll the job',
   [ErrorCode.InternalError]: 'Internal error',
+  [ErrorCode.SignedUrlInvalid]: 'This image link is not valid',
+  [ErrorCode.SignedUrlExpired]: 'This image link has expired; read the job again for a fresh one',
+  [ErrorCode.NotFound]: 'No route GET /nothing',
 };
 
 const RETRY_AFTER = new Set<number>([429, 503]);

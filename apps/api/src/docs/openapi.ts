@@ -12,6 +12,7 @@ const UPLOAD_PATH = '/api/v1/uploads';
 
 const DESCRIPTION = [
   'Image generation on ComfyUI GPUs: synchronous, polled jobs (long-poll `?wait=`), server-sent events or signed webhooks.',
+  'Try it in a browser: [the playground](/playground).',
   '',
   'Every error has one shape, `ErrorResponseDto`: `{"error": {"code", "message", "details"?}, "request_id"}`. The `code` is stable',
   '(see the `ErrorCode` enum), the message is for people. Each operation lists the codes it can answer per status; a method a',

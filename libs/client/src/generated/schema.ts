@@ -157,6 +157,117 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/images/signed/{job_id}/{index}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * An image by signed link (no API key)
+         * @description The links in images[].signed_url of a job: valid SIGNED_URL_TTL_SECONDS (default 3600) from when the job was read. With RESULT_STORE=s3 and a CDN or presigned links configured, a 302 to them, as the keyed download does.
+         */
+        get: operations["SignedImages_image"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/images/generations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Generate images (OpenAI's Images API)
+         * @description Waits for the images like POST /api/v1/images/generate (SYNC_TIMEOUT_MS, then 504 sync_timeout: the same request again waits for the same job). size maps to width/height, n to num_images, quality low/high to the model's steps, output_compression to output_quality; style and moderation are accepted and ignored.
+         */
+        post: operations["OpenAiImages_generations"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/images/edits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Edit an image: img2img, or inpainting with a mask (OpenAI's Images API)
+         * @description multipart/form-data as the SDKs send it: the file `image` (or exactly one `image[]`; several are refused), optional `mask` (OpenAI's convention: transparent = edit; a mask without transparency is read as white = repaint), and the text fields of generations. Inputs are checked like uploads (PNG/JPEG/WebP, decoded, ≤ 20 MB, ≤ 4096 px a side; the mask of the image's size). One image per edit (n 1).
+         */
+        post: operations["OpenAiImages_edits"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/images/variations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Not supported: answers 400 not_supported (use /v1/images/edits with a prompt: img2img) */
+        post: operations["OpenAiImages_variations"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The models (OpenAI's list shape) */
+        get: operations["OpenAiModels_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/models/{model}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One model (OpenAI's object shape) */
+        get: operations["OpenAiModels_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health": {
         parameters: {
             query?: never;
@@ -220,6 +331,57 @@ export interface paths {
         };
         /** Prometheus metrics (here only when METRICS_PORT is unset; docs/operations.md) */
         get: operations["Metrics_scrape"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Where things are: a browser is redirected to the playground, a program gets the links */
+        get: operations["Playground_root"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/playground": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The playground: try the API in a browser (bundled, no CDN) */
+        get: operations["Playground_page"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/playground/assets/{file}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The playground's scripts and styles */
+        get: operations["Playground_file"];
         put?: never;
         post?: never;
         delete?: never;
@@ -559,6 +721,11 @@ export interface components {
              * @example 9f2c…
              */
             sha256: string;
+            /**
+             * @description The same image behind a signed, expiring link that needs no API key (an <img src>); present when the deployment has a link secret (SIGNED_URL_SECRET or WEBHOOK_SECRET)
+             * @example https://images.example.com/api/v1/images/signed/0b8f3c1e-5d2a-4c7e-9f10-2a3b4c5d6e7f/0?expires=1764639000&signature=…
+             */
+            signed_url?: string;
         };
         JobErrorDto: {
             /**
@@ -783,6 +950,220 @@ export interface components {
             /** Format: date-time */
             expires_at: string;
         };
+        OpenAiErrorDetailDto: {
+            /** @example size 1000x1000 is not supported by model qwen-image-lightning-4step; … */
+            message: string;
+            /** @enum {string} */
+            type: "invalid_request_error" | "authentication_error" | "permission_error" | "rate_limit_error" | "insufficient_quota" | "server_error";
+            /** @example size */
+            param: string | null;
+            /**
+             * @description OpenAI's code where one exists (invalid_api_key, model_not_found, rate_limit_exceeded), else this server's stable code
+             * @example validation_failed
+             */
+            code: string | null;
+        };
+        OpenAiErrorDto: {
+            error: components["schemas"]["OpenAiErrorDetailDto"];
+        };
+        OpenAiGenerateImageDto: {
+            /** @example a lighthouse at dusk, oil painting */
+            prompt: string;
+            /**
+             * @description A model id of GET /v1/models; the default model when absent; unknown → 404 model_not_found
+             * @example qwen-image-lightning-4step
+             */
+            model?: string;
+            /**
+             * @description Images from one run (num_images), up to the model's limit (4 for Qwen); edits make 1
+             * @default 1
+             */
+            n?: number;
+            /**
+             * @description `auto` (the model's default size) or WIDTHxHEIGHT within the model's limits (Qwen: sides 256–2048 in multiples of 16, at most 4 MP; its native sizes are 1328x1328, 1664x928, 928x1664, 1472x1104, 1104x1472, 1584x1056, 1056x1584)
+             * @default auto
+             * @example 1664x928
+             */
+            size?: string;
+            /**
+             * @description low: half the model's default steps; high/hd: twice (within its step limits); medium/standard/auto: its default. Ignored by models whose steps are fixed
+             * @default auto
+             * @enum {string}
+             */
+            quality?: "low" | "medium" | "high" | "auto" | "standard" | "hd";
+            /**
+             * @description url: a signed link that works without the API key for SIGNED_URL_TTL_SECONDS (default 1 h)
+             * @default b64_json
+             * @enum {string}
+             */
+            response_format?: "b64_json" | "url";
+            /**
+             * @default png
+             * @enum {string}
+             */
+            output_format?: "png" | "webp" | "jpeg";
+            /**
+             * @description jpeg/webp quality (0 is read as 1); ignored for png
+             * @default 90
+             */
+            output_compression?: number;
+            /**
+             * @description transparent is refused (400): no model here renders transparency
+             * @default auto
+             * @enum {string}
+             */
+            background?: "auto" | "opaque" | "transparent";
+            /** @description End-user id: recorded on the job (metadata.openai_user) and in the API's log */
+            user?: string;
+            /** @description As user (OpenAI’s newer name); recorded as metadata.openai_user */
+            safety_identifier?: string;
+            /**
+             * @description Accepted and ignored (the content policy of this server applies)
+             * @enum {string}
+             */
+            moderation?: "low" | "auto";
+            /**
+             * @description Streaming partial images is not supported: only false
+             * @enum {boolean}
+             */
+            stream?: false;
+            /** @description Extension: a fixed seed (repeatable, and answered from the result cache when equal) */
+            seed?: number;
+            /** @description Extension: what the image should not show */
+            negative_prompt?: string;
+            /**
+             * @description Accepted and ignored (a DALL·E 3 setting)
+             * @enum {string}
+             */
+            style?: "vivid" | "natural";
+        };
+        OpenAiImageDataDto: {
+            /** @description The image, base64 (response_format b64_json, the default) */
+            b64_json?: string;
+            /**
+             * @description A signed link that needs no API key, valid SIGNED_URL_TTL_SECONDS (response_format url)
+             * @example https://images.example.com/api/v1/images/signed/6f1c…/0?expires=1767225600&signature=…
+             */
+            url?: string;
+            /**
+             * @description Always null: prompts are not rewritten
+             * @example null
+             */
+            revised_prompt: string | null;
+        };
+        OpenAiImagesResponseDto: {
+            /**
+             * @description Unix seconds when the job was created
+             * @example 1767225600
+             */
+            created: number;
+            data: components["schemas"]["OpenAiImageDataDto"][];
+            /**
+             * @description WIDTHxHEIGHT of the images
+             * @example 1664x928
+             */
+            size: string;
+            /** @enum {string} */
+            output_format: "png" | "jpeg" | "webp";
+            /**
+             * @description auto and standard answer medium, hd high
+             * @enum {string}
+             */
+            quality: "low" | "medium" | "high";
+            /** @enum {string} */
+            background: "opaque";
+        };
+        OpenAiEditImageDto: {
+            /** @example a lighthouse at dusk, oil painting */
+            prompt: string;
+            /**
+             * @description A model id of GET /v1/models; the default model when absent; unknown → 404 model_not_found
+             * @example qwen-image-lightning-4step
+             */
+            model?: string;
+            /**
+             * @description Images from one run (num_images), up to the model's limit (4 for Qwen); edits make 1
+             * @default 1
+             */
+            n?: number;
+            /**
+             * @description `auto` (the model's default size) or WIDTHxHEIGHT within the model's limits (Qwen: sides 256–2048 in multiples of 16, at most 4 MP; its native sizes are 1328x1328, 1664x928, 928x1664, 1472x1104, 1104x1472, 1584x1056, 1056x1584)
+             * @default auto
+             * @example 1664x928
+             */
+            size?: string;
+            /**
+             * @description low: half the model's default steps; high/hd: twice (within its step limits); medium/standard/auto: its default. Ignored by models whose steps are fixed
+             * @default auto
+             * @enum {string}
+             */
+            quality?: "low" | "medium" | "high" | "auto" | "standard" | "hd";
+            /**
+             * @description url: a signed link that works without the API key for SIGNED_URL_TTL_SECONDS (default 1 h)
+             * @default b64_json
+             * @enum {string}
+             */
+            response_format?: "b64_json" | "url";
+            /**
+             * @default png
+             * @enum {string}
+             */
+            output_format?: "png" | "webp" | "jpeg";
+            /**
+             * @description jpeg/webp quality (0 is read as 1); ignored for png
+             * @default 90
+             */
+            output_compression?: number;
+            /**
+             * @description transparent is refused (400): no model here renders transparency
+             * @default auto
+             * @enum {string}
+             */
+            background?: "auto" | "opaque" | "transparent";
+            /** @description End-user id: recorded on the job (metadata.openai_user) and in the API's log */
+            user?: string;
+            /** @description As user (OpenAI’s newer name); recorded as metadata.openai_user */
+            safety_identifier?: string;
+            /**
+             * @description Accepted and ignored (the content policy of this server applies)
+             * @enum {string}
+             */
+            moderation?: "low" | "auto";
+            /**
+             * @description Streaming partial images is not supported: only false
+             * @enum {boolean}
+             */
+            stream?: false;
+            /** @description Extension: a fixed seed (repeatable, and answered from the result cache when equal) */
+            seed?: number;
+            /** @description Extension: what the image should not show */
+            negative_prompt?: string;
+            /** @description Extension: how much of the image changes (default from the model: img2img 0.6, inpaint 1.0) */
+            strength?: number;
+            /**
+             * @description Accepted and ignored
+             * @enum {string}
+             */
+            input_fidelity?: "high" | "low";
+        };
+        OpenAiModelDto: {
+            /** @example qwen-image-lightning-4step */
+            id: string;
+            /** @enum {string} */
+            object: "model";
+            /**
+             * @description Unix seconds: when the model's manifest was written
+             * @example 1767225600
+             */
+            created: number;
+            /** @example fictures */
+            owned_by: string;
+        };
+        OpenAiModelListDto: {
+            /** @enum {string} */
+            object: "list";
+            data: components["schemas"]["OpenAiModelDto"][];
+        };
         ImageModelStatusDto: {
             /** @example qwen-image-lightning-4step */
             name: string;
@@ -942,7 +1323,7 @@ export interface components {
          * @description Stable, for programs; never renamed once deployed
          * @enum {string}
          */
-        ErrorCode: "validation_failed" | "invalid_json" | "payload_too_large" | "unsupported_media_type" | "unknown_model" | "job_not_found" | "job_expired" | "image_not_found" | "job_finished" | "queue_full" | "no_capacity" | "model_unavailable" | "redis_unavailable" | "storage_unavailable" | "storage_full" | "sync_timeout" | "idempotency_key_reused" | "invalid_webhook_url" | "invalid_image" | "image_too_large" | "mask_size_mismatch" | "invalid_image_url" | "webhooks_disabled" | "unauthorized" | "rate_limited" | "quota_exceeded" | "content_policy" | "not_found" | "method_not_allowed" | "internal_error" | "comfyui_rejected" | "comfyui_execution_error" | "comfyui_unavailable" | "comfyui_timeout" | "prompt_lost" | "output_fetch_failed" | "job_stalled" | "canceled";
+        ErrorCode: "validation_failed" | "invalid_json" | "payload_too_large" | "unsupported_media_type" | "unknown_model" | "job_not_found" | "job_expired" | "image_not_found" | "job_finished" | "queue_full" | "no_capacity" | "model_unavailable" | "redis_unavailable" | "storage_unavailable" | "storage_full" | "sync_timeout" | "idempotency_key_reused" | "invalid_webhook_url" | "invalid_image" | "image_too_large" | "mask_size_mismatch" | "invalid_image_url" | "webhooks_disabled" | "unauthorized" | "rate_limited" | "quota_exceeded" | "content_policy" | "not_found" | "signed_url_invalid" | "signed_url_expired" | "not_supported" | "method_not_allowed" | "internal_error" | "comfyui_rejected" | "comfyui_execution_error" | "comfyui_unavailable" | "comfyui_timeout" | "prompt_lost" | "output_fetch_failed" | "job_stalled" | "canceled";
         ErrorBodyDto: {
             /**
              * @description Stable, for programs; never renamed once deployed
@@ -1987,6 +2368,439 @@ export interface operations {
             };
         };
     };
+    SignedImages_image: {
+        parameters: {
+            query: {
+                /** @description HMAC-SHA256 (base64url), as issued */
+                signature: string;
+                /** @description Unix seconds, as issued */
+                expires: number;
+            };
+            header?: {
+                /** @description The ETag of a copy you have: 304 when it matches */
+                "If-None-Match"?: string;
+            };
+            path: {
+                job_id: string;
+                index: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The image bytes (Cross-Origin-Resource-Policy: cross-origin, cached while the link lives) */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    ETag?: string;
+                    "Cache-Control"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/png": string;
+                    "image/jpeg": string;
+                    "image/webp": string;
+                };
+            };
+            /** @description RESULT_STORE=s3 with RESULT_PUBLIC_BASE_URL or presigned links: where the bytes are */
+            302: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description If-None-Match matched */
+            304: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `signed_url_invalid`, `signed_url_expired` */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description `job_not_found`, `image_not_found` */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description `job_expired` */
+            410: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description `internal_error` */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+            /** @description `storage_unavailable`, `redis_unavailable` (see the Retry-After header) */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
+                };
+            };
+        };
+    };
+    OpenAiImages_generations: {
+        parameters: {
+            query?: never;
+            header: {
+                "idempotency-key": string;
+                /** @description The same key and body again (an SDK retry) waits for the same job instead of starting another; without it the same key and body within OPENAI_DEDUPE_WINDOW_SECONDS do */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["OpenAiGenerateImageDto"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description The job of this answer: GET /api/v1/images/jobs/{id} has its params and timings */
+                    "X-Job-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiImagesResponseDto"];
+                };
+            };
+            /** @description `validation_failed` (param names the field; an unsupported size lists the supported ones), `not_supported` (stream) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorDto"];
+                };
+            };
+            /** @description `invalid_api_key`: keys are configured and none valid was sent */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorDto"];
+                };
+            };
+            /** @description `model_not_found` */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorDto"];
+                };
+            };
+            /** @description `content_policy`, `idempotency_key_reused` */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorDto"];
+                };
+            };
+            /** @description `rate_limit_exceeded` or `quota_exceeded` (jobs at once per key), with Retry-After */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorDto"];
+                };
+            };
+            /** @description `no_capacity` (no GPU worker now), `model_unavailable`, `queue_full`, `storage_full`, `redis_unavailable`; Retry-After */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorDto"];
+                };
+            };
+        };
+    };
+    OpenAiImages_edits: {
+        parameters: {
+            query?: never;
+            header: {
+                "idempotency-key": string;
+                /** @description The same key and body again (an SDK retry) waits for the same job instead of starting another; without it the same key and body within OPENAI_DEDUPE_WINDOW_SECONDS do */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": components["schemas"]["OpenAiEditImageDto"] & {
+                    /** Format: binary */
+                    image: string;
+                    /** Format: binary */
+                    mask?: string;
+                };
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description The job of this answer: GET /api/v1/images/jobs/{id} has its params and timings */
+                    "X-Job-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiImagesResponseDto"];
+                };
+            };
+            /** @description `validation_failed`, `invalid_image` (not a PNG/JPEG/WebP that decodes), `not_supported` (several images) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorDto"];
+                };
+            };
+            /** @description `invalid_api_key`: keys are configured and none valid was sent */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorDto"];
+                };
+            };
+            /** @description `model_not_found` */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorDto"];
+                };
+            };
+            /** @description `image_too_large`, `payload_too_large` */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorDto"];
+                };
+            };
+            /** @description `mask_size_mismatch`, `content_policy`, `idempotency_key_reused` */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorDto"];
+                };
+            };
+            /** @description `rate_limit_exceeded` or `quota_exceeded` (jobs at once per key), with Retry-After */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorDto"];
+                };
+            };
+            /** @description `no_capacity` (no GPU worker now), `model_unavailable`, `queue_full`, `storage_full`, `redis_unavailable`; Retry-After */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorDto"];
+                };
+            };
+        };
+    };
+    OpenAiImages_variations: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Never: variations are refused */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiImagesResponseDto"];
+                };
+            };
+            /** @description `not_supported` */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorDto"];
+                };
+            };
+            /** @description `invalid_api_key`: keys are configured and none valid was sent */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorDto"];
+                };
+            };
+            /** @description `rate_limit_exceeded` or `quota_exceeded` (jobs at once per key), with Retry-After */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorDto"];
+                };
+            };
+            /** @description `no_capacity` (no GPU worker now), `model_unavailable`, `queue_full`, `storage_full`, `redis_unavailable`; Retry-After */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorDto"];
+                };
+            };
+        };
+    };
+    OpenAiModels_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiModelListDto"];
+                };
+            };
+            /** @description `invalid_api_key` */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorDto"];
+                };
+            };
+        };
+    };
+    OpenAiModels_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                model: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiModelDto"];
+                };
+            };
+            /** @description `invalid_api_key` */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorDto"];
+                };
+            };
+            /** @description `model_not_found` */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAiErrorDto"];
+                };
+            };
+        };
+    };
     Health_check: {
         parameters: {
             query?: never;
@@ -2093,6 +2907,84 @@ export interface operations {
                 };
                 content: {
                     "text/plain": string;
+                };
+            };
+        };
+    };
+    Playground_root: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The links (for clients that do not prefer text/html; a browser gets a 302 to /playground) */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: string;
+                    };
+                };
+            };
+        };
+    };
+    Playground_page: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The page */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+        };
+    };
+    Playground_file: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                file: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The asset (ETag; 304 on If-None-Match) */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/javascript": string;
+                    "text/css": string;
+                };
+            };
+            /** @description `not_found` */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponseDto"];
                 };
             };
         };

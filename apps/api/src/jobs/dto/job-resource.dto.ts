@@ -44,6 +44,11 @@ export class ImageLinkDto {
   @ApiProperty({ example: 1328 }) height: number;
   @ApiProperty({ example: 1532211 }) bytes: number;
   @ApiProperty({ example: '9f2c…', description: 'SHA-256 of the bytes, hex; the download ETag' }) sha256: string;
+  @ApiPropertyOptional({
+    example: `https://images.example.com/api/v1/images/signed/${JOB_ID_EXAMPLE}/0?expires=1764639000&signature=…`,
+    description: 'The same image behind a signed, expiring link that needs no API key (an <img src>); present when the deployment has a link secret (SIGNED_URL_SECRET or WEBHOOK_SECRET)',
+  })
+  signed_url?: string;
 }
 
 export class JobErrorDto {
