@@ -152,6 +152,7 @@ describe('@fictures/client against the running stack', () => {
     const theirs = await createClient({ baseUrl: stack.url, apiKey: b.key }).listJobs();
     expect(theirs.data.map((j) => j.id)).not.toEqual(expect.arrayContaining([ids[0]]));
     await expect(mine.listJobs({ limit: 0 })).rejects.toMatchObject({ code: 'validation_failed', status: 400 });
+    await expect(mine.listJobs({ cursor: 'yesterday' })).rejects.toMatchObject({ code: 'validation_failed', status: 400 });
   });
 
   it('models() and upload(): an uploaded image drives an img2img job of its size', async () => {

@@ -49,8 +49,11 @@ function harness() {
       return tx;
     },
     zrevrangebyscore: async (k: string, max: string, _min: string, _w: string, _l: string, offset: number, count: number) => {
-      const below = max === '+inf' ? Infinity : Number(max.replace('(', ''));
-      return [...zset(k)].filter(([, sc]) => sc < below).sort((x, y) => y[1] - x[1]).slice(offset, offset + count).flatMap(([m, sc]) => [m, String(sc)]);
+      // As Redis: max inclusive unless `(`; highest score first, equal scores in reverse lexicographic order.
+      const top = max === '+inf' ? Infinity : Number(max.replace('(', ''));
+      const within = (sc: number) => (max.startsWith('(') ? sc < top : sc <= top);
+      return [...zset(k)].filter(([, sc]) => within(sc)).sort((x, y) => y[1] - x[1] || (x[0] < y[0] ? 1 : x[0] > y[0] ? -1 : 0))
+        .slice(offset, offset + count).flatMap(([m, sc]) => [m, String(sc)]);
     },
     set: async (k: string, v: string, mode?: string, ttl?: number) => void (flags.add(k), values.set(k, { value: v, px: mode === 'PX' ? ttl : undefined })),
     get: async (k: string) => values.get(k)?.value ?? null,
@@ -108,17 +111,31 @@ describe('JobLifecycle', () => {
   it('lists an owner’s jobs newest first, a page at a time, and no one else’s', async () => {
     const h = harness();
     const t = Date.now();
-    // Older than the retention (60 s here): trimmed from the index by the next write.
-    await h.lifecycle.enqueue('a0', { ...data(), owner: 'key-a', submitted_at: t - 120_000 });
-    await h.lifecycle.enqueue('a1', { ...data(), owner: 'key-a', submitted_at: t - 3_000 });
-    await h.lifecycle.enqueue('b1', { ...data(), owner: 'key-b', submitted_at: t - 2_500 });
-    await h.lifecycle.enqueue('a2', { ...data(), owner: 'key-a', submitted_at: t - 2_000 });
-    await h.lifecycle.enqueue('a3', { ...data(), owner: 'key-a', submitted_at: t - 1_000 });
+    // As JobsService.submit does: the add, and the owner's list beside it.
+    const submit = async (id: string, owner: string, submitted_at: number) => {
+      const d = { ...data(), owner, submitted_at };
+      await Promise.all([h.lifecycle.enqueue(id, d), h.lifecycle.addToOwnerList(id, d)]);
+    };
+    // Older than the retention (60 s here): trimmed from the list by the next write.
+    await submit('a0', 'key-a', t - 120_000);
+    await submit('a1', 'key-a', t - 3_000);
+    await submit('b1', 'key-b', t - 2_500);
+    await submit('a2', 'key-a', t - 2_000);
+    await submit('a3', 'key-a', t - 1_000);
+    // An entry whose job never made it into the queue (the add failed) is left out.
+    await h.lifecycle.addToOwnerList('ghost', { ...data(), owner: 'key-a', submitted_at: t - 500 });
     const first = await h.lifecycle.listForOwner('key-a', 2);
+    // The ghost is skipped and the page filled from below it.
     expect(first.views.map((v) => v.id)).toEqual(['a3', 'a2']);
-    expect(first.next).toBe(t - 2_000);
+    expect(first.next).toEqual({ at: t - 2_000, id: 'a2' });
     const second = await h.lifecycle.listForOwner('key-a', 2, first.next ?? undefined);
     expect(second).toMatchObject({ views: [expect.objectContaining({ id: 'a1' })], next: null });
+    // Jobs of one millisecond: a page boundary between them skips none and repeats none.
+    for (const id of ['m1', 'm2', 'm3']) await submit(id, 'key-m', t - 100);
+    const p1 = await h.lifecycle.listForOwner('key-m', 2);
+    const p2 = await h.lifecycle.listForOwner('key-m', 2, p1.next ?? undefined);
+    expect([...p1.views, ...p2.views].map((v) => v.id)).toEqual(['m3', 'm2', 'm1']);
+    expect(p2.next).toBeNull();
     expect((await h.lifecycle.listForOwner('key-b', 10)).views.map((v) => v.id)).toEqual(['b1']);
     expect((await h.lifecycle.listForOwner(undefined, 10)).views).toEqual([]);
   });

@@ -20,6 +20,8 @@ import {
 
 const QUEUED_STATES = new Set(['waiting', 'prioritized', 'delayed', 'waiting-children', 'paused']);
 const LIVE_STATES = new Set([...QUEUED_STATES, 'active']);
+/** Entries of one owner in one millisecond a page boundary can step over (the list's cursor). */
+const SAME_MS_SLACK = 64;
 
 export type ReadResult = { found: true; view: JobView } | { found: false; expired: boolean };
 
@@ -77,47 +79,12 @@ export class JobLifecycle {
   }
 
   async enqueue(jobId: string, data: GenerationJobData, priority?: number): Promise<void> {
-    // The owner's list alongside, in parallel (no extra round trip): an entry whose add failed reads as gone and is skipped.
-    await Promise.all([
-      this.queues.forModel(data.params.model).add(
-        JobName.Generate,
-        data,
-        generationJobOptions({ jobId, priority, attempts: this.env.JOB_ATTEMPTS, backoffMs: this.env.JOB_BACKOFF_MS, resultTtlSeconds: this.env.RESULT_TTL_SECONDS }),
-      ),
-      this.indexForOwner(jobId, data),
-    ]);
+    await this.queues.forModel(data.params.model).add(
+      JobName.Generate,
+      data,
+      generationJobOptions({ jobId, priority, attempts: this.env.JOB_ATTEMPTS, backoffMs: this.env.JOB_BACKOFF_MS, resultTtlSeconds: this.env.RESULT_TTL_SECONDS }),
+    );
     this.emit({ kind: 'queued', jobId, model: data.params.model, at: data.submitted_at });
-  }
-
-  /**
-   * The owner's jobs, newest first: up to `limit` ids submitted before `before` (ms, exclusive), each
-   * read as usual (an id whose job has expired is left out). `next` is the cursor of the next page.
-   */
-  async listForOwner(owner: string | undefined, limit: number, before?: number): Promise<{ views: JobView[]; next: number | null }> {
-    const key = this.keys.ownerJobs(owner);
-    const max = before === undefined ? '+inf' : `(${before}`;
-    const raw = await this.redis.zrevrangebyscore(key, max, '-inf', 'WITHSCORES', 'LIMIT', 0, limit + 1);
-    const entries: Array<{ id: string; at: number }> = [];
-    for (let i = 0; i + 1 < raw.length; i += 2) entries.push({ id: raw[i], at: Number(raw[i + 1]) });
-    const page = entries.slice(0, limit);
-    const reads = await Promise.all(page.map((e) => this.read(e.id)));
-    const views = reads.flatMap((r) => (r.found && (r.view.data.owner ?? undefined) === (owner ?? undefined) ? [r.view] : []));
-    return { views, next: entries.length > limit ? page[page.length - 1].at : null };
-  }
-
-  /**
-   * Adds the job to its owner's list. Never fails the job: the queue's add is what accepts it, and a
-   * list that misses a job (Redis full or blinking right then) is the lesser harm.
-   */
-  private async indexForOwner(jobId: string, data: GenerationJobData): Promise<void> {
-    const key = this.keys.ownerJobs(data.owner);
-    const ttlS = this.env.RESULT_TTL_SECONDS;
-    try {
-      // Entries older than the retention point at nothing: trimmed on every write, the whole key expires with its newest job.
-      await this.redis.multi().zadd(key, data.submitted_at, jobId).zremrangebyscore(key, '-inf', Date.now() - ttlS * 1000).expire(key, ttlS).exec();
-    } catch (e) {
-      this.logger.warn({ job_id: jobId, request_id: data.request_id, msg: 'could not add the job to its owner’s list', error: (e as Error).message });
-    }
   }
 
   async read(jobId: string): Promise<ReadResult> {
@@ -161,7 +128,6 @@ export class JobLifecycle {
     if (!source.result) throw new Error(`job ${source.id} has no result to answer from`);
     const at = Date.now();
     this.emit({ kind: 'queued', jobId, model: data.params.model, at: data.submitted_at });
-    await this.indexForOwner(jobId, data);
     const record: TerminalRecord = {
       v: 1, id: jobId, status: 'succeeded', data, progress: source.progress, attempts: 0, started_at: at, finished_at: at,
       result: {
@@ -250,6 +216,53 @@ export class JobLifecycle {
     if (isTerminalRecord(await this.store.getRecord(jobId))) return true;
     const state = (await this.queues.locate(jobId))?.state;
     return state === 'completed' || state === 'failed';
+  }
+
+  /**
+   * The owner's jobs, newest first, up to `limit`, after `after` (the last entry of the previous
+   * page). Each is read as usual; an entry whose job is gone (expired, or never added) is skipped
+   * and the page filled from further down. `next` is the cursor of the next page, null at the end.
+   * Jobs submitted in the same millisecond are ordered by id, so a page boundary never skips one.
+   */
+  async listForOwner(owner: string | undefined, limit: number, after?: { at: number; id: string }): Promise<{ views: JobView[]; next: { at: number; id: string } | null }> {
+    const key = this.keys.ownerJobs(owner);
+    const views: JobView[] = [];
+    let cursor = after;
+    for (;;) {
+      const want = limit - views.length;
+      // From the cursor's millisecond (inclusive): entries at it that sort after the cursor's id were on earlier pages.
+      const fetch = want + 1 + (cursor ? SAME_MS_SLACK : 0);
+      const raw = await this.redis.zrevrangebyscore(key, cursor ? String(cursor.at) : '+inf', '-inf', 'WITHSCORES', 'LIMIT', 0, fetch);
+      const entries: Array<{ id: string; at: number }> = [];
+      for (let i = 0; i + 1 < raw.length; i += 2) {
+        const e = { id: raw[i], at: Number(raw[i + 1]) };
+        if (!cursor || e.at < cursor.at || e.id < cursor.id) entries.push(e);
+      }
+      const page = entries.slice(0, want);
+      const reads = await Promise.all(page.map((e) => this.read(e.id)));
+      for (const r of reads) if (r.found && (r.view.data.owner ?? undefined) === (owner ?? undefined)) views.push(r.view);
+      // More below this page: fetched and not taken, or cut off by LIMIT.
+      const more = entries.length > page.length || raw.length / 2 >= fetch;
+      if (!page.length || !more) return { views, next: null };
+      cursor = page[page.length - 1];
+      if (views.length >= limit) return { views, next: cursor };
+    }
+  }
+
+  /**
+   * Adds a new job to its owner's list (alongside its enqueue or cached answer). Never fails: the
+   * queue's add is what accepts a job, and a list that misses one (Redis full or blinking right then)
+   * is the lesser harm. An entry whose job was never added reads as gone and is left out.
+   */
+  async addToOwnerList(jobId: string, data: GenerationJobData): Promise<void> {
+    const key = this.keys.ownerJobs(data.owner);
+    const ttlS = this.env.RESULT_TTL_SECONDS;
+    try {
+      // Entries older than the retention point at nothing: trimmed on every write, the whole key expires with its newest job.
+      await this.redis.multi().zadd(key, data.submitted_at, jobId).zremrangebyscore(key, '-inf', Date.now() - ttlS * 1000).expire(key, ttlS).exec();
+    } catch (e) {
+      this.logger.warn({ job_id: jobId, request_id: data.request_id, msg: 'could not add the job to its owner’s list', error: (e as Error).message });
+    }
   }
 
   /** The origin of absolute links in what leaves the API without a request (webhook payloads). */

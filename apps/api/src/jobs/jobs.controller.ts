@@ -29,18 +29,23 @@ export function matchesIfNoneMatch(header: string | undefined, etag: string): bo
 const LIST_DEFAULT_LIMIT = 20;
 const LIST_MAX_LIMIT = 100;
 
-/** `limit` and `cursor` of the job list: both optional, both plain digits. */
-export function listQuery(limit: unknown, cursor: unknown): { limit: number; cursor?: number } {
-  const one = (v: unknown, field: string): string | undefined => {
-    if (v === undefined) return undefined;
-    if (typeof v !== 'string' || !/^\d{1,16}$/.test(v)) throw new ApiError(ErrorCode.ValidationFailed, `${field} must be given once, as a whole number`, { field });
+/** A page's next_cursor: the submission time (ms) and id of its last job. */
+const LIST_CURSOR = /^(\d{1,16})\.([0-9a-f-]{36})$/;
+
+/** `limit` and `cursor` of the job list: both optional, each given once. */
+export function listQuery(limit: unknown, cursor: unknown): { limit: number; cursor?: { at: number; id: string } } {
+  const once = (v: unknown, field: string): string | undefined => {
+    if (v !== undefined && typeof v !== 'string') throw new ApiError(ErrorCode.ValidationFailed, `${field} must be given once`, { field });
     return v;
   };
-  const l = one(limit, 'limit');
-  const c = one(cursor, 'cursor');
-  const n = l === undefined ? LIST_DEFAULT_LIMIT : Number(l);
-  if (n < 1 || n > LIST_MAX_LIMIT) throw new ApiError(ErrorCode.ValidationFailed, `limit must be between 1 and ${LIST_MAX_LIMIT}`, { field: 'limit' });
-  return { limit: n, ...(c === undefined ? {} : { cursor: Number(c) }) };
+  const l = once(limit, 'limit');
+  const c = once(cursor, 'cursor');
+  const n = l === undefined ? LIST_DEFAULT_LIMIT : /^\d{1,3}$/.test(l) ? Number(l) : NaN;
+  if (!(n >= 1 && n <= LIST_MAX_LIMIT)) throw new ApiError(ErrorCode.ValidationFailed, `limit must be a whole number from 1 to ${LIST_MAX_LIMIT}`, { field: 'limit' });
+  if (c === undefined) return { limit: n };
+  const m = LIST_CURSOR.exec(c);
+  if (!m) throw new ApiError(ErrorCode.ValidationFailed, 'cursor must be the next_cursor of a previous page', { field: 'cursor' });
+  return { limit: n, cursor: { at: Number(m[1]), id: m[2] } };
 }
 
 /** Codes of every route that names a job. */
@@ -131,7 +136,7 @@ export class JobsController {
   @RateLimitAs('read')
   @ApiOperation({ summary: "The caller's jobs, newest first", description: 'Jobs of the API key (all jobs on an open server) within the retention time, a page at a time.' })
   @ApiQuery({ name: 'limit', required: false, schema: { type: 'integer', minimum: 1, maximum: LIST_MAX_LIMIT, default: LIST_DEFAULT_LIMIT } })
-  @ApiQuery({ name: 'cursor', required: false, schema: { type: 'string', pattern: '^\\d+$' }, description: 'next_cursor of the previous page' })
+  @ApiQuery({ name: 'cursor', required: false, schema: { type: 'string', pattern: LIST_CURSOR.source }, description: 'next_cursor of the previous page' })
   @ApiOkResponse({ type: JobListDto })
   @ApiErrors(...KEYED_ROUTE_CODES, ErrorCode.ValidationFailed)
   async list(@Req() req: ApiRequest, @Query('limit') limit?: unknown, @Query('cursor') cursor?: unknown): Promise<JobListDto> {

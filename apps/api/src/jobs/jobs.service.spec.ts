@@ -23,7 +23,7 @@ function service(o: { store?: string; memory?: RedisMemory; invalid?: boolean; s
       return params;
     },
   } as unknown as WorkflowRegistry;
-  const lifecycle = { waitingCount: async () => 0, enqueue: async (id: string) => void enqueued.push(id) } as unknown as JobLifecycle;
+  const lifecycle = { waitingCount: async () => 0, enqueue: async (id: string) => void enqueued.push(id), addToOwnerList: async () => undefined } as unknown as JobLifecycle;
   const probe = { read: async () => (reads++, o.memory) } as unknown as RedisMemoryProbe;
   const fleet = { modelServed: async () => o.served ?? true } as unknown as FleetMonitor;
   const env = loadEnv({ RESULT_STORE: o.store ?? 'redis', RESULT_S3_BUCKET: 'bucket-x', REDIS_MEMORY_HIGH_WATERMARK: '0.9', QUEUE_UNSERVED_MODELS: String(o.queueUnserved ?? false) });

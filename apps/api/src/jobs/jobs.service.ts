@@ -65,7 +65,8 @@ export class JobsService {
     const source = cacheKey && dto.cache !== false ? await this.lifecycle.cachedResult(cacheKey) : undefined;
     if (source) {
       // An identical seeded request succeeded before: its images answer, no queue, no quota slot, no GPU.
-      await this.lifecycle.completeFromCache(jobId, this.jobData(dto, params, caller, opts, cacheKey, edit), source, caller.requestId);
+      const cached = this.jobData(dto, params, caller, opts, cacheKey, edit);
+      await Promise.all([this.lifecycle.completeFromCache(jobId, cached, source, caller.requestId), this.lifecycle.addToOwnerList(jobId, cached)]);
       this.logger.log({ request_id: caller.requestId, job_id: jobId, msg: 'job answered from the result cache', model: params.model, source_job_id: source.id });
       return jobId;
     }
@@ -78,6 +79,8 @@ export class JobsService {
     }
     await edit?.commit();
     const data = this.jobData(dto, params, caller, opts, cacheKey, edit);
+    // The owner's list (GET /api/v1/images/jobs) is written alongside the add, not after it; it never throws.
+    const listed = this.lifecycle.addToOwnerList(jobId, data);
     // A slot of the key's quota first (429 quota_exceeded), given back if the job never gets queued.
     await this.quota?.reserve(caller, jobId);
     try {
@@ -87,6 +90,7 @@ export class JobsService {
       throw e;
     }
     await this.quota?.confirm(caller, jobId);
+    await listed;
     this.logger.log({ request_id: caller.requestId, job_id: jobId, msg: 'job queued', model: params.model, prompt_length: params.prompt.length });
     return jobId;
   }
@@ -183,9 +187,9 @@ export class JobsService {
   }
 
   /** The caller's jobs, newest first, a page at a time (`cursor` from the previous page's next_cursor). */
-  async list(caller: Caller, base: string, limit: number, cursor?: number): Promise<{ data: JobResource[]; next_cursor: string | null }> {
+  async list(caller: Caller, base: string, limit: number, cursor?: { at: number; id: string }): Promise<{ data: JobResource[]; next_cursor: string | null }> {
     const { views, next } = await this.lifecycle.listForOwner(caller.owner, limit, cursor);
-    return { data: views.map((v) => this.render(v, base)), next_cursor: next === null ? null : String(next) };
+    return { data: views.map((v) => this.render(v, base)), next_cursor: next === null ? null : `${next.at}.${next.id}` };
   }
 
   /** For an idempotent replay: the first request may still be adding the job; wait for it briefly. */

@@ -798,7 +798,7 @@ export interface components {
             data: components["schemas"]["JobResourceDto"][];
             /**
              * @description Pass as `cursor` for the next page; null on the last page
-             * @example 1764635400123
+             * @example 1764635400123.0b8f3c1e-5d2a-4c7e-9f10-2a3b4c5d6e7f
              */
             next_cursor: string | null;
         };

@@ -99,7 +99,7 @@ export class JobResourceDto {
 
 export class JobListDto {
   @ApiProperty({ type: () => JobResourceDto, isArray: true, description: "The caller's jobs, newest first" }) data: JobResourceDto[];
-  @ApiProperty({ type: 'string', nullable: true, example: '1764635400123', description: 'Pass as `cursor` for the next page; null on the last page' })
+  @ApiProperty({ type: 'string', nullable: true, example: '1764635400123.0b8f3c1e-5d2a-4c7e-9f10-2a3b4c5d6e7f', description: 'Pass as `cursor` for the next page; null on the last page' })
   next_cursor: string | null;
 }
 
