@@ -168,6 +168,7 @@ export class FicturesClient {
     const id = typeof jobOrId === 'string' ? jobOrId : jobOrId.id;
     const controller = new AbortController();
     const onAbort = () => controller.abort();
+    if (opts.signal?.aborted) controller.abort();
     opts.signal?.addEventListener('abort', onAbort);
     const timer = opts.timeoutMs !== undefined ? setTimeout(() => controller.abort(new FicturesError('timeout', `Job ${id} did not end within ${opts.timeoutMs} ms`, 0)), opts.timeoutMs) : undefined;
     try {
