@@ -10,7 +10,7 @@ import { ApiError } from '../common/api-error';
 import { RateLimitAs } from '../rate-limit/rate-limit-kind';
 import { CreateJobDto } from './dto/create-job.dto';
 import { IdempotencyService } from './idempotency.service';
-import { JobsService } from './jobs.service';
+import { isReplicationUnconfirmed, JobsService } from './jobs.service';
 import { ApiRequest, callerOf, requestBase } from './request-context';
 import { WebhookUrlPolicy } from './webhook-url.policy';
 import { clientGone, MAX_WAIT_SECONDS, requestedWaitMs } from './long-poll';
@@ -67,7 +67,9 @@ export class JobsController {
       try {
         jobId = await this.jobs.submit(dto, caller, { webhookUrl, jobId, requestBase: base });
       } catch (e) {
-        await claim.release(); // bad input or Redis trouble: the key stays free, nothing changed
+        // Bad input or Redis trouble: the key stays free, nothing changed. Unconfirmed replication: the
+        // job exists, so the key keeps pointing at it and the client's retry answers that job.
+        if (!isReplicationUnconfirmed(e)) await claim.release();
         throw e;
       }
     } else {
