@@ -1,3 +1,222 @@
 // The private redis-server of the e2e tests is the process toolkit's (also used by the demo and the
 // soak): its own port and directory, stop/kill and start again on the same port for fault tests.
+// Below it, the replicated and sharded set-ups of the high-availability specs: a Sentinel group
+// (primary, replica, three sentinels) and a three-master Cluster, all real servers on free ports.
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Redis, { Cluster } from 'ioredis';
+import { freePort, HOST, RedisServer, redisPing, stopChild, track } from '../../scripts/lib/processes';
+
 export { freePort, RedisServer as TestRedisServer, type RedisServerOptions } from '../../scripts/lib/processes';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until<T>(check: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(50);
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+/** One command on a short-lived connection that never retries (the server may be down on purpose). */
+async function ask(port: number, ...args: (string | number)[]): Promise<unknown> {
+  const c = new Redis({ host: HOST, port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1_000 });
+  c.on('error', () => undefined);
+  try {
+    await c.connect();
+    return await c.call(String(args[0]), ...args.slice(1).map(String));
+  } finally {
+    c.disconnect();
+  }
+}
+
+/** INFO replication as a map. */
+async function replicationInfo(port: number): Promise<Record<string, string>> {
+  const text = String(await ask(port, 'INFO', 'replication'));
+  return Object.fromEntries(text.split(/\r?\n/).filter((l) => l.includes(':')).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1)]));
+}
+
+/** A sentinel: `redis-server <conf> --sentinel` (Debian ships no redis-sentinel binary), its conf in a directory of its own. */
+export class TestSentinel {
+  private child?: ChildProcess;
+
+  private constructor(
+    readonly port: number,
+    private readonly dir: string,
+  ) {}
+
+  static async start(name: string, primaryPort: number, quorum: number, timing: { downAfterMs: number; failoverTimeoutMs: number }): Promise<TestSentinel> {
+    const s = new TestSentinel(await freePort(), mkdtempSync(join(tmpdir(), 'fictures-sentinel-')));
+    // Sentinel rewrites its config file as it learns the group: a file of its own, writable.
+    writeFileSync(join(s.dir, 'sentinel.conf'), [
+      `port ${s.port}`, `bind ${HOST}`, `dir ${s.dir}`, 'logfile ""',
+      `sentinel monitor ${name} ${HOST} ${primaryPort} ${quorum}`,
+      `sentinel down-after-milliseconds ${name} ${timing.downAfterMs}`,
+      `sentinel failover-timeout ${name} ${timing.failoverTimeoutMs}`,
+      `sentinel parallel-syncs ${name} 1`,
+      '',
+    ].join('\n'));
+    s.child = track(spawn('redis-server', [join(s.dir, 'sentinel.conf'), '--sentinel'], { stdio: 'ignore' }), { infrastructure: true });
+    await until(async () => ((await redisPing(s.port)) ? true : undefined), 15_000, `sentinel on port ${s.port}`);
+    return s;
+  }
+
+  /** The port of the primary this sentinel believes in now. */
+  async primaryPort(name: string): Promise<number> {
+    const addr = (await ask(this.port, 'SENTINEL', 'get-master-addr-by-name', name)) as [string, string] | null;
+    if (!addr) throw new Error(`sentinel ${this.port} does not know ${name}`);
+    return Number(addr[1]);
+  }
+
+  async destroy(): Promise<void> {
+    await stopChild(this.child, 'SIGKILL', 5_000);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A primary, a replica and three sentinels watching them, as production runs Redis with Sentinel.
+ * killPrimary() crashes whichever server is primary now; rejoin() restarts it as a replica of the
+ * new one, so the next failover again has a replica to promote.
+ */
+export class SentinelGroup {
+  readonly name = 'fictures';
+
+  private constructor(
+    readonly servers: RedisServer[],
+    readonly sentinels: TestSentinel[],
+  ) {}
+
+  static async start(opts: { downAfterMs?: number; failoverTimeoutMs?: number } = {}): Promise<SentinelGroup> {
+    const primary = await RedisServer.start();
+    const replica = await RedisServer.start({ args: ['--replicaof', HOST, String(primary.port)] });
+    const group = new SentinelGroup([primary, replica], []);
+    try {
+      await group.replicaInSync(primary.port, 15_000);
+      const timing = { downAfterMs: opts.downAfterMs ?? 1_000, failoverTimeoutMs: opts.failoverTimeoutMs ?? 4_000 };
+      for (let i = 0; i < 3; i++) group.sentinels.push(await TestSentinel.start(group.name, primary.port, 2, timing));
+      // Every sentinel has found the replica (and so can fail over to it) before a test kills anything.
+      await until(async () => {
+        for (const s of group.sentinels) {
+          const replicas = (await ask(s.port, 'SENTINEL', 'replicas', group.name)) as unknown[];
+          if (!replicas.length) return undefined;
+        }
+        return true;
+      }, 20_000, 'sentinels to discover the replica');
+    } catch (e) {
+      await group.destroy();
+      throw e;
+    }
+    return group;
+  }
+
+  /** The environment that points the service at this group. */
+  get env(): Record<string, string> {
+    return { REDIS_SENTINELS: this.sentinels.map((s) => `${HOST}:${s.port}`).join(','), REDIS_SENTINEL_NAME: this.name };
+  }
+
+  /** The server the sentinels (a majority of them) call primary now. */
+  async primary(): Promise<RedisServer> {
+    const ports = await Promise.all(this.sentinels.map((s) => s.primaryPort(this.name).catch(() => -1)));
+    const port = ports.sort((a, b) => ports.filter((p) => p === b).length - ports.filter((p) => p === a).length)[0];
+    const server = this.servers.find((s) => s.port === port);
+    if (!server) throw new Error(`the sentinels name an unknown primary (port ${port})`);
+    return server;
+  }
+
+  /** SIGKILL the primary (a crash: nothing flushed, no goodbye). Returns the server killed. */
+  async killPrimary(): Promise<RedisServer> {
+    const victim = await this.primary();
+    await victim.kill();
+    return victim;
+  }
+
+  /** Resolves the new primary once every sentinel has switched away from `oldPort` and it answers as master. */
+  async waitForFailover(oldPort: number, timeoutMs = 30_000): Promise<RedisServer> {
+    return until(async () => {
+      const ports = await Promise.all(this.sentinels.map((s) => s.primaryPort(this.name)));
+      if (ports.some((p) => p === oldPort) || new Set(ports).size !== 1) return undefined;
+      const info = await replicationInfo(ports[0]);
+      return info.role === 'master' ? this.servers.find((s) => s.port === ports[0]) : undefined;
+    }, timeoutMs, `failover away from port ${oldPort}`);
+  }
+
+  /** Starts a killed server again as a replica of the current primary, and waits until it is in sync. */
+  async rejoin(server: RedisServer, timeoutMs = 30_000): Promise<void> {
+    const primary = await this.primary();
+    server.args = ['--replicaof', HOST, String(primary.port)];
+    await server.startProcess();
+    await this.replicaInSync(primary.port, timeoutMs);
+  }
+
+  /** The primary on `primaryPort` has an online replica whose offset has caught up with its own. */
+  private async replicaInSync(primaryPort: number, timeoutMs: number): Promise<void> {
+    await until(async () => {
+      const info = await replicationInfo(primaryPort);
+      const slave = info.slave0;
+      if (!slave || !/state=online/.test(slave)) return undefined;
+      const offset = Number(/offset=(\d+)/.exec(slave)?.[1] ?? -1);
+      return offset >= Number(info.master_repl_offset) - 1_000_000 && offset > 0 ? true : undefined;
+    }, timeoutMs, `a replica in sync with port ${primaryPort}`);
+  }
+
+  async destroy(): Promise<void> {
+    await Promise.all(this.sentinels.map((s) => s.destroy().catch(() => undefined)));
+    await Promise.all(this.servers.map((s) => s.destroy().catch(() => undefined)));
+  }
+}
+
+/** Three masters (no replicas), every slot assigned: a Redis Cluster of the smallest useful shape. */
+export class TestCluster {
+  private constructor(readonly nodes: RedisServer[]) {}
+
+  static async start(masters = 3): Promise<TestCluster> {
+    const nodes: RedisServer[] = [];
+    const cluster = new TestCluster(nodes);
+    try {
+      for (let i = 0; i < masters; i++) {
+        // nodes.conf lives in each server's own --dir.
+        nodes.push(await RedisServer.start({ args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000'] }));
+      }
+      const made = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `${HOST}:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8', timeout: 30_000 });
+      if (made.status !== 0) throw new Error(`redis-cli --cluster create failed: ${made.stderr || made.stdout}`);
+      await until(async () => {
+        for (const n of nodes) if (!/cluster_state:ok/.test(String(await ask(n.port, 'CLUSTER', 'INFO')))) return undefined;
+        return true;
+      }, 30_000, 'cluster_state:ok on every node');
+    } catch (e) {
+      await cluster.destroy();
+      throw e;
+    }
+    return cluster;
+  }
+
+  get env(): Record<string, string> {
+    return { REDIS_CLUSTER_NODES: this.nodes.map((n) => `${HOST}:${n.port}`).join(',') };
+  }
+
+  /** Keys on each master (DBSIZE), by port. */
+  async keysPerNode(): Promise<Record<number, number>> {
+    const out: Record<number, number> = {};
+    for (const n of this.nodes) out[n.port] = Number(await ask(n.port, 'DBSIZE'));
+    return out;
+  }
+
+  client(): Cluster {
+    return new Cluster(this.nodes.map((n) => ({ host: HOST, port: n.port })), { redisOptions: { maxRetriesPerRequest: 1 } });
+  }
+
+  async destroy(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.destroy().catch(() => undefined)));
+  }
+}

@@ -21,6 +21,14 @@ import {
 const QUEUED_STATES = new Set(['waiting', 'prioritized', 'delayed', 'waiting-children', 'paused']);
 const LIVE_STATES = new Set([...QUEUED_STATES, 'active']);
 
+/**
+ * WAITs for the replicas before a job's end is reported. A request answers 503 after one (the
+ * client retries); a worker holds its result through a failover's few seconds instead (its lock
+ * keeps renewing), so the GPU's work is not thrown away.
+ */
+const API_ACK_TRIES = 1;
+const WORKER_ACK_TRIES = 20;
+
 export type ReadResult = { found: true; view: JobView } | { found: false; expired: boolean };
 
 /**
@@ -145,7 +153,7 @@ export class JobLifecycle {
       cached: true,
       expires_at: source.expires_at ?? source.finished_at + this.env.RESULT_TTL_SECONDS * 1000,
     };
-    await this.end(record, undefined, requestId);
+    await this.end(record, undefined, requestId, API_ACK_TRIES);
   }
 
   /**
@@ -165,7 +173,7 @@ export class JobLifecycle {
           v: 1, id: jobId, status: 'canceled', data: view.data, progress: null, attempts: view.attempts,
           started_at: null, finished_at: Date.now(), result: null, error: CANCELED_ERROR,
         };
-        await this.end(record, undefined, requestId);
+        await this.end(record, undefined, requestId, API_ACK_TRIES);
         return true;
       }
     }
@@ -365,13 +373,13 @@ export class JobLifecycle {
   }
 
   /** Record first (readers trust it), then the event, then the webhook. */
-  private async end(record: TerminalRecord, comfyui: string | undefined, requestId?: string): Promise<void> {
+  private async end(record: TerminalRecord, comfyui: string | undefined, requestId?: string, ackTries = WORKER_ACK_TRIES): Promise<void> {
     const jobId = record.id;
     // A Redis at maxmemory may get room back within moments (another job's images released): a few quick tries.
     await retryWhileStorageFull(() => this.store.putRecord(jobId, record as unknown as Record<string, unknown>));
     // The record (and the images stored before it, on the same connection) on the replicas before
     // anyone is told the job ended: a failover right after must not forget a reported result.
-    await this.replicated(this.redis, 3, jobId);
+    await this.replicated(this.redis, ackTries, jobId);
     await this.bus.publish({ type: 'status', job_id: jobId, status: record.status, at: record.finished_at });
     this.emit({
       kind: 'ended', jobId, model: record.data.params.model, at: record.finished_at, status: record.status, comfyui, code: record.error?.code,
