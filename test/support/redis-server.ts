@@ -46,6 +46,9 @@ async function replicationInfo(port: number): Promise<Record<string, string>> {
   return Object.fromEntries(text.split(/\r?\n/).filter((l) => l.includes(':')).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1)]));
 }
 
+/** Full syncs start at once (Redis waits 5 s for more replicas by default). */
+const REPL_ARGS = ['--repl-diskless-sync-delay', '0'];
+
 /** A sentinel: `redis-server <conf> --sentinel` (Debian ships no redis-sentinel binary), its conf in a directory of its own. */
 export class TestSentinel {
   private child?: ChildProcess;
@@ -98,8 +101,8 @@ export class SentinelGroup {
   ) {}
 
   static async start(opts: { downAfterMs?: number; failoverTimeoutMs?: number } = {}): Promise<SentinelGroup> {
-    const primary = await RedisServer.start();
-    const replica = await RedisServer.start({ args: ['--replicaof', HOST, String(primary.port)] });
+    const primary = await RedisServer.start({ args: [...REPL_ARGS] });
+    const replica = await RedisServer.start({ args: [...REPL_ARGS, '--replicaof', HOST, String(primary.port)] });
     const group = new SentinelGroup([primary, replica], []);
     try {
       await group.replicaInSync(primary.port, 15_000);
@@ -134,10 +137,29 @@ export class SentinelGroup {
     return server;
   }
 
-  /** SIGKILL the primary (a crash: nothing flushed, no goodbye). Returns the server killed. */
-  async killPrimary(): Promise<RedisServer> {
+  /**
+   * SIGKILL the primary (a crash: nothing flushed, no goodbye). Returns the server killed. With
+   * `replicaLagMs`, the replica is frozen (SIGSTOP) and cut off that long first, and thawed after the
+   * kill: the primary's writes of that stretch never reach it — the window asynchronous replication has.
+   */
+  async killPrimary(opts: { replicaLagMs?: number } = {}): Promise<RedisServer> {
     const victim = await this.primary();
-    await victim.kill();
+    const replica = this.servers.find((s) => s !== victim && s.running);
+    const pid = replica?.child?.pid;
+    if (opts.replicaLagMs && pid) {
+      process.kill(pid, 'SIGSTOP');
+      try {
+        // Cut the replication link too: a frozen replica's kernel would still buffer what the primary
+        // sends and hand it over after the thaw; a frozen one cannot reconnect before the kill.
+        await ask(victim.port, 'CLIENT', 'KILL', 'TYPE', 'replica');
+        await sleep(opts.replicaLagMs);
+        await victim.kill();
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+    } else {
+      await victim.kill();
+    }
     return victim;
   }
 
@@ -154,20 +176,24 @@ export class SentinelGroup {
   /** Starts a killed server again as a replica of the current primary, and waits until it is in sync. */
   async rejoin(server: RedisServer, timeoutMs = 30_000): Promise<void> {
     const primary = await this.primary();
-    server.args = ['--replicaof', HOST, String(primary.port)];
+    server.args = [...REPL_ARGS, '--replicaof', HOST, String(primary.port)];
     await server.startProcess();
     await this.replicaInSync(primary.port, timeoutMs);
   }
 
   /** The primary on `primaryPort` has an online replica whose offset has caught up with its own. */
   private async replicaInSync(primaryPort: number, timeoutMs: number): Promise<void> {
+    let seen = '';
     await until(async () => {
       const info = await replicationInfo(primaryPort);
+      seen = `role=${info.role} slave0=${info.slave0} offset=${info.master_repl_offset}`;
       const slave = info.slave0;
       if (!slave || !/state=online/.test(slave)) return undefined;
       const offset = Number(/offset=(\d+)/.exec(slave)?.[1] ?? -1);
       return offset >= Number(info.master_repl_offset) - 1_000_000 && offset > 0 ? true : undefined;
-    }, timeoutMs, `a replica in sync with port ${primaryPort}`);
+    }, timeoutMs, `a replica in sync with port ${primaryPort}`).catch((e: Error) => {
+      throw new Error(`${e.message} (last seen: ${seen})`);
+    });
   }
 
   async destroy(): Promise<void> {

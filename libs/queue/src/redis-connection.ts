@@ -113,8 +113,8 @@ function sentinelOptions(t: Extract<RedisTopology, { kind: 'sentinel' }>, role: 
     role: 'master',
     sentinelPassword: t.sentinelPassword,
     password: t.password,
-    // Listen to the sentinels' +switch-master: a failover is followed at once, not at the next socket error.
-    failoverDetector: role !== 'cli',
+    // No failoverDetector: ioredis 5.11 leaves its sentinel subscriptions open after quit(). A crashed
+    // primary drops the sockets (reconnect = ask the sentinels again); a demoted one answers READONLY.
     reconnectOnError: reconnectOnReadOnly,
     ...(role === 'cli' ? { sentinelRetryStrategy: () => null } : {}),
     ...roleOptions(role),
