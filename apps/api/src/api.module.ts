@@ -22,6 +22,7 @@ import { ModelsService } from './models/models.service';
 import { LoggingModule } from './logging/logging.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { SecurityModule } from './security/security.module';
+import { PlaygroundModule } from './playground/playground.module';
 
 @Module({})
 export class ApiModule {
@@ -49,6 +50,8 @@ export class ApiModule {
         MetricsModule.forRoot(env),
         // API keys, rate limit, quotas, content policy (docs/security.md).
         SecurityModule.forRoot(),
+        // GET /playground: the page to try it in a browser.
+        PlaygroundModule,
       ],
       controllers: [GenerateController, JobsController, JobEventsController, ModelsController, UploadsController],
       providers: [JobsService, InputImagesService, IdempotencyService, WebhookUrlPolicy, webhookHostResolverProvider, ModelsService, ComfyUiClientFactory],

@@ -61,7 +61,7 @@ export function setupApp(app: INestApplication, env: Env): void {
     app,
     new DocumentBuilder()
       .setTitle('Fictures AI Server')
-      .setDescription('Image generation on ComfyUI GPUs: synchronous, polled jobs, server-sent events or signed webhooks.')
+      .setDescription('Image generation on ComfyUI GPUs: synchronous, polled jobs, server-sent events or signed webhooks. Try it in a browser: [the playground](/playground).')
       .setVersion('1')
       .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'API key: fk_… (docs/security.md)' })
       .addApiKey({ type: 'apiKey', in: 'header', name: 'X-API-Key' }, 'api-key')
