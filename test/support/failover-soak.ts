@@ -25,7 +25,7 @@ export interface FailoverReport {
   unavailable: number;
   /** Per kill: from SIGKILL to the sentinels agreeing on the new primary. */
   failoverMs: number[];
-  /** Per kill: from SIGKILL to the first 202 after it. */
+  /** Per kill: from SIGKILL to the first 202 of a request sent after it. */
   recoveryMs: number[];
   /** Per kill: readiness answered 503 at some point after the kill, then 200 again. */
   readinessDipped: boolean[];
@@ -97,7 +97,7 @@ export async function runFailoverSoak(opts: { minReplicasAck: number; kills: num
       minReplicasAck: opts.minReplicasAck, kills: opts.kills, replicaLagMs: opts.replicaLagMs ?? 0, attempted: 0, acknowledged: 0, lost: [], succeeded: 0, failed: 0,
       unconfirmed: 0, abandoned: 0, unavailable: 0, failoverMs: [], recoveryMs: [], readinessDipped: [], submitP50: NaN, submitP95: NaN,
     };
-    const acked = new Map<string, number>(); // job id → when acknowledged
+    const acked = new Map<string, number>(); // job id → when the request that got its 202 was sent
     const healthyLatency: number[] = [];
     const answers = new Map<string, number>();
     const debug = (m: string) => process.env.SOAK_DEBUG && process.stdout.write(`[soak ${new Date().toISOString()}] ${m} answers=${JSON.stringify([...answers])}\n`);
@@ -114,7 +114,9 @@ export async function runFailoverSoak(opts: { minReplicasAck: number; kills: num
           const r = await call('POST', `${url}/api/v1/images/jobs`, { prompt: 'a lighthouse through a failover', width: 256, height: 256, num_inference_steps: 1 }, { 'idempotency-key': key });
           if (r.status === 202 && r.body.id) {
             if (!faulted) healthyLatency.push(Date.now() - started);
-            if (!acked.has(r.body.id)) acked.set(r.body.id, Date.now());
+            // When the attempt that got the 202 was sent: an answer that was merely slow (its write
+            // done before a kill) must not count as the service being back after the kill.
+            if (!acked.has(r.body.id)) acked.set(r.body.id, started);
             break;
           }
           if (r.status === 404) {
@@ -206,7 +208,7 @@ export function printReport(r: FailoverReport): void {
   process.stdout.write(
     `failover soak (REDIS_MIN_REPLICAS_ACK=${r.minReplicasAck}): ${r.kills} primary SIGKILLs (replica ${r.replicaLagMs} ms behind at each); attempted ${r.attempted}, acknowledged ${r.acknowledged}, ` +
       `lost ${r.lost.length}, succeeded ${r.succeeded}, failed ${r.failed}; retried answers: ${r.unconfirmed} replication_unconfirmed, ${r.unavailable} other 5xx/refused; ${r.abandoned} abandoned (retry answered 404); ` +
-      `failover ${ms(r.failoverMs)}; first 202 after the kill ${ms(r.recoveryMs)}; readiness dipped and recovered ${r.readinessDipped.filter(Boolean).length}/${r.kills}; ` +
+      `failover ${ms(r.failoverMs)}; first 202 to a request sent after the kill ${ms(r.recoveryMs)}; readiness dipped and recovered ${r.readinessDipped.filter(Boolean).length}/${r.kills}; ` +
       `healthy submit latency p50 ${r.submitP50} ms, p95 ${r.submitP95} ms\n`,
   );
 }
