@@ -105,7 +105,7 @@ export class SentinelGroup {
     const replica = await RedisServer.start({ args: [...REPL_ARGS, '--replicaof', HOST, String(primary.port)] });
     const group = new SentinelGroup([primary, replica], []);
     try {
-      await group.replicaInSync(primary.port, 15_000);
+      await group.settledPrimaryWithoutSentinels(primary, replica);
       const timing = { downAfterMs: opts.downAfterMs ?? 1_000, failoverTimeoutMs: opts.failoverTimeoutMs ?? 4_000 };
       for (let i = 0; i < 3; i++) group.sentinels.push(await TestSentinel.start(group.name, primary.port, 2, timing));
       // Every sentinel has found the replica (and so can fail over to it) before a test kills anything.
@@ -121,6 +121,11 @@ export class SentinelGroup {
       throw e;
     }
     return group;
+  }
+
+  /** Before the sentinels exist: the replica's link to the primary is up. */
+  private async settledPrimaryWithoutSentinels(primary: RedisServer, replica: RedisServer): Promise<void> {
+    await until(async () => ((await replicationInfo(replica.port)).master_link_status === 'up' && (await replicationInfo(primary.port)).role === 'master' ? true : undefined), 15_000, 'the replica to sync');
   }
 
   /** The environment that points the service at this group. */
@@ -173,25 +178,37 @@ export class SentinelGroup {
     }, timeoutMs, `failover away from port ${oldPort}`);
   }
 
-  /** Starts a killed server again as a replica of the current primary, and waits until it is in sync. */
+  /** Starts a killed server again as a replica of the current primary, and waits until the group has settled. */
   async rejoin(server: RedisServer, timeoutMs = 30_000): Promise<void> {
-    const primary = await this.primary();
+    const primary = await this.settledPrimary(timeoutMs, [server]);
     server.args = [...REPL_ARGS, '--replicaof', HOST, String(primary.port)];
     await server.startProcess();
-    await this.replicaInSync(primary.port, timeoutMs);
+    await this.settledPrimary(timeoutMs);
   }
 
-  /** The primary on `primaryPort` has an online replica whose offset has caught up with its own. */
-  private async replicaInSync(primaryPort: number, timeoutMs: number): Promise<void> {
+  /**
+   * Waits until the group is whole again: every sentinel names the same primary, that server says it
+   * is a master, and every other running server replicates from it with its link up. `absent`:
+   * servers not expected to run. A sentinel may still be reshuffling right after a failover.
+   */
+  async settledPrimary(timeoutMs: number, absent: RedisServer[] = []): Promise<RedisServer> {
     let seen = '';
-    await until(async () => {
-      const info = await replicationInfo(primaryPort);
-      seen = `role=${info.role} slave0=${info.slave0} offset=${info.master_repl_offset}`;
-      const slave = info.slave0;
-      if (!slave || !/state=online/.test(slave)) return undefined;
-      const offset = Number(/offset=(\d+)/.exec(slave)?.[1] ?? -1);
-      return offset >= Number(info.master_repl_offset) - 1_000_000 && offset > 0 ? true : undefined;
-    }, timeoutMs, `a replica in sync with port ${primaryPort}`).catch((e: Error) => {
+    return until(async () => {
+      const ports = await Promise.all(this.sentinels.map((s) => s.primaryPort(this.name)));
+      seen = `sentinels say ${ports.join(',')}`;
+      if (new Set(ports).size !== 1) return undefined;
+      const primary = this.servers.find((s) => s.port === ports[0]);
+      if (!primary?.running) return undefined;
+      const own = await replicationInfo(primary.port);
+      seen += `; ${primary.port} role=${own.role}`;
+      if (own.role !== 'master') return undefined;
+      for (const other of this.servers.filter((s) => s !== primary && !absent.includes(s))) {
+        const info = await replicationInfo(other.port);
+        seen += `; ${other.port} role=${info.role} master_port=${info.master_port} link=${info.master_link_status}`;
+        if (info.role !== 'slave' || Number(info.master_port) !== primary.port || info.master_link_status !== 'up') return undefined;
+      }
+      return primary;
+    }, timeoutMs, 'the Sentinel group to settle').catch((e: Error) => {
       throw new Error(`${e.message} (last seen: ${seen})`);
     });
   }
