@@ -42,7 +42,7 @@ export class JobsController {
   @HttpCode(202)
   @ApiOperation({ summary: 'Submit a generation job (asynchronous)' })
   @ApiAcceptedResponse({ description: 'The job resource; Location points at it' })
-  @ApiServiceUnavailableResponse({ description: "`model_unavailable`: workers are live and none has the model's files (see Retry-After; QUEUE_UNSERVED_MODELS=true queues it); or `redis_unavailable`, `queue_full`" })
+  @ApiServiceUnavailableResponse({ description: "`model_unavailable`: workers are live and none has the model's files (see Retry-After; QUEUE_UNSERVED_MODELS=true queues it); `replication_unconfirmed`: the job was written but REDIS_MIN_REPLICAS_ACK replicas did not confirm it in time (see Retry-After; retry with the same Idempotency-Key to get that job); or `redis_unavailable`, `queue_full`" })
   @ApiHeader({ name: 'Prefer', required: false, description: `wait=N (0–${MAX_WAIT_SECONDS} s): answer once the job has ended, or after N s with its state then` })
   async create(
     @Body() dto: CreateJobDto,
