@@ -40,6 +40,7 @@ const EXAMPLE_MESSAGE: Partial<Record<ErrorCode, string>> = {
   [ErrorCode.SignedUrlInvalid]: 'This image link is not valid',
   [ErrorCode.SignedUrlExpired]: 'This image link has expired; read the job again for a fresh one',
   [ErrorCode.NotFound]: 'No route GET /nothing',
+  [ErrorCode.ReplicationUnconfirmed]: 'The job was accepted but its copy on the Redis replicas is not confirmed; retry with the same Idempotency-Key',
 };
 
 const RETRY_AFTER = new Set<number>([429, 503]);

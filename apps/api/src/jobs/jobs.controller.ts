@@ -13,7 +13,7 @@ import { RateLimitAs } from '../rate-limit/rate-limit-kind';
 import { CreateJobDto } from './dto/create-job.dto';
 import { JobListDto, JobResourceDto } from './dto/job-resource.dto';
 import { IdempotencyService } from './idempotency.service';
-import { JobsService } from './jobs.service';
+import { isReplicationUnconfirmed, JobsService } from './jobs.service';
 import { ApiRequest, callerOf, requestBase } from './request-context';
 import { WebhookUrlPolicy } from './webhook-url.policy';
 import { clientGone, MAX_WAIT_SECONDS, requestedWaitMs } from './long-poll';
@@ -58,7 +58,7 @@ export const SUBMIT_CODES = [
   ErrorCode.ValidationFailed, ErrorCode.InvalidJson, ErrorCode.UnknownModel, ErrorCode.InvalidImage,
   ErrorCode.PayloadTooLarge, ErrorCode.ImageTooLarge, ErrorCode.UnsupportedMediaType,
   ErrorCode.MaskSizeMismatch, ErrorCode.InvalidImageUrl, ErrorCode.ContentPolicy, ErrorCode.QuotaExceeded,
-  ErrorCode.ModelUnavailable, ErrorCode.QueueFull, ErrorCode.StorageFull,
+  ErrorCode.ModelUnavailable, ErrorCode.QueueFull, ErrorCode.StorageFull, ErrorCode.ReplicationUnconfirmed,
 ];
 
 const jobIdPipe = new ParseUUIDPipe({
@@ -82,7 +82,8 @@ export class JobsController {
   @ApiOperation({
     summary: 'Submit a generation job (asynchronous)',
     description:
-      "503 `model_unavailable` when workers are live and none has the model's files (QUEUE_UNSERVED_MODELS=true queues it). " +
+      "503 `model_unavailable` when workers are live and none has the model's files (QUEUE_UNSERVED_MODELS=true queues it); " +
+      '503 `replication_unconfirmed` when the job was written but REDIS_MIN_REPLICAS_ACK replicas did not confirm it in time: retry with the same Idempotency-Key to get that job. ' +
       'The same Idempotency-Key with the same body answers the first job again (`Idempotent-Replayed: true`), so a retry never renders twice.',
   })
   @ApiAcceptedResponse({
@@ -121,7 +122,9 @@ export class JobsController {
       try {
         jobId = await this.jobs.submit(dto, caller, { webhookUrl, jobId, requestBase: base });
       } catch (e) {
-        await claim.release(); // bad input or Redis trouble: the key stays free, nothing changed
+        // Bad input or Redis trouble: the key stays free, nothing changed. Unconfirmed replication: the
+        // job exists, so the key keeps pointing at it and the client's retry answers that job.
+        if (!isReplicationUnconfirmed(e)) await claim.release();
         throw e;
       }
     } else {

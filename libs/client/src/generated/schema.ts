@@ -36,7 +36,7 @@ export interface paths {
         put?: never;
         /**
          * Submit a generation job (asynchronous)
-         * @description 503 `model_unavailable` when workers are live and none has the model's files (QUEUE_UNSERVED_MODELS=true queues it). The same Idempotency-Key with the same body answers the first job again (`Idempotent-Replayed: true`), so a retry never renders twice.
+         * @description 503 `model_unavailable` when workers are live and none has the model's files (QUEUE_UNSERVED_MODELS=true queues it); 503 `replication_unconfirmed` when the job was written but REDIS_MIN_REPLICAS_ACK replicas did not confirm it in time: retry with the same Idempotency-Key to get that job. The same Idempotency-Key with the same body answers the first job again (`Idempotent-Replayed: true`), so a retry never renders twice.
          */
         post: operations["Jobs_create"];
         delete?: never;
@@ -1323,7 +1323,7 @@ export interface components {
          * @description Stable, for programs; never renamed once deployed
          * @enum {string}
          */
-        ErrorCode: "validation_failed" | "invalid_json" | "payload_too_large" | "unsupported_media_type" | "unknown_model" | "job_not_found" | "job_expired" | "image_not_found" | "job_finished" | "queue_full" | "no_capacity" | "model_unavailable" | "redis_unavailable" | "storage_unavailable" | "storage_full" | "sync_timeout" | "idempotency_key_reused" | "invalid_webhook_url" | "invalid_image" | "image_too_large" | "mask_size_mismatch" | "invalid_image_url" | "webhooks_disabled" | "unauthorized" | "rate_limited" | "quota_exceeded" | "content_policy" | "not_found" | "signed_url_invalid" | "signed_url_expired" | "not_supported" | "method_not_allowed" | "internal_error" | "comfyui_rejected" | "comfyui_execution_error" | "comfyui_unavailable" | "comfyui_timeout" | "prompt_lost" | "output_fetch_failed" | "job_stalled" | "canceled";
+        ErrorCode: "validation_failed" | "invalid_json" | "payload_too_large" | "unsupported_media_type" | "unknown_model" | "job_not_found" | "job_expired" | "image_not_found" | "job_finished" | "queue_full" | "no_capacity" | "model_unavailable" | "redis_unavailable" | "replication_unconfirmed" | "storage_unavailable" | "storage_full" | "sync_timeout" | "idempotency_key_reused" | "invalid_webhook_url" | "invalid_image" | "image_too_large" | "mask_size_mismatch" | "invalid_image_url" | "webhooks_disabled" | "unauthorized" | "rate_limited" | "quota_exceeded" | "content_policy" | "not_found" | "signed_url_invalid" | "signed_url_expired" | "not_supported" | "method_not_allowed" | "internal_error" | "comfyui_rejected" | "comfyui_execution_error" | "comfyui_unavailable" | "comfyui_timeout" | "prompt_lost" | "output_fetch_failed" | "job_stalled" | "canceled";
         ErrorBodyDto: {
             /**
              * @description Stable, for programs; never renamed once deployed
@@ -1510,7 +1510,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponseDto"];
                 };
             };
-            /** @description `redis_unavailable`, `model_unavailable`, `queue_full`, `storage_full`, `no_capacity` (see the Retry-After header) */
+            /** @description `redis_unavailable`, `model_unavailable`, `queue_full`, `storage_full`, `replication_unconfirmed`, `no_capacity` (see the Retry-After header) */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1718,7 +1718,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponseDto"];
                 };
             };
-            /** @description `redis_unavailable`, `model_unavailable`, `queue_full`, `storage_full` (see the Retry-After header) */
+            /** @description `redis_unavailable`, `model_unavailable`, `queue_full`, `storage_full`, `replication_unconfirmed` (see the Retry-After header) */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
