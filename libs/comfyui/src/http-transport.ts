@@ -23,6 +23,11 @@ export interface RequestOptions {
   timeoutMs?: number;
   headers?: Record<string, string>;
   /**
+   * The body is binary (an image): on a 2xx it is kept as the Buffer read from the socket, never
+   * decoded as text or tried as JSON (`text` is '' and `json` undefined). Error answers still are.
+   */
+  binary?: boolean;
+  /**
    * Maps a failure with no HTTP answer (refused, reset, cut body, timeout). Default:
    * ComfyUnavailableError. `code` is the Node/axios error code when there is one.
    */
@@ -106,9 +111,11 @@ export class HttpTransport {
         httpsAgent: this.httpsAgent,
       });
       const body = Buffer.isBuffer(res.data) ? res.data : Buffer.from((res.data as unknown as ArrayBuffer | undefined) ?? new ArrayBuffer(0));
-      const text = body.toString('utf8');
       const out: Record<string, string | undefined> = {};
       for (const [k, v] of Object.entries(res.headers ?? {})) out[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v == null ? undefined : String(v);
+      // A 1.4 MB image decoded as UTF-8 and tried as JSON costs milliseconds on every job: not for binary bodies.
+      if (opts.binary && res.status >= 200 && res.status < 300) return { status: res.status, headers: out, body, text: '', json: undefined };
+      const text = body.toString('utf8');
       return { status: res.status, headers: out, body, text, json: parseJson(text) };
     } catch (err) {
       throw this.mapFailure(what, err, why, opts);

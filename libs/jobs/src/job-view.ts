@@ -86,6 +86,11 @@ export function asGenerationProgress(p: unknown): GenerationProgress | undefined
   return typeof g.step === 'number' && typeof g.total_steps === 'number' ? (g as GenerationProgress) : undefined;
 }
 
+/** The job's prompt waits in ComfyUI's queue behind another one and has not started (pipelined dispatch). */
+export function isHeld(p: unknown): boolean {
+  return asGenerationProgress(p)?.held === true;
+}
+
 function stepOf(p: GenerationProgress | undefined): StepProgress | null {
   return p ? { step: p.step, total_steps: p.total_steps } : null;
 }
@@ -95,10 +100,11 @@ function stepOf(p: GenerationProgress | undefined): StepProgress | null {
  * without a record is one no processor saw end (given up after stalls), or one whose record write
  * was lost: its failure reason still says what happened.
  */
-export function statusFromQueue(s: Pick<QueueSnapshot, 'state' | 'failedReason' | 'cancelRequested'>): JobStatus {
+export function statusFromQueue(s: Pick<QueueSnapshot, 'state' | 'failedReason' | 'cancelRequested'> & { progress?: unknown }): JobStatus {
   switch (s.state) {
     case 'active':
-      return 'running';
+      // Held by a worker, its prompt waiting in ComfyUI's queue (pipelined dispatch): not started yet.
+      return isHeld(s.progress) ? 'queued' : 'running';
     case 'completed':
       return 'succeeded';
     case 'failed':
