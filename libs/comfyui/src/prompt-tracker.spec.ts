@@ -93,7 +93,7 @@ describe('PromptTracker', () => {
     event('execution_success', { prompt_id: 'a' });
     await tick(0);
     expect(w.state).toBe('resolved');
-    expect(w.value).toEqual<PromptOutcome>({ promptId: 'a', images: [{ node: '9', filename: 'out_00001_.png', subfolder: '', type: 'output' }], executionMs: 400 });
+    expect(w.value).toEqual<PromptOutcome>({ promptId: 'a', images: [{ node: '9', filename: 'out_00001_.png', subfolder: '', type: 'output' }], executionMs: 400, endedAt: 1400 });
     expect(onStart).toHaveBeenCalledTimes(1);
     expect(progress.map((p) => p.value)).toEqual([1, 2]);
     expect(tracker.tracked).toBe(0);

@@ -19,6 +19,9 @@ describe('job view from the queue', () => {
     expect(statusFromQueue({ state: 'delayed', failedReason: undefined, cancelRequested: false })).toBe('queued');
     expect(statusFromQueue({ state: 'prioritized', failedReason: undefined, cancelRequested: true })).toBe('canceled');
     expect(statusFromQueue({ state: 'active', failedReason: undefined, cancelRequested: false })).toBe('running');
+    // Held by a worker, its prompt waiting in ComfyUI's queue (pipelined dispatch): still queued.
+    expect(statusFromQueue({ state: 'active', failedReason: undefined, cancelRequested: false, progress: { step: 0, total_steps: 4, fraction: 0, held: true } })).toBe('queued');
+    expect(statusFromQueue({ state: 'active', failedReason: undefined, cancelRequested: false, progress: { step: 1, total_steps: 4, fraction: 0.25, started_at: 5 } })).toBe('running');
     expect(statusFromQueue({ state: 'completed', failedReason: undefined, cancelRequested: false })).toBe('succeeded');
     expect(statusFromQueue({ state: 'failed', failedReason: '[canceled] The job was canceled', cancelRequested: false })).toBe('canceled');
     expect(statusFromQueue({ state: 'failed', failedReason: 'job stalled more than allowable limit', cancelRequested: false })).toBe('failed');
