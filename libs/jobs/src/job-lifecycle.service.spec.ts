@@ -41,6 +41,7 @@ function harness() {
     exists: async (k: string) => (flags.has(k) ? 1 : 0),
     llen: async () => queueJobs.size,
     lpos: async () => 0,
+    lrange: async () => [],
   } as unknown as Redis;
   const queue = Object.assign(new EventEmitter(), {
     add: async (_n: string, data: GenerationJobData, o: { jobId: string }) => void queueJobs.set(o.jobId, { state: 'waiting', data }),

@@ -13,7 +13,7 @@ import { JobEventBus } from './job-event-bus';
 import { renderJobResource } from './job-resource';
 import type { JobTransition } from './job-transitions';
 import {
-  asGenerationProgress, CANCELED_ERROR, isHeld, isTerminal, isTerminalRecord, type JobView, type QueueSnapshot, type StepProgress,
+  asGenerationProgress, CANCELED_ERROR, hasStarted, isTerminal, isTerminalRecord, type JobView, type QueueSnapshot, type StepProgress,
   type TerminalRecord, viewFromQueue, viewFromRecord,
 } from './job-view';
 
@@ -439,8 +439,8 @@ export class JobLifecycle {
     if (job.finishedOn && Date.now() - job.finishedOn > this.env.RESULT_TTL_SECONDS * 1000) return undefined;
     const queued = QUEUED_STATES.has(state);
     const cancelRequested = queued && (await this.isCancelRequested(jobId));
-    // Held by a worker with its prompt next in ComfyUI's queue (pipelined dispatch): next to run.
-    const held = state === 'active' && isHeld(job.progress);
+    // Taken by a worker, its prompt next in ComfyUI's queue (pipelined dispatch) or about to be: next to run.
+    const held = state === 'active' && !hasStarted(job.progress);
     return {
       id: jobId,
       state,
@@ -464,13 +464,35 @@ export class JobLifecycle {
   private async queuePosition(queue: GenerationQueue, jobId: string, state: string): Promise<number | null> {
     const waitKey = queue.toKey('wait');
     if (state === 'waiting') {
-      const [len, pos] = await Promise.all([this.redis.llen(waitKey), this.redis.lpos(waitKey, jobId)]);
-      return pos === null ? null : len - 1 - pos;
+      const [len, pos, held] = await Promise.all([this.redis.llen(waitKey), this.redis.lpos(waitKey, jobId), this.heldCount(queue)]);
+      return pos === null ? null : held + len - 1 - pos;
     }
     if (state === 'prioritized') {
-      const [len, rank] = await Promise.all([this.redis.llen(waitKey), this.redis.zrank(queue.toKey('prioritized'), jobId)]);
-      return rank === null ? null : len + rank;
+      const [len, rank, held] = await Promise.all([this.redis.llen(waitKey), this.redis.zrank(queue.toKey('prioritized'), jobId), this.heldCount(queue)]);
+      return rank === null ? null : held + len + rank;
     }
     return null;
+  }
+
+  /**
+   * Jobs of this model taken by a worker whose prompt has not started (held in ComfyUI's queue by
+   * pipelined dispatch): they run before any waiting job. Bounded by the GPUs, not the queue depth.
+   */
+  private async heldCount(queue: GenerationQueue): Promise<number> {
+    const active = await this.redis.lrange(queue.toKey('active'), 0, -1);
+    if (!active.length) return 0;
+    const pipe = this.redis.pipeline();
+    for (const id of active) pipe.hget(queue.toKey(id), 'progress');
+    const answers = (await pipe.exec()) ?? [];
+    let held = 0;
+    for (const [err, raw] of answers) {
+      if (err || typeof raw !== 'string') continue;
+      try {
+        if (!hasStarted(JSON.parse(raw))) held++;
+      } catch {
+        // Not JSON: not ours to judge.
+      }
+    }
+    return held;
   }
 }

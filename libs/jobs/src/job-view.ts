@@ -86,9 +86,14 @@ export function asGenerationProgress(p: unknown): GenerationProgress | undefined
   return typeof g.step === 'number' && typeof g.total_steps === 'number' ? (g as GenerationProgress) : undefined;
 }
 
-/** The job's prompt waits in ComfyUI's queue behind another one and has not started (pipelined dispatch). */
-export function isHeld(p: unknown): boolean {
-  return asGenerationProgress(p)?.held === true;
+/**
+ * An active job whose prompt ComfyUI has started (this attempt's start on record, not held). An
+ * earlier attempt's start counts until this attempt records its prompt: a stalled job re-attaching
+ * to its running prompt stays running.
+ */
+export function hasStarted(p: unknown): boolean {
+  const g = asGenerationProgress(p);
+  return !!g && g.started_at !== undefined && g.held !== true;
 }
 
 function stepOf(p: GenerationProgress | undefined): StepProgress | null {
@@ -103,8 +108,9 @@ function stepOf(p: GenerationProgress | undefined): StepProgress | null {
 export function statusFromQueue(s: Pick<QueueSnapshot, 'state' | 'failedReason' | 'cancelRequested'> & { progress?: unknown }): JobStatus {
   switch (s.state) {
     case 'active':
-      // Held by a worker, its prompt waiting in ComfyUI's queue (pipelined dispatch): not started yet.
-      return isHeld(s.progress) ? 'queued' : 'running';
+      // Taken by a worker but its prompt not started by ComfyUI yet (held behind the running one by
+      // pipelined dispatch, or about to be submitted): still queued, with no start time.
+      return hasStarted(s.progress) ? 'running' : 'queued';
     case 'completed':
       return 'succeeded';
     case 'failed':
