@@ -158,7 +158,7 @@ describe('JobLifecycle', () => {
     const job = heldJob('j4b', data());
     await h.lifecycle.promptSubmitting(job, 'p-1', 'http://gpu0', { held: true });
     await h.lifecycle.canceled(job, 'http://gpu0', { started: false });
-    expect(h.records.get('j4b')).toMatchObject({ status: 'canceled', started_at: null, error: { code: 'canceled' } });
+    expect(h.records.get('j4b')).toMatchObject({ status: 'canceled', started_at: null, progress: null, error: { code: 'canceled' } });
     expect(h.transitions.map((t) => t.kind)).toEqual(['ended']);
   });
 

@@ -301,7 +301,10 @@ export class JobLifecycle {
   /** `started: false`: its prompt never ran (canceled while queued in ComfyUI or before submission). */
   async canceled(job: GenerationJob, comfyui: string | undefined, o: { started?: boolean } = {}): Promise<void> {
     const record = this.terminal(job, 'canceled', { error: CANCELED_ERROR });
-    if (o.started === false) record.started_at = null;
+    if (o.started === false) {
+      record.started_at = null;
+      record.progress = null;
+    }
     await this.end(record, comfyui);
   }
 
