@@ -55,7 +55,10 @@ async function runsByJob(sim) {
   return out;
 }
 
+const workerLines = [];
+
 async function row(api, sim, size, concurrency, seedBase) {
+  workerLines.length = 0;
   const jobs = [];
   let next = 0;
   await Promise.all(Array.from({ length: concurrency }, async () => {
@@ -77,7 +80,9 @@ async function row(api, sim, size, concurrency, seedBase) {
   const gaps = spans.slice(1).map((r, i) => r.start - spans[i].end);
   const busy = spans.reduce((s, r) => s + (r.end - r.start), 0);
   const wall = spans.length ? spans[spans.length - 1].end - spans[0].start : NaN;
-  return { overhead, gaps, busyPct: (100 * busy) / wall };
+  const local = workerLines.map((l) => l.overhead_ms);
+  const detect = workerLines.map((l) => l.detect_ms).filter((x) => typeof x === 'number');
+  return { overhead, gaps, busyPct: (100 * busy) / wall, local, detect };
 }
 
 async function main() {
@@ -94,7 +99,17 @@ async function main() {
   };
   P.track(P.spawnApp('sim', { PORT: String(simPort), HOST: P.HOST, SIM_STEP_MS: String(STEP_MS) }));
   await P.waitHttp(`${sim}/system_stats`);
-  P.track(P.spawnApp('worker', env));
+  // The worker's own log line per job says where its time went (pipelined builds log it).
+  const worker = P.track(P.spawnApp('worker', { ...env, LOG_LEVEL: 'info' }));
+  P.eachLine(worker.stdout, (line) => {
+    if (!line.includes('"job succeeded"')) return;
+    try {
+      const j = JSON.parse(line);
+      if (typeof j.overhead_ms === 'number') workerLines.push(j);
+    } catch {
+      // not a JSON line
+    }
+  });
   P.track(P.spawnApp('api', env));
   await P.waitHttp(`${api}/health/ready`, 30_000, (r) => r.status === 200);
   await runJob(api, 256, 1); // the first job pays the model load
@@ -106,7 +121,10 @@ async function main() {
       const r = await row(api, sim, size, c, (seed += 1000));
       lines.push(
         `${size}² C=${c}: worker overhead (ComfyUI execution_success → terminal record) p50 ${fmt(pct(r.overhead, 50))} ms, p95 ${fmt(pct(r.overhead, 95))} ms, max ${fmt(Math.max(...r.overhead))} ms; ` +
-          `GPU idle gap p50 ${fmt(pct(r.gaps, 50))} ms, busy ${fmt(r.busyPct)} %`,
+          `GPU idle gap p50 ${fmt(pct(r.gaps, 50))} ms, busy ${fmt(r.busyPct)} %` +
+          (r.local.length
+            ? `; of it, ComfyUI end → worker knows p50 ${fmt(pct(r.detect, 50))} ms, worker knows → record p50 ${fmt(pct(r.local, 50))} ms p95 ${fmt(pct(r.local, 95))} ms`
+            : ''),
       );
       process.stdout.write(`${lines[lines.length - 1]}\n`);
     }

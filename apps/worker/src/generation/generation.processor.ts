@@ -161,16 +161,11 @@ export class GenerationProcessor {
     const header = readImageHeader(bytes);
     if (!header) throw new OutputFetchError(`ComfyUI output ${image.filename} is not a PNG, JPEG or WebP image`);
     // Redis full: a few quick tries (room may come back), then the attempt fails and BullMQ backs off.
-    await retryWhileStorageFull(() => this.store.putImage(jobId, index, bytes, header.contentType));
-    return {
-      index,
-      key: `${jobId}/${index}`,
-      content_type: header.contentType,
-      bytes: bytes.length,
-      sha256: createHash('sha256').update(bytes).digest('hex'),
-      width: header.width,
-      height: header.height,
-    };
+    const stored = retryWhileStorageFull(() => this.store.putImage(jobId, index, bytes, header.contentType));
+    // The digest (a few ms of CPU for a large PNG) is computed while the store takes the bytes.
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    await stored;
+    return { index, key: `${jobId}/${index}`, content_type: header.contentType, bytes: bytes.length, sha256, width: header.width, height: header.height };
   }
 
   private convert(png: Buffer, format: 'webp' | 'jpeg', quality: number | undefined): Promise<Buffer> {
