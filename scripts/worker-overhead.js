@@ -81,8 +81,10 @@ async function row(api, sim, size, concurrency, seedBase) {
   const busy = spans.reduce((s, r) => s + (r.end - r.start), 0);
   const wall = spans.length ? spans[spans.length - 1].end - spans[0].start : NaN;
   const local = workerLines.map((l) => l.overhead_ms);
+  const fetchStore = workerLines.map((l) => l.fetch_store_ms);
+  const record = workerLines.map((l) => l.record_ms);
   const detect = workerLines.map((l) => l.detect_ms).filter((x) => typeof x === 'number');
-  return { overhead, gaps, busyPct: (100 * busy) / wall, local, detect };
+  return { overhead, gaps, busyPct: (100 * busy) / wall, local, detect, fetchStore, record };
 }
 
 async function main() {
@@ -123,7 +125,7 @@ async function main() {
         `${size}² C=${c}: worker overhead (ComfyUI execution_success → terminal record) p50 ${fmt(pct(r.overhead, 50))} ms, p95 ${fmt(pct(r.overhead, 95))} ms, max ${fmt(Math.max(...r.overhead))} ms; ` +
           `GPU idle gap p50 ${fmt(pct(r.gaps, 50))} ms, busy ${fmt(r.busyPct)} %` +
           (r.local.length
-            ? `; of it, ComfyUI end → worker knows p50 ${fmt(pct(r.detect, 50))} ms, worker knows → record p50 ${fmt(pct(r.local, 50))} ms p95 ${fmt(pct(r.local, 95))} ms`
+            ? `; of it, ComfyUI end → worker knows p50 ${fmt(pct(r.detect, 50))} ms, worker knows → record p50 ${fmt(pct(r.local, 50))} ms p95 ${fmt(pct(r.local, 95))} ms (fetch+store p50 ${fmt(pct(r.fetchStore, 50))}, record p50 ${fmt(pct(r.record, 50))})`
             : ''),
       );
       process.stdout.write(`${lines[lines.length - 1]}\n`);

@@ -106,6 +106,7 @@ export class GenerationProcessor {
       markStarted(); // a prompt found finished on re-attach never said it started
       await recordingStart;
       const images = await this.fetchAndStore(jobId, outcome, comfy, signal, params);
+      const t1 = performance.now();
       const finishedAt = Date.now();
       const result: GenerationResult = {
         images,
@@ -122,11 +123,14 @@ export class GenerationProcessor {
       };
       await this.lifecycle.succeeded(job, comfy.baseUrl, result);
       // The worker's own cost per job: prompt ended (here, and by ComfyUI's clock) → terminal record written.
-      const overheadMs = Math.round((performance.now() - t0) * 100) / 100;
-      const sinceComfyMs = outcome.endedAt !== undefined ? Date.now() - outcome.endedAt : undefined;
+      const t2 = performance.now();
+      const ms = (x: number) => Math.round(x * 100) / 100;
       log('job succeeded', {
         prompt_id: pid, images: images.length, execution_ms: result.timings.execution_ms,
-        overhead_ms: overheadMs, comfyui_end_to_record_ms: sinceComfyMs, detect_ms: outcome.endedAt !== undefined ? endedAt - outcome.endedAt : undefined,
+        // The worker's own cost: ComfyUI's end → known here (detect), outputs fetched and stored, record written.
+        overhead_ms: ms(t2 - t0), fetch_store_ms: ms(t1 - t0), record_ms: ms(t2 - t1),
+        detect_ms: outcome.endedAt !== undefined ? endedAt - outcome.endedAt : undefined,
+        comfyui_end_to_record_ms: outcome.endedAt !== undefined ? Date.now() - outcome.endedAt : undefined,
       });
       return result;
     } catch (err) {
