@@ -43,8 +43,9 @@ const MONITOR_MS = 1_000;
  * the lock of every job it holds (the held one included, so no other GPU takes it and it never
  * looks stalled), its stalled-job check still returns both jobs of a worker that dies, and a
  * completed job's moveToFinished hands over the next job by priority in the same round trip. With
- * concurrency 2 a single-model slot never holds a job it has no seat for; a slot serving several
- * models may hold one waiting for a seat per model, as it did before.
+ * concurrency 2 a single-model slot never holds a job it has no seat for (its second job is taken
+ * only once the first is recorded, by which time that one's seat is free); a slot serving several
+ * models may hold up to two per model waiting for a seat, so their turns come in pairs.
  */
 @Injectable()
 export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -138,7 +139,7 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
 
   /**
    * The slot's models take turns on its GPU. A job that waits for a seat is held by its worker
-   * (locked, so no other GPU takes it) — at most one per other served model.
+   * (locked, so no other GPU takes it) — at most as many per other served model as its concurrency.
    */
   private async runGated(
     slot: Slot, worker: Worker<GenerationJobData, GenerationResult>, job: GenerationJob, token: string | undefined, signal: AbortSignal,
