@@ -7,6 +7,8 @@
  *   sync  : POST /api/v1/images/generate (waits, answers a data: URL)
  *   sse   : POST /api/v1/images/jobs → GET …/events until the final `job` event → GET …/images/0
  *   poll  : POST /api/v1/images/jobs → GET the job every --poll-ms until succeeded → GET …/images/0
+ *   openai: POST /v1/images/generations (OpenAI-compatible, waits, answers b64_json); its job's
+ *           timings are read afterwards through the X-Job-Id header, outside the timed span
  * each sequentially (one client) and with --concurrency clients at once.
  *
  * end-to-end = client clock, from sending the POST to the last byte of the image.
@@ -23,7 +25,7 @@
  * Then autocannon against GET /health/live and GET /api/v1/images/jobs/{id} (RPS, p50, p99).
  *
  *   node bench/latency.js [--jobs 100] [--concurrency 4] [--step-ms 20] [--size 512] [--steps 4]
- *                         [--modes sync,sse,poll] [--poll-ms 100] [--cannon-seconds 10] [--log-level info]
+ *                         [--modes sync,sse,poll,openai] [--poll-ms 100] [--cannon-seconds 10] [--log-level info]
  */
 const { join } = require('node:path');
 const http = require('node:http');
@@ -46,7 +48,7 @@ try {
   process.exit(2);
 }
 if (args.help) {
-  process.stdout.write('node bench/latency.js [--jobs 100] [--concurrency 4] [--step-ms 20] [--size 512] [--steps 4] [--modes sync,sse,poll] [--poll-ms 100] [--cannon-seconds 10] [--log-level info]\n');
+  process.stdout.write('node bench/latency.js [--jobs 100] [--concurrency 4] [--step-ms 20] [--size 512] [--steps 4] [--modes sync,sse,poll,openai] [--poll-ms 100] [--cannon-seconds 10] [--log-level info]\n');
   process.exit(0);
 }
 const N = Math.max(1, Math.floor(args.jobs ?? 100));
@@ -58,7 +60,7 @@ const MODES = (args.modes ?? 'sync,sse,poll').split(',').map((s) => s.trim()).fi
 const POLL_MS = args['poll-ms'] ?? 100;
 const CANNON_S = args['cannon-seconds'] ?? 10;
 const LOG_LEVEL = args['log-level'] ?? 'info';
-for (const m of MODES) if (!['sync', 'sse', 'poll'].includes(m)) throw new Error(`unknown mode ${m}`);
+for (const m of MODES) if (!['sync', 'sse', 'poll', 'openai'].includes(m)) throw new Error(`unknown mode ${m}`);
 
 const T0 = Date.now();
 const say = (msg) => process.stdout.write(`[bench ${((Date.now() - T0) / 1000).toFixed(1).padStart(6)}s] ${msg}\n`);
@@ -90,6 +92,20 @@ async function runSync() {
   imageBytes += Math.floor(((r.body.image_url.length - 'data:image/png;base64,'.length) * 3) / 4);
   images++;
   return { e2e, jobId: r.body.job_id, timings: r.body.timings || {} };
+}
+
+async function runOpenAi() {
+  const b = body();
+  const t = process.hrtime.bigint();
+  const r = await H.request('POST', `${apiUrl}/v1/images/generations`, { body: { prompt: b.prompt, size: `${SIZE}x${SIZE}`, seed: b.seed }, timeoutMs: 120_000 });
+  const e2e = Number(process.hrtime.bigint() - t) / 1e6;
+  const b64 = r.body && r.body.data && r.body.data[0] && r.body.data[0].b64_json;
+  if (r.status !== 200 || !b64) throw new Error(`openai answered ${r.status} ${JSON.stringify(r.body).slice(0, 200)}`);
+  imageBytes += Math.floor((b64.length * 3) / 4);
+  images++;
+  const jobId = r.headers['x-job-id'];
+  const job = await H.request('GET', `${apiUrl}/api/v1/images/jobs/${jobId}`);
+  return { e2e, jobId, timings: timingsOf(job.body) };
 }
 
 async function download(jobId) {
@@ -167,7 +183,7 @@ async function runPoll() {
   return { e2e: Number(process.hrtime.bigint() - t) / 1e6, jobId: id, timings };
 }
 
-const RUNNERS = { sync: runSync, sse: runSse, poll: runPoll };
+const RUNNERS = { sync: runSync, sse: runSse, poll: runPoll, openai: runOpenAi };
 
 /** execution_start → execution_success per job, and the GPU's start/end times, from the simulator's history. */
 async function simHistory() {
@@ -284,6 +300,8 @@ async function main() {
     const worker = new H.AppProcess('worker', 'worker', common, logs);
     worker.start();
     if (!(await H.waitHttp(`${apiUrl}/health/live`, 45_000, (r) => r.status === 200))) throw new Error(`the API did not start (log ${api.logPath})`);
+    // The synchronous routes answer 503 no_capacity until a worker's heartbeat says it serves: wait for readiness.
+    if (!(await H.waitHttp(`${apiUrl}/health/ready`, 45_000, (r) => r.status === 200))) throw new Error(`the API is not ready: no worker serves (log ${worker.logPath})`);
 
     say(`setup: 1 simulator (SIM_STEP_MS ${STEP_MS}), qwen-image-lightning-4step ${STEPS} steps at ${SIZE}x${SIZE}, ${N} jobs per row, ` +
       `concurrency ${CONC}, poll every ${POLL_MS} ms, LOG_LEVEL ${LOG_LEVEL}, node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0].model.trim()}), ` +

@@ -2,8 +2,26 @@ import type { CorsOptions } from '@nestjs/common/interfaces/external/cors-option
 import type { NextFunction, Request, Response } from 'express';
 import helmet from 'helmet';
 
-/** The pages a browser renders: Swagger UI, ReDoc and the queue dashboard. Everything else is JSON or image bytes. */
+/** The pages a browser renders: Swagger UI, ReDoc and the queue dashboard (and the playground, below). Everything else is JSON or image bytes. */
 const DOCS_PAGE = /^\/(docs(\/.*)?|redoc\/?|admin\/queues(\/.*)?)$/;
+/** The playground page and its assets (apps/api/playground). */
+const PLAYGROUND_PAGE = /^\/playground(\/.*)?$/;
+
+/**
+ * The playground's CSP, stricter than the docs': its own scripts and styles only (no inline script,
+ * no style attribute), fetches to this origin only, images from here or made in the page (data: and
+ * blob: URLs of downloaded results and of the input picked from disk).
+ */
+export const PLAYGROUND_CSP: Record<string, string[]> = {
+  defaultSrc: ["'none'"],
+  scriptSrc: ["'self'"],
+  styleSrc: ["'self'"],
+  imgSrc: ["'self'", 'data:', 'blob:'],
+  connectSrc: ["'self'"],
+  baseUri: ["'none'"],
+  formAction: ["'none'"],
+  frameAncestors: ["'none'"],
+};
 
 /**
  * Security headers (helmet), first of all middleware. The API itself serves JSON and images, so its
@@ -38,7 +56,11 @@ export function securityHeaders(): (req: Request, res: Response, next: NextFunct
     crossOriginEmbedderPolicy: false,
     crossOriginResourcePolicy: { policy: 'same-site' },
   });
-  return (req, res, next) => (DOCS_PAGE.test(req.path) ? docs(req, res, next) : api(req, res, next));
+  const playground = helmet({
+    contentSecurityPolicy: { useDefaults: false, directives: PLAYGROUND_CSP },
+    crossOriginResourcePolicy: { policy: 'same-origin' },
+  });
+  return (req, res, next) => (DOCS_PAGE.test(req.path) ? docs(req, res, next) : PLAYGROUND_PAGE.test(req.path) ? playground(req, res, next) : api(req, res, next));
 }
 
 /**
