@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable, Logger, Optional } from '@nestjs/common';
-import { ErrorCode } from '@app/common';
+import { DomainError, ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import { FleetMonitor } from '@app/health';
 import { isTerminal, JobLifecycle, type JobView, renderJobResource, resultCacheKey } from '@app/jobs';
@@ -83,7 +83,9 @@ export class JobsService {
     try {
       await this.lifecycle.enqueue(jobId, data, caller.priority);
     } catch (e) {
-      await this.quota?.release(caller, jobId);
+      // replication_unconfirmed: the job is queued (only its copy on the replicas is in doubt), so it keeps its slot.
+      if (isReplicationUnconfirmed(e)) await this.quota?.confirm(caller, jobId);
+      else await this.quota?.release(caller, jobId);
       throw e;
     }
     await this.quota?.confirm(caller, jobId);
@@ -254,4 +256,9 @@ export class JobsService {
   private notFound(jobId: string): ApiError {
     return new ApiError(ErrorCode.JobNotFound, `No job ${jobId}`);
   }
+}
+
+/** The job was written but its replication is unconfirmed: it exists, and a retry must find it, not make another. */
+export function isReplicationUnconfirmed(e: unknown): boolean {
+  return e instanceof DomainError && e.code === ErrorCode.ReplicationUnconfirmed;
 }

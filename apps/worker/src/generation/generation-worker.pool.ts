@@ -3,7 +3,7 @@ import { DelayedError, WaitingError, Worker } from 'bullmq';
 import { ComfyUiClient, ComfyUiClientFactory } from '@app/comfyui';
 import { Env } from '@app/config';
 import { GenerationQueues, JobLifecycle } from '@app/jobs';
-import { AbortReason, bullConnection, decodeFailure, type GenerationJob, GenerationJobData, GenerationResult, watchBullMq } from '@app/queue';
+import { AbortReason, bullConnectionFor, decodeFailure, type GenerationJob, GenerationJobData, GenerationResult, watchBullMq } from '@app/queue';
 import { runWithJobContext } from '../logging/job-context';
 import { COMFY_DOWN_DELAY_MS, GenerationProcessor } from './generation.processor';
 import { GpuReadiness } from './gpu-readiness';
@@ -106,7 +106,7 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
       (job: GenerationJob, token?: string, signal?: AbortSignal): Promise<GenerationResult> =>
         runWithJobContext(job.id, () => this.runGated(slot, worker, job, token, signal ?? new AbortController().signal)),
       {
-        connection: bullConnection(this.env.REDIS_URL, 'worker'),
+        connection: bullConnectionFor(this.env, 'worker'),
         prefix: this.env.QUEUE_PREFIX,
         // Pipelined: the running job and the held next one (see the class comment).
         concurrency: this.env.WORKER_PIPELINE ? 2 : 1,
