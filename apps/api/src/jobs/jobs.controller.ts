@@ -57,7 +57,7 @@ export class JobsController {
     const webhookUrl = dto.webhook_url !== undefined ? await this.webhookUrls.check(dto.webhook_url) : undefined;
     let jobId: string = randomUUID();
     if (idempotencyKey !== undefined) {
-      const claim = await this.idempotency.claim(caller.owner, idempotencyKey, dto, jobId);
+      const claim = await this.idempotency.claim(caller.owner, idempotencyKey, dto, jobId, undefined, (id) => this.jobs.claimedJobExists(id, caller, base));
       if (claim.kind === 'replay') {
         res.setHeader('Idempotent-Replayed', 'true');
         const resource = await this.jobs.getWhenVisible(claim.jobId, caller, base);

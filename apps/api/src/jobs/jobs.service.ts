@@ -184,6 +184,17 @@ export class JobsService {
     return this.render(await this.view(jobId, caller), base);
   }
 
+  /** For an idempotent replay: whether the claimed job exists, giving its first request a moment to add it. */
+  async claimedJobExists(jobId: string, caller: Caller, base: string): Promise<boolean> {
+    try {
+      await this.getWhenVisible(jobId, caller, base);
+      return true;
+    } catch (e) {
+      if (e instanceof ApiError && e.code === ErrorCode.JobNotFound) return false;
+      throw e;
+    }
+  }
+
   /** For an idempotent replay: the first request may still be adding the job; wait for it briefly. */
   async getWhenVisible(jobId: string, caller: Caller, base: string, timeoutMs = 3_000): Promise<JobResource> {
     const deadline = Date.now() + timeoutMs;
