@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import { INestApplication } from '@nestjs/common';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
@@ -11,7 +11,8 @@ import { routeMethodsOf } from './common/route-methods';
 import { apiValidationPipe } from './common/validation';
 import { mountQueueBoard } from './admin/queue-board';
 import { mountRedoc } from './docs/redoc';
-import { httpMetricsMiddleware } from './metrics/http-metrics.middleware';
+import { installLivenessFastPath, staticHeadersOf } from './health/liveness-fast-path';
+import { httpMetricsMiddleware, livenessObserver } from './metrics/http-metrics.middleware';
 import { corsOptions, rejectPrototypeKeys, securityHeaders } from './security/http-hardening';
 
 const DOCS_TITLE = 'Fictures AI Server API';
@@ -40,7 +41,10 @@ export function setupApp(app: INestApplication, env: Env): void {
   express.set('trust proxy', 'loopback, linklocal, uniquelocal');
   express.disable('x-powered-by');
   // helmet before every other middleware, so even early errors carry the security headers.
-  express.use(securityHeaders());
+  const helmetHeaders = securityHeaders();
+  express.use(helmetHeaders);
+  // Liveness skips Express and Nest (health/liveness-fast-path.ts), with the same headers.
+  installLivenessFastPath(app.getHttpServer() as Server, staticHeadersOf([helmetHeaders], '/health/live'), livenessObserver(app));
   express.use(requestIdMiddleware);
   express.use(httpMetricsMiddleware(app));
   // Bull Board at /admin/queues behind ADMIN_TOKEN (nothing mounted without it).

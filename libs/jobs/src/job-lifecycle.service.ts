@@ -20,6 +20,9 @@ import {
 const QUEUED_STATES = new Set(['waiting', 'prioritized', 'delayed', 'waiting-children', 'paused']);
 const LIVE_STATES = new Set([...QUEUED_STATES, 'active']);
 
+/** How many recently queued jobs' models are remembered (a few hundred kB). */
+const RECENT_MODELS = 10_000;
+
 export type ReadResult = { found: true; view: JobView } | { found: false; expired: boolean };
 
 /**
@@ -41,6 +44,11 @@ export type ReadResult = { found: true; view: JobView } | { found: false; expire
 export class JobLifecycle {
   private readonly logger = new Logger(JobLifecycle.name);
   private readonly local = new EventEmitter();
+  /**
+   * The model of jobs this process queued lately (a job never changes queue): reading one of them
+   * (the submission's own answer, a client polling this instance) asks only its queue for the state.
+   */
+  private readonly modelOf = new Map<string, string>();
 
   constructor(
     private readonly env: Env,
@@ -69,10 +77,15 @@ export class JobLifecycle {
 
   // ---------------------------------------------------------------- the API's side
 
-  /** Waiting jobs of every model: back-pressure is one budget for the deployment. */
+  /**
+   * Waiting jobs of every model: back-pressure is one budget for the deployment. The lengths of
+   * every queue's wait list, priority set and delayed set in one pipelined round trip (what
+   * getJobCounts would ask with one script per queue).
+   */
   async waitingCount(): Promise<number> {
-    const all = await Promise.all(this.queues.all().map((q) => q.getJobCounts('waiting', 'prioritized', 'delayed')));
-    return all.reduce((sum, counts) => sum + (counts.waiting ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0), 0);
+    const p = this.redis.pipeline();
+    for (const q of this.queues.all()) p.llen(q.toKey('wait')).zcard(q.toKey('prioritized')).zcard(q.toKey('delayed'));
+    return execPipeline(await p.exec()).reduce<number>((sum, n) => sum + Number(n ?? 0), 0);
   }
 
   async enqueue(jobId: string, data: GenerationJobData, priority?: number): Promise<void> {
@@ -81,6 +94,7 @@ export class JobLifecycle {
       data,
       generationJobOptions({ jobId, priority, attempts: this.env.JOB_ATTEMPTS, backoffMs: this.env.JOB_BACKOFF_MS, resultTtlSeconds: this.env.RESULT_TTL_SECONDS }),
     );
+    this.remember(jobId, data.params.model);
     this.emit({ kind: 'queued', jobId, model: data.params.model, at: data.submitted_at });
   }
 
@@ -393,6 +407,11 @@ export class JobLifecycle {
     if (webhookId) this.logger.log({ job_id: resource.id, request_id: requestId, msg: 'webhook enqueued', event, webhook_id: webhookId });
   }
 
+  private remember(jobId: string, model: string): void {
+    this.modelOf.set(jobId, model);
+    if (this.modelOf.size > RECENT_MODELS) this.modelOf.delete(this.modelOf.keys().next().value as string);
+  }
+
   private emit(t: JobTransition): void {
     try {
       this.local.emit('transition', t);
@@ -407,15 +426,16 @@ export class JobLifecycle {
 
   private async queueSnapshot(jobId: string): Promise<QueueSnapshot | undefined> {
     // State first, then the job: reading the job first can show "completed" without its result.
-    const located = await this.queues.locate(jobId);
+    const located = await this.queues.locate(jobId, this.modelOf.get(jobId));
     if (!located) return undefined;
     const { queue, state } = located;
-    const job = await queue.getJob(jobId);
+    const queued = QUEUED_STATES.has(state);
+    // The job, and for a queued one its cancel flag and place, in two concurrent round trips.
+    const [job, place] = await Promise.all([queue.getJob(jobId), queued ? this.queuedPlace(queue, jobId, state) : undefined]);
     if (!job) return undefined;
     // BullMQ prunes finished jobs lazily (when later jobs finish): past retention, treat it as gone.
     if (job.finishedOn && Date.now() - job.finishedOn > this.env.RESULT_TTL_SECONDS * 1000) return undefined;
-    const queued = QUEUED_STATES.has(state);
-    const cancelRequested = queued && (await this.isCancelRequested(jobId));
+    const cancelRequested = place?.cancelRequested ?? false;
     return {
       id: jobId,
       state,
@@ -428,24 +448,37 @@ export class JobLifecycle {
       processedOn: job.processedOn,
       finishedOn: job.finishedOn,
       cancelRequested,
-      queuePosition: queued && !cancelRequested ? await this.queuePosition(queue, jobId, state) : null,
+      queuePosition: queued && !cancelRequested ? (place?.position ?? null) : null,
     };
   }
 
   /**
-   * 0 = next to run in its model's queue. Unprioritized waiting jobs go first, then the priority
-   * set in score order.
+   * A queued job's cancel flag and queue_position (0 = next to run in its model's queue), in one
+   * pipelined round trip whose cost does not grow with the queue's depth. Unprioritized waiting
+   * jobs go first, then the priority set in score order (BullMQ scores a priority and then the
+   * order of arrival): a prioritized job's place is ZRANK (O(log n)) after the wait list's length
+   * (O(1)). The API gives every job a priority, so the wait list stays empty but for jobs another
+   * producer added without one; a waiting job's place is an LPOS from the list's tail, where its
+   * next jobs are, so it costs the jobs ahead of it, not the ones behind.
    */
-  private async queuePosition(queue: GenerationQueue, jobId: string, state: string): Promise<number | null> {
+  private async queuedPlace(queue: GenerationQueue, jobId: string, state: string): Promise<{ cancelRequested: boolean; position: number | null }> {
     const waitKey = queue.toKey('wait');
-    if (state === 'waiting') {
-      const [len, pos] = await Promise.all([this.redis.llen(waitKey), this.redis.lpos(waitKey, jobId)]);
-      return pos === null ? null : len - 1 - pos;
-    }
-    if (state === 'prioritized') {
-      const [len, rank] = await Promise.all([this.redis.llen(waitKey), this.redis.zrank(queue.toKey('prioritized'), jobId)]);
-      return rank === null ? null : len + rank;
-    }
-    return null;
+    const p = this.redis.pipeline().exists(this.keys.cancelFlag(jobId)).llen(waitKey);
+    if (state === 'waiting') p.lpos(waitKey, jobId, 'RANK', -1);
+    else if (state === 'prioritized') p.zrank(queue.toKey('prioritized'), jobId);
+    const [flag, len, at] = execPipeline(await p.exec()) as [number, number, number | null | undefined];
+    const cancelRequested = flag === 1;
+    if (state === 'waiting') return { cancelRequested, position: at === null || at === undefined ? null : len - 1 - at };
+    if (state === 'prioritized') return { cancelRequested, position: at === null || at === undefined ? null : len + at };
+    return { cancelRequested, position: null };
   }
+}
+
+/** The replies of a pipeline, or its first error thrown (a pipeline resolves even when a command failed). */
+function execPipeline(results: Array<[Error | null, unknown]> | null): unknown[] {
+  if (!results) throw new Error('Redis pipeline aborted');
+  return results.map(([err, value]) => {
+    if (err) throw err;
+    return value;
+  });
 }
