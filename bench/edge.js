@@ -119,7 +119,7 @@ async function main() {
       submit: { title: 'POST /api/v1/images/jobs', url: `${api.url}/api/v1/images/jobs`, method: 'POST', body: SUBMIT_BODY },
       queued: { title: 'GET …/jobs/{id} (queued)', url: `${api.url}/api/v1/images/jobs/${queued.body.id}` },
     };
-    const lines = ['', `HTTP EDGE (autocannon -c ${CONNECTIONS}, ${SECONDS} s per route; Redis commands per request from INFO commandstats)`];
+    const lines = ['', `HTTP EDGE (autocannon -c ${CONNECTIONS}, ${SECONDS} s per route; API CPU from /proc; Redis: sent = MONITOR, executed = INFO commandstats)`];
     for (const name of SELECTED) {
       const t = targets[name];
       // A short warm-up so the JIT and the connection pools are hot before the figures count.

@@ -46,23 +46,29 @@ const H = require('./lib/harness');
 
 const { sleep } = H;
 
-let args;
-try {
-  args = H.parseArgs(process.argv.slice(2), {
-    quick: 'bool', jobs: 'number', sizes: 'string', modes: 'string', concurrency: 'number', 'step-ms': 'number', steps: 'number',
-    'poll-ms': 'number', 'cannon-seconds': 'number', scale: 'string', 'scale-step-ms': 'number', 'scale-jobs': 'number', depth: 'number',
-    'log-level': 'string', 'keep-logs': 'bool', help: 'bool',
-  });
-} catch (e) {
-  process.stderr.write(`${e.message}\n`);
-  process.exit(2);
-}
 const USAGE = 'node bench/latency.js [--quick] [--jobs 30] [--sizes 256,1328] [--modes direct,sync,wait,sse,poll] [--concurrency 4] [--step-ms 50] [--steps 4] ' +
   '[--poll-ms 10] [--cannon-seconds 10] [--scale 1,2,4,8] [--scale-step-ms 100] [--scale-jobs 12] [--depth 100000] [--log-level info] [--keep-logs]\n';
-if (args.help) {
-  process.stdout.write(USAGE);
-  process.exit(0);
+
+/** The command line (only when run as a script: the harness test requires this file for its parts). */
+function cli() {
+  let a;
+  try {
+    a = H.parseArgs(process.argv.slice(2), {
+      quick: 'bool', jobs: 'number', sizes: 'string', modes: 'string', concurrency: 'number', 'step-ms': 'number', steps: 'number',
+      'poll-ms': 'number', 'cannon-seconds': 'number', scale: 'string', 'scale-step-ms': 'number', 'scale-jobs': 'number', depth: 'number',
+      'log-level': 'string', 'keep-logs': 'bool', help: 'bool',
+    });
+  } catch (e) {
+    process.stderr.write(`${e.message}\n`);
+    process.exit(2);
+  }
+  if (a.help) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
+  return a;
 }
+const args = require.main === module ? cli() : {};
 const QUICK = !!args.quick;
 const list = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
 const CONFIG = {
@@ -594,7 +600,7 @@ async function main() {
 /** The default model's queue (libs/queue QueueName.Generation). */
 const QUEUE_NAME = 'generation';
 
-module.exports = { gpuSide, benchLine, stats };
+module.exports = { gpuSide, benchLine, stats, simHistory, clearHistory, DirectClient };
 
 if (require.main === module) {
   H.installExitHandlers();
