@@ -65,8 +65,21 @@ function summarizeProfile(file, top = 20) {
     const app = /dist\/apps\/[^/]+\/(.*)$/.exec(url);
     return app ? app[1] : url;
   };
+  const parent = new Map();
+  for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const byPkg = new Map();
   const byFn = new Map();
+  // Inclusive: a sample counts for every package on its stack (once each), so "pino-http 12 %" is
+  // the share of busy time spent inside it and whatever it called.
+  const inclusive = new Map();
+  let busy = 0;
+  for (const [id, us] of selfUs) {
+    if (byId.get(id).callFrame.functionName === '(idle)') continue;
+    busy += us;
+    const seen = new Set();
+    for (let n = id; n !== undefined; n = parent.get(n)) seen.add(where(byId.get(n).callFrame.url));
+    for (const pkg of seen) inclusive.set(pkg, (inclusive.get(pkg) ?? 0) + us);
+  }
   for (const [id, us] of selfUs) {
     const { callFrame } = byId.get(id);
     const pkg = where(callFrame.url);
@@ -77,6 +90,8 @@ function summarizeProfile(file, top = 20) {
   const pct = (us) => `${((100 * us) / total).toFixed(1).padStart(5)} %`;
   const lines = [`profile ${file}: ${(total / 1e6).toFixed(1)} s sampled`, 'self time by package:'];
   for (const [k, v] of [...byPkg].sort((a, b) => b[1] - a[1]).slice(0, top)) lines.push(`  ${pct(v)}  ${k}`);
+  lines.push(`inclusive share of busy (not idle) time, by package (${(busy / 1e6).toFixed(1)} s busy):`);
+  for (const [k, v] of [...inclusive].sort((a, b) => b[1] - a[1]).slice(0, top)) lines.push(`  ${((100 * v) / (busy || 1)).toFixed(1).padStart(5)} %  ${k}`);
   lines.push('self time by function:');
   for (const [k, v] of [...byFn].sort((a, b) => b[1] - a[1]).slice(0, top)) lines.push(`  ${pct(v)}  ${k}`);
   return lines.join('\n');
