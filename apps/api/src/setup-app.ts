@@ -11,9 +11,9 @@ import { routeMethodsOf } from './common/route-methods';
 import { apiValidationPipe } from './common/validation';
 import { mountQueueBoard } from './admin/queue-board';
 import { mountRedoc } from './docs/redoc';
-import { installLivenessFastPath, staticHeadersOf } from './health/liveness-fast-path';
+import { installLivenessFastPath } from './health/liveness-fast-path';
 import { httpMetricsMiddleware, livenessObserver } from './metrics/http-metrics.middleware';
-import { corsOptions, rejectPrototypeKeys, securityHeaders } from './security/http-hardening';
+import { corsOptions, rejectPrototypeKeys, securityHeaders, staticHeadersOf } from './security/http-hardening';
 
 const DOCS_TITLE = 'Fictures AI Server API';
 /** Submissions that may carry an image and a mask as data: URLs (20 MB each, base64). */

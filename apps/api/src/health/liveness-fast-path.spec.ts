@@ -2,8 +2,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import request from 'supertest';
-import { securityHeaders } from '../security/http-hardening';
-import { installLivenessFastPath, staticHeadersOf } from './liveness-fast-path';
+import { securityHeaders, staticHeadersOf } from '../security/http-hardening';
+import { installLivenessFastPath } from './liveness-fast-path';
 
 describe('liveness fast path', () => {
   let server: Server;

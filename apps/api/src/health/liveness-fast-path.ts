@@ -1,36 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, Server, ServerResponse } from 'node:http';
-import type { NextFunction, Request, Response } from 'express';
-
-type Middleware = (req: Request, res: Response, next: NextFunction) => void;
 
 const LIVE_PATH = '/health/live';
 const SAFE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-
-/**
- * The headers a middleware chain sets on every answer that does not depend on the request (helmet's
- * security headers): run once against a stand-in response and kept, so a request that skips the
- * chain still carries exactly them. Throws when a middleware does not finish synchronously.
- */
-export function staticHeadersOf(middlewares: Middleware[], path: string): OutgoingHttpHeaders {
-  const headers: OutgoingHttpHeaders = {};
-  const res = {
-    setHeader: (name: string, value: string | number | string[]) => void (headers[name.toLowerCase()] = value),
-    getHeader: (name: string) => headers[name.toLowerCase()],
-    removeHeader: (name: string) => void delete headers[name.toLowerCase()],
-    locals: {},
-  } as unknown as Response;
-  const req = { method: 'GET', url: path, path, headers: {}, secure: false } as unknown as Request;
-  for (const mw of middlewares) {
-    let called = false;
-    mw(req, res, (err?: unknown) => {
-      if (err) throw err;
-      called = true;
-    });
-    if (!called) throw new Error('a middleware did not call next() synchronously: its headers cannot be precomputed');
-  }
-  return headers;
-}
 
 /**
  * `GET /health/live` answered by the HTTP server itself, before Express and Nest: liveness must
