@@ -43,7 +43,10 @@ describe('queue_position: priorities, the wait list, and a deep queue', () => {
     const batch = await keys.create('batch', { priority: 500 });
     const normal = await keys.create('normal');
     const urgent = await keys.create('urgent', { priority: 5 });
-    const submit = async (k: typeof batch, name: string) => ({ name, k, id: (await request(stack.url).post('/api/v1/images/jobs').set(k.auth).send(body(name)).expect(202)).body.id as string });
+    const submit = async (k: typeof batch, name: string) => {
+      const r = await request(stack.url).post('/api/v1/images/jobs').set(k.auth).send(body(name)).expect(202);
+      return { name, k, id: r.body.id as string, atSubmit: r.body.queue_position as number, status: r.body.status as string };
+    };
     const jobs = [
       await submit(batch, 'b1'), await submit(normal, 'n1'), await submit(urgent, 'u1'),
       await submit(batch, 'b2'), await submit(urgent, 'u2'), await submit(normal, 'n2'),
@@ -54,6 +57,8 @@ describe('queue_position: priorities, the wait list, and a deep queue', () => {
       const positions = await Promise.all(jobs.map(async (j) => [j.name, await position(j)] as const));
       return positions.sort((a, b) => a[1] - b[1]).map(([name, p]) => `${name}@${p}`);
     };
+    // The submission's own answer is the place at that moment.
+    expect(jobs.map((j) => `${j.name}@${j.atSubmit}:${j.status}`)).toEqual(['b1@0:queued', 'n1@0:queued', 'u1@0:queued', 'b2@3:queued', 'u2@1:queued', 'n2@3:queued']);
     expect(await order()).toEqual(['u1@0', 'u2@1', 'n1@2', 'n2@3', 'b1@4', 'b2@5']);
 
     // Another producer's jobs without a priority sit in the wait list, which workers serve first (oldest first).

@@ -22,6 +22,9 @@ const LIVE_STATES = new Set([...QUEUED_STATES, 'active']);
 
 /** How many recently queued jobs' models are remembered (a few hundred kB). */
 const RECENT_MODELS = 10_000;
+/** A job just added is answered from its BullMQ object this long at most, and only once. */
+const FRESH_MS = 1_000;
+const FRESH_MAX = 1_000;
 
 export type ReadResult = { found: true; view: JobView } | { found: false; expired: boolean };
 
@@ -49,6 +52,8 @@ export class JobLifecycle {
    * (the submission's own answer, a client polling this instance) asks only its queue for the state.
    */
   private readonly modelOf = new Map<string, string>();
+  /** Jobs this process has just added, for the submission's own answer (see freshView). */
+  private readonly fresh = new Map<string, { job: GenerationJob; at: number }>();
 
   constructor(
     private readonly env: Env,
@@ -89,16 +94,19 @@ export class JobLifecycle {
   }
 
   async enqueue(jobId: string, data: GenerationJobData, priority?: number): Promise<void> {
-    await this.queues.forModel(data.params.model).add(
+    const job = await this.queues.forModel(data.params.model).add(
       JobName.Generate,
       data,
       generationJobOptions({ jobId, priority, attempts: this.env.JOB_ATTEMPTS, backoffMs: this.env.JOB_BACKOFF_MS, resultTtlSeconds: this.env.RESULT_TTL_SECONDS }),
     );
     this.remember(jobId, data.params.model);
+    if (job) this.rememberFresh(job);
     this.emit({ kind: 'queued', jobId, model: data.params.model, at: data.submitted_at });
   }
 
   async read(jobId: string): Promise<ReadResult> {
+    const fresh = await this.freshView(jobId);
+    if (fresh) return { found: true, view: fresh };
     const record = await this.store.getRecord(jobId);
     // A cached answer lives no longer than the images it points at, whatever the store's TTL says.
     if (isTerminalRecord(record) && record.expires_at !== undefined && Date.now() >= record.expires_at) return { found: false, expired: true };
@@ -405,6 +413,40 @@ export class JobLifecycle {
   private async enqueueWebhook(data: GenerationJobData, event: WebhookEvent, at: number, resource: JobResource, requestId?: string): Promise<void> {
     const webhookId = await this.webhooks.enqueue({ jobId: resource.id, hook: data.webhook, event, occurredAt: at, resource });
     if (webhookId) this.logger.log({ job_id: resource.id, request_id: requestId, msg: 'webhook enqueued', event, webhook_id: webhookId });
+  }
+
+  private rememberFresh(job: GenerationJob): void {
+    this.fresh.set(job.id as string, { job, at: Date.now() });
+    for (const [id, f] of this.fresh) {
+      if (this.fresh.size <= FRESH_MAX && Date.now() - f.at <= FRESH_MS) break;
+      this.fresh.delete(id);
+    }
+  }
+
+  /**
+   * The first read of a job this process has just added (the submission's own answer): BullMQ's
+   * job object is in hand, so while the job still sits in its priority set, nothing has happened
+   * to it (no worker took it, no record, no progress) and one pipelined round trip gives its
+   * place and cancel flag, instead of record, state, job and place one after the other. Once
+   * taken, or past FRESH_MS, or not prioritized any more, the job is read in full as always.
+   */
+  private async freshView(jobId: string): Promise<JobView | undefined> {
+    const entry = this.fresh.get(jobId);
+    if (!entry) return undefined;
+    this.fresh.delete(jobId);
+    if (Date.now() - entry.at > FRESH_MS) return undefined;
+    const { job } = entry;
+    const queue = this.queues.forModel(job.data.params.model);
+    const prioritized = queue.toKey('prioritized');
+    const p = this.redis.pipeline().zscore(prioritized, jobId).llen(queue.toKey('wait')).zrank(prioritized, jobId).exists(this.keys.cancelFlag(jobId));
+    const [score, len, rank, flag] = execPipeline(await p.exec()) as [string | null, number, number | null, number];
+    if (score === null || rank === null || flag === 1) return undefined;
+    const snapshot: QueueSnapshot = {
+      id: jobId, state: 'prioritized', data: job.data, progress: job.progress, result: undefined, failedReason: undefined,
+      attemptsMade: job.attemptsMade, timestamp: job.timestamp, processedOn: undefined, finishedOn: undefined,
+      cancelRequested: false, queuePosition: len + rank,
+    };
+    return viewFromQueue(snapshot, await this.webhookState(jobId, job.data));
   }
 
   private remember(jobId: string, model: string): void {
