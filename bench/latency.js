@@ -463,6 +463,21 @@ async function fillQueue(queue, count, like) {
   await Promise.all(inFlight);
 }
 
+/**
+ * Waits until Redis is not rewriting its AOF: the bulk fill grows the file past the rewrite
+ * threshold, and a rewrite running in the background competes for the same cores, which would
+ * put the cost of a one-off rewrite into the depth figures.
+ */
+async function aofQuiet(client, timeoutMs = 120_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const info = await client.info('persistence');
+    if (/aof_rewrite_in_progress:0/.test(info) && /aof_rewrite_scheduled:0/.test(info)) return true;
+    await sleep(200);
+  }
+  return false;
+}
+
 // ---------------------------------------------------------------------------------------- main
 
 /** The BENCH line from the figures (n/a where a row did not run). */
@@ -537,11 +552,13 @@ async function main() {
     // DEPTH: no worker runs now; an empty queue, then `depth` waiting jobs.
     queue = new Queue(QUEUE_NAME, { connection: { url: redis.url }, prefix: 'bench' });
     await queue.drain(true);
+    await aofQuiet(await queue.client);
     const empty = await depthSample(CONFIG.depthSamples);
     const like = (await queue.getJob((await create(256)).id)).data;
     const tFill = Date.now();
     await fillQueue(queue, CONFIG.depth, { ...like, params: { ...like.params, prompt: 'depth' } });
     const fillS = (Date.now() - tFill) / 1000;
+    if (!(await aofQuiet(await queue.client))) say('depth: Redis still rewrites its AOF after 120 s; measuring anyway');
     const deep = await depthSample(CONFIG.depthSamples);
     say(`depth: ${CONFIG.depth} jobs added in ${fillS.toFixed(1)} s; submit p50 ${empty.submitP50.toFixed(2)} → ${deep.submitP50.toFixed(2)} ms, GET p50 ${empty.getP50.toFixed(2)} → ${deep.getP50.toFixed(2)} ms`);
     await queue.drain(true);
