@@ -384,17 +384,18 @@ async function scalingRow(stack, count) {
   const sims = stack.scaleSims.slice(0, count);
   await Promise.all(sims.map(clearHistory));
   const worker = new H.AppProcess('worker', `worker-scale-${count}`, { ...stack.common, COMFYUI_URLS: sims.map((s) => s.url).join(',') }, stack.logs);
-  worker.start();
   const total = CONFIG.scaleJobs * count;
+  // Every job is queued before the worker starts, so the row measures dispatch, not submission.
+  const ids = [];
+  let next = 0;
+  await Promise.all(Array.from({ length: 8 }, async () => {
+    while (next < total) {
+      next++;
+      ids.push((await create(256)).id);
+    }
+  }));
+  worker.start();
   try {
-    const ids = [];
-    let next = 0;
-    await Promise.all(Array.from({ length: 8 }, async () => {
-      while (next < total) {
-        next++;
-        ids.push((await create(256)).id);
-      }
-    }));
     const deadline = Date.now() + 300_000;
     for (;;) {
       const stat = await Promise.all(sims.map((s) => H.request('GET', `${s.url}/sim/stats`)));
