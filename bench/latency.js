@@ -12,6 +12,8 @@
  *      wait   : POST /api/v1/images/jobs → GET …/{id}?wait=60 (long-poll) → GET …/images/0
  *      sse    : POST /api/v1/images/jobs → GET …/events until the final `job` event → GET …/images/0
  *      poll   : POST /api/v1/images/jobs → GET the job every --poll-ms until it ended → GET …/images/0
+ *      openai : POST /v1/images/generations (OpenAI-compatible, waits, answers b64_json; the job is
+ *               found through its X-Job-Id header). Not in the default modes: --modes …,openai
  *    e2e      = client clock, from the first request to the last byte of the image.
  *    gpu      = the simulator's own execution time of that prompt (its /history: execution_start →
  *               execution_success), what a real GPU would spend whatever the middleware did.
@@ -31,7 +33,7 @@
  * (overheads at the largest size with one client; busy share of the sync row with 4 clients at the
  * largest size; req/s with 32 connections; jobs/s of 8 simulators over 1).
  *
- *   node bench/latency.js [--quick] [--jobs 30] [--sizes 256,1328] [--modes direct,sync,wait,sse,poll]
+ *   node bench/latency.js [--quick] [--jobs 30] [--sizes 256,1328] [--modes direct,sync,wait,sse,poll[,openai]]
  *                         [--concurrency 4] [--step-ms 50] [--steps 4] [--poll-ms 10] [--cannon-seconds 10]
  *                         [--scale 1,2,4,8] [--scale-step-ms 100] [--scale-jobs 12] [--depth 100000]
  *                         [--log-level info] [--keep-logs]
@@ -46,7 +48,7 @@ const H = require('./lib/harness');
 
 const { sleep } = H;
 
-const USAGE = 'node bench/latency.js [--quick] [--jobs 30] [--sizes 256,1328] [--modes direct,sync,wait,sse,poll] [--concurrency 4] [--step-ms 50] [--steps 4] ' +
+const USAGE = 'node bench/latency.js [--quick] [--jobs 30] [--sizes 256,1328] [--modes direct,sync,wait,sse,poll[,openai]] [--concurrency 4] [--step-ms 50] [--steps 4] ' +
   '[--poll-ms 10] [--cannon-seconds 10] [--scale 1,2,4,8] [--scale-step-ms 100] [--scale-jobs 12] [--depth 100000] [--log-level info] [--keep-logs]\n';
 
 /** The command line (only when run as a script: the harness test requires this file for its parts). */
@@ -88,7 +90,7 @@ const CONFIG = {
   depthSamples: QUICK ? 40 : 200,
   logLevel: args['log-level'] ?? 'info',
 };
-const MODES = ['direct', 'sync', 'wait', 'sse', 'poll'];
+const MODES = ['direct', 'sync', 'wait', 'sse', 'poll', 'openai'];
 for (const m of CONFIG.modes) if (!MODES.includes(m)) throw new Error(`unknown mode ${m} (known: ${MODES.join(', ')})`);
 for (const s of CONFIG.sizes) if (!Number.isInteger(s) || s < 256 || s > 2048 || s % 16) throw new Error(`--sizes: ${s} is not a multiple of 16 within 256..2048`);
 for (const n of CONFIG.scale) if (!Number.isInteger(n) || n < 1 || n > 16) throw new Error(`--scale: ${n} is not a count of 1..16`);
@@ -273,6 +275,14 @@ const RUNNERS = {
     const r = await H.request('POST', `${apiUrl}/api/v1/images/generate`, { body: jobBody(size), timeoutMs: 120_000 });
     if (r.status !== 200 || !/^data:image\/png;base64,/.test(r.body?.image_url || '')) throw new Error(`sync answered ${r.status} ${JSON.stringify(r.body).slice(0, 200)}`);
     return { e2e: ms(t), jobId: r.body.job_id, bytes: Math.floor(((r.body.image_url.length - 22) * 3) / 4) };
+  },
+  async openai(size) {
+    const b = jobBody(size);
+    const t = process.hrtime.bigint();
+    const r = await H.request('POST', `${apiUrl}/v1/images/generations`, { body: { prompt: b.prompt, size: `${size}x${size}`, seed: b.seed }, timeoutMs: 120_000 });
+    const b64 = r.body?.data?.[0]?.b64_json;
+    if (r.status !== 200 || !b64) throw new Error(`openai answered ${r.status} ${JSON.stringify(r.body).slice(0, 200)}`);
+    return { e2e: ms(t), jobId: r.headers['x-job-id'], bytes: Math.floor((b64.length * 3) / 4) };
   },
   async wait(size) {
     const t = process.hrtime.bigint();

@@ -1,6 +1,6 @@
 'use strict';
 // `npm run demo`: everything on one machine with the ComfyUI simulator: Redis (yours, or a private
-// one), the simulator, the API and the worker. Prints the docs URL, a curl that works and the keys
+// one), the simulator, the API and the worker. Prints the docs and playground URLs, a curl that works and the keys
 // command for the Redis and prefix it uses. The simulator may die (a GPU box losing ComfyUI): the
 // API and worker keep running and the demo restarts it, so the recovery can be watched.
 const P = require('./lib/processes');
@@ -107,6 +107,7 @@ async function main() {
 Fictures AI Server is running (ComfyUI simulator at ${comfy}).
   Redis:      ${redis}, queue prefix ${prefix}
   API docs:   ${base}/docs
+  Playground: ${base}/playground (in a browser)
   Try it:     curl -s -X POST ${base}/api/v1/images/generate -H 'Content-Type: application/json' \\
                 -d '{"prompt": "a lighthouse at dusk", "width": 512, "height": 512}' | head -c 300; echo
   Async job:  curl -s -X POST ${base}/api/v1/images/jobs -H 'Content-Type: application/json' -d '{"prompt": "a fox"}'

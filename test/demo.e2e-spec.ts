@@ -95,6 +95,15 @@ describe('npm run demo', () => {
       await request(api).get('/api/v1/models').set('Authorization', `Bearer ${key}`).expect(200);
     }, 60_000);
 
+    it('names the playground, which the built API serves from dist/ (the page and every module it imports)', async () => {
+      expect(demo.out()).toContain(`Playground: ${api}/playground`);
+      const page = await request(api).get('/playground').expect(200).expect('Content-Type', /text\/html/);
+      const refs = [...page.text.matchAll(/\b(?:src|href)="(\/playground\/assets\/[^"]+)"/g)].map((m) => m[1]);
+      expect(refs.length).toBeGreaterThanOrEqual(2);
+      for (const ref of refs) await request(api).get(ref).expect(200);
+      await request(api).get('/playground/assets/api.js').expect(200).expect('Content-Type', /javascript/);
+    });
+
     it('reports the simulator dying in one line, keeps the API and worker, and recovers readiness when it is back', async () => {
       await waitFor(async () => ((await request(api).get('/health/ready')).status === 200 ? true : undefined), 30_000, 'readiness 200');
       process.kill(pids.sim, 'SIGKILL');

@@ -22,6 +22,10 @@ import { ModelsService } from './models/models.service';
 import { LoggingModule } from './logging/logging.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { SecurityModule } from './security/security.module';
+import { PlaygroundModule } from './playground/playground.module';
+import { SignedImagesController } from './jobs/signed-images.controller';
+import { SignedLinks } from './jobs/signed-links.service';
+import { OPENAI_CONTROLLERS, OPENAI_PROVIDERS } from './openai';
 
 @Module({})
 export class ApiModule {
@@ -49,9 +53,11 @@ export class ApiModule {
         MetricsModule.forRoot(env),
         // API keys, rate limit, quotas, content policy (docs/security.md).
         SecurityModule.forRoot(),
+        // GET /playground: the page to try it in a browser.
+        PlaygroundModule,
       ],
-      controllers: [GenerateController, JobsController, JobEventsController, ModelsController, UploadsController],
-      providers: [JobsService, InputImagesService, IdempotencyService, WebhookUrlPolicy, webhookHostResolverProvider, ModelsService, ComfyUiClientFactory],
+      controllers: [GenerateController, JobsController, JobEventsController, ModelsController, UploadsController, SignedImagesController, ...OPENAI_CONTROLLERS],
+      providers: [JobsService, InputImagesService, IdempotencyService, WebhookUrlPolicy, webhookHostResolverProvider, ModelsService, ComfyUiClientFactory, SignedLinks, ...OPENAI_PROVIDERS],
     };
   }
 }

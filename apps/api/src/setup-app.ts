@@ -14,6 +14,8 @@ import { mountRedoc } from './docs/redoc';
 import { installLivenessFastPath } from './health/liveness-fast-path';
 import { httpMetricsMiddleware, livenessObserver } from './metrics/http-metrics.middleware';
 import { corsOptions, rejectPrototypeKeys, securityHeaders, staticHeadersOf } from './security/http-hardening';
+import { OPENAI_PATH, OpenAiExceptionFilter } from './openai';
+import { mountOpenAiBodyChecks, mountOpenAiBodyParsers } from './openai/openai-http';
 
 const DOCS_TITLE = 'Fictures AI Server API';
 /** Submissions that may carry an image and a mask as data: URLs (20 MB each, base64). */
@@ -55,17 +57,22 @@ export function setupApp(app: INestApplication, env: Env): void {
     verify: (req, _res, buf) => void ((req as IncomingMessage & { bodyBytes?: number }).bodyBytes = buf.length),
   }), imageFieldsOnlyMayBeLarge(env.BODY_LIMIT_BYTES));
   express.use(UPLOAD_ROUTE, raw({ type: () => true, limit: UPLOAD_BODY_LIMIT_BYTES }));
+  mountOpenAiBodyParsers(express.getHttpAdapter().getInstance() as Express);
   express.useBodyParser('json', { limit: env.BODY_LIMIT_BYTES, strict: true, reviver: rejectPrototypeKeys });
+  // The OpenAI-compatible /v1 answers body errors in OpenAI's shape.
+  mountOpenAiBodyChecks(express.getHttpAdapter().getInstance() as Express);
   express.use(bodyParserErrorHandler);
   express.use(requireJsonBody);
   if (env.CORS_ORIGINS.length) app.enableCors(corsOptions(env.CORS_ORIGINS));
-  app.useGlobalFilters(new AllExceptionsFilter(routeMethodsOf(express.getHttpAdapter().getInstance() as Express)));
+  const routeMethods = routeMethodsOf(express.getHttpAdapter().getInstance() as Express);
+  // /v1 errors (even on paths no route takes) in OpenAI's shape; every other path in ours.
+  app.useGlobalFilters(new AllExceptionsFilter(routeMethods, [[OPENAI_PATH, new OpenAiExceptionFilter(routeMethods)]]));
   app.useGlobalPipes(apiValidationPipe());
   const doc = SwaggerModule.createDocument(
     app,
     new DocumentBuilder()
       .setTitle('Fictures AI Server')
-      .setDescription('Image generation on ComfyUI GPUs: synchronous, polled jobs, server-sent events or signed webhooks.')
+      .setDescription('Image generation on ComfyUI GPUs: synchronous, polled jobs, server-sent events or signed webhooks. Try it in a browser: [the playground](/playground).')
       .setVersion('1')
       .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'API key: fk_… (docs/security.md)' })
       .addApiKey({ type: 'apiKey', in: 'header', name: 'X-API-Key' }, 'api-key')

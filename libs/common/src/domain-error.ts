@@ -49,6 +49,12 @@ export enum ErrorCode {
   QuotaExceeded = 'quota_exceeded',
   ContentPolicy = 'content_policy',
   NotFound = 'not_found',
+  /** A signed image link whose signature does not match (tampered, or signed with another secret). */
+  SignedUrlInvalid = 'signed_url_invalid',
+  /** A signed image link past its expiry. */
+  SignedUrlExpired = 'signed_url_expired',
+  /** A feature of a compatible API (OpenAI's) this server does not offer: said plainly, never faked. */
+  NotSupported = 'not_supported',
   MethodNotAllowed = 'method_not_allowed',
   InternalError = 'internal_error',
   // failures recorded on a job

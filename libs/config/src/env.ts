@@ -165,6 +165,26 @@ export class Env {
   @IsOptional() @IsUrl({ require_tld: false, require_protocol: true, protocols: ['http', 'https'] })
   RESULT_PUBLIC_BASE_URL?: string;
 
+  // --- signed links ---
+  /**
+   * HMAC key of the signed image links (images[].signed_url, url results of /v1): at least 32
+   * characters, the same on every API instance and worker (webhook payloads carry links too). Unset: derived
+   * from WEBHOOK_SECRET, else random per API process (a warning; webhook payloads then carry none).
+   */
+  @IsOptional() @IsString() @MinLength(32, { message: 'SIGNED_URL_SECRET must be at least 32 characters (e.g. openssl rand -base64 32)' })
+  SIGNED_URL_SECRET?: string;
+
+  /** How long a signed image link works (rounded up by at most 5 minutes so repeated reads give one URL). */
+  @Transform(toInt) @IsInt() @Min(1) @Max(604_800)
+  SIGNED_URL_TTL_SECONDS = 3_600;
+
+  /**
+   * /v1 requests without an Idempotency-Key: the same key and body within this many seconds attach
+   * to the first one's job instead of starting a second GPU run (SDK retries); 0 turns it off.
+   */
+  @Transform(toInt) @IsInt() @Min(0) @Max(86_400)
+  OPENAI_DEDUPE_WINDOW_SECONDS = 600;
+
   // --- workflows ---
   @IsString()
   WORKFLOWS_DIR = 'workflows';
@@ -308,7 +328,7 @@ export class EnvValidationError extends Error {
  */
 export function loadEnv(source: Record<string, string | undefined> = process.env, overrides: Partial<Record<keyof Env, unknown>> = {}): Env {
   const known = new Set(Object.keys(new Env()).concat(['PUBLIC_BASE_URL', 'WEBHOOK_SECRET', 'HEALTH_MIN_FREE_VRAM_MB', 'ADMIN_TOKEN', 'METRICS_PORT', 'WORKER_METRICS_PORT', 'CONTENT_POLICY_FILE', 'RATE_LIMIT_PER_MINUTE',
-    'RESULT_S3_BUCKET', 'RESULT_S3_ENDPOINT', 'RESULT_S3_SWEEP_INTERVAL_SECONDS', 'RESULT_PUBLIC_BASE_URL']));
+    'RESULT_S3_BUCKET', 'RESULT_S3_ENDPOINT', 'RESULT_S3_SWEEP_INTERVAL_SECONDS', 'RESULT_PUBLIC_BASE_URL', 'SIGNED_URL_SECRET']));
   const raw: Record<string, unknown> = {};
   // An empty value means "not set" (as in .env.example), so the default applies.
   for (const [k, v] of Object.entries(source)) if (known.has(k) && v !== undefined && v !== '') raw[k] = v;

@@ -6,3 +6,4 @@ export * from './generation-queues';
 export * from './job-lifecycle.service';
 export * from './jobs.module';
 export * from './result-cache-key';
+export * from './signed-image-url';

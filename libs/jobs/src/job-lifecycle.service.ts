@@ -10,7 +10,8 @@ import { REDIS_CLIENT, ResultStore, retryWhileStorageFull } from '@app/storage';
 import { WebhookEnqueuer, WebhookStateStore } from '@app/webhooks';
 import { type GenerationQueue, GenerationQueues } from './generation-queues';
 import { JobEventBus } from './job-event-bus';
-import { renderJobResource } from './job-resource';
+import { type ImageLinkSigner, renderJobResource } from './job-resource';
+import { sharedLinkSecret, signedImageUrl } from './signed-image-url';
 import type { JobTransition } from './job-transitions';
 import {
   asGenerationProgress, CANCELED_ERROR, isTerminal, isTerminalRecord, type JobView, type QueueSnapshot, type StepProgress,
@@ -242,6 +243,15 @@ export class JobLifecycle {
     return this.env.PUBLIC_BASE_URL ?? data.base_url ?? '';
   }
 
+  /**
+   * Webhook payloads carry signed links too when the deployment shares a link secret (SIGNED_URL_SECRET,
+   * or WEBHOOK_SECRET, which sending webhooks needs anyway); valid SIGNED_URL_TTL_SECONDS from the event.
+   */
+  private linkSigner(base: string): ImageLinkSigner | undefined {
+    const secret = sharedLinkSecret(this.env);
+    return secret ? (jobId, index) => signedImageUrl(secret, base, jobId, index, this.env.SIGNED_URL_TTL_SECONDS) : undefined;
+  }
+
   // ---------------------------------------------------------------- the worker's side
 
   /** Cancel requests from any API instance; the handler stops the job if this process holds it. */
@@ -267,7 +277,7 @@ export class JobLifecycle {
     this.emit({ kind: 'running', jobId, model: job.data.params.model, at, comfyui, attempt: job.attemptsMade + 1, queueMs: Math.max(0, (job.processedOn ?? at) - job.data.submitted_at) });
     if (WebhookEnqueuer.wants(job.data.webhook, 'running')) {
       const view = this.heldView(job, 'running', at);
-      await this.enqueueWebhook(job.data, 'running', at, renderJobResource(view, this.linkBase(job.data)));
+      await this.enqueueWebhook(job.data, 'running', at, renderJobResource(view, this.linkBase(job.data), this.linkSigner(this.linkBase(job.data))));
     }
     return previous;
   }
@@ -388,7 +398,8 @@ export class JobLifecycle {
       result: record.result ?? undefined, ...(record.cached ? { cached: true as const } : {}),
     });
     try {
-      const resource = renderJobResource(viewFromRecord(record, null), this.linkBase(record.data));
+      const base = this.linkBase(record.data);
+      const resource = renderJobResource(viewFromRecord(record, null), base, this.linkSigner(base));
       await this.enqueueWebhook(record.data, record.status, record.finished_at, resource, requestId);
     } catch (e) {
       // The job's end is on record; a delivery that cannot be enqueued must not undo it.

@@ -1,14 +1,17 @@
 import type { JobResource } from '@app/queue';
 import type { JobView } from './job-view';
 
+/** Makes the signed link of one image of a job (the API's SignedLinks); absent: no signed_url. */
+export type ImageLinkSigner = (jobId: string, index: number) => string;
+
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
 /**
  * The one rendering of the public job resource (DESIGN §2): the API's responses and the webhook
  * payloads are made here from a JobView, so they cannot drift apart. `baseUrl` is the public origin
- * ('' for links relative to the API).
+ * ('' for links relative to the API); `signLink` adds each image's signed_url.
  */
-export function renderJobResource(v: JobView, baseUrl: string): JobResource {
+export function renderJobResource(v: JobView, baseUrl: string, signLink?: ImageLinkSigner): JobResource {
   const self = `${baseUrl.replace(/\/$/, '')}/api/v1/images/jobs/${v.id}`;
   return {
     id: v.id,
@@ -31,6 +34,7 @@ export function renderJobResource(v: JobView, baseUrl: string): JobResource {
       height: img.height,
       bytes: img.bytes,
       sha256: img.sha256,
+      ...(signLink ? { signed_url: signLink(v.id, img.index) } : {}),
     })),
     error: v.error,
     metadata: v.data.metadata ?? {},

@@ -10,6 +10,11 @@ export interface ImageLink {
   height: number;
   bytes: number;
   sha256: string;
+  /**
+   * The same image behind a signed, expiring link that needs no API key (an `<img src>`); the API
+   * and the webhook payloads add it when the deployment shares a link secret (SIGNED_URL_SECRET or WEBHOOK_SECRET).
+   */
+  signed_url?: string;
 }
 
 export interface WebhookEventState {

@@ -9,9 +9,10 @@ export const Public = (): MethodDecorator & ClassDecorator => SetMetadata(IS_PUB
 
 /**
  * Paths that stay public whoever writes their controller: load-balancer health checks, the API
- * documents, Prometheus. Everything else needs a key once keys exist (deny by default).
+ * documents, Prometheus, the static playground page (its API calls carry the user's key). Everything
+ * else needs a key once keys exist (deny by default).
  */
-const PUBLIC_PATHS: RegExp[] = [/^\/health(\/.*)?$/, /^\/docs(\/.*|-json|-yaml)?$/, /^\/redoc\/?$/, /^\/metrics\/?$/];
+const PUBLIC_PATHS: RegExp[] = [/^\/health(\/.*)?$/, /^\/docs(\/.*|-json|-yaml)?$/, /^\/redoc\/?$/, /^\/metrics\/?$/, /^\/playground(\/.*)?$/];
 
 export function isPublicPath(path: string): boolean {
   return PUBLIC_PATHS.some((p) => p.test(path));

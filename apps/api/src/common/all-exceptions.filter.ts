@@ -49,13 +49,22 @@ export function requireJsonBody(req: Request & { id?: string }, res: Response, n
 export class AllExceptionsFilter implements ExceptionFilter {
   private readonly logger = new Logger('HTTP');
 
-  /** routeMethods: which methods the app's routes answer on a path, for 405 instead of 404. */
-  constructor(private readonly routeMethods: RouteMethods = () => []) {}
+  /**
+   * routeMethods: which methods the app's routes answer on a path, for 405 instead of 404.
+   * byPath: filters that own the errors of other surfaces (e.g. /v1, OpenAI's shape), including
+   * paths no route takes, which never reach a controller-scoped filter.
+   */
+  constructor(
+    private readonly routeMethods: RouteMethods = () => [],
+    private readonly byPath: Array<[RegExp, ExceptionFilter]> = [],
+  ) {}
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const ctx = host.switchToHttp();
     const req = ctx.getRequest<Request & { id?: string }>();
     const res = ctx.getResponse<Response>();
+    const owner = this.byPath.find(([re]) => re.test(req.path));
+    if (owner) return void owner[1].catch(exception, host);
     // No route took the request but the path has routes: a wrong method, not a missing page.
     if (exception instanceof HttpException && exception.getStatus() === HttpStatus.NOT_FOUND && !handledByRoute(req) && !res.headersSent) {
       const allowed = this.routeMethods(req.path);
@@ -67,15 +76,20 @@ export class AllExceptionsFilter implements ExceptionFilter {
       return;
     }
     for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+    this.send(res, req, status, code, message, details);
+  }
+
+  /** The body of an error; a compatible surface (the OpenAI one under /v1) writes its own shape. */
+  protected send(res: Response, req: Request & { id?: string }, status: number, code: string, message: string, details?: unknown): void {
     sendError(res, req, status, code, message, details);
   }
 
   private wrongMethod(req: Request & { id?: string }, res: Response, allowed: string[]): void {
     res.setHeader('Allow', allowed.join(', '));
-    sendError(res, req, 405, ErrorCode.MethodNotAllowed, `${req.method} is not allowed on ${req.path}; allowed: ${allowed.join(', ')}`, { allow: allowed });
+    this.send(res, req, 405, ErrorCode.MethodNotAllowed, `${req.method} is not allowed on ${req.path}; allowed: ${allowed.join(', ')}`, { allow: allowed });
   }
 
-  private describe(exception: unknown, req: Request & { id?: string }) {
+  protected describe(exception: unknown, req: Request & { id?: string }): { status: number; code: string; message: string; details: unknown; headers: Record<string, string> } {
     const none: Record<string, string> = {};
     if (exception instanceof DomainError) {
       const status = STATUS_BY_CODE[exception.code] ?? 400;

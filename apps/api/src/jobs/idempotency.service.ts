@@ -13,7 +13,7 @@ const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 export type IdempotencyClaim = { kind: 'new'; jobId: string; release: () => Promise<void> } | { kind: 'replay'; jobId: string };
 
 /** Stable JSON: object keys sorted, so the same body always has the same fingerprint. */
-function canonical(value: unknown): string {
+export function canonical(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
   if (value && typeof value === 'object') {
     return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`).join(',')}}`;
@@ -33,17 +33,18 @@ export class IdempotencyService {
     @Inject(REDIS_CLIENT) private readonly redis: Redis,
   ) {}
 
-  async claim(owner: string | undefined, key: string, body: unknown, newJobId: string): Promise<IdempotencyClaim> {
+  /** ttlSeconds: how long the key holds (24 h for Idempotency-Key; the OpenAI routes' body window is shorter). */
+  async claim(owner: string | undefined, key: string, body: unknown, newJobId: string, ttlSeconds = TTL_SECONDS): Promise<IdempotencyClaim> {
     if (!KEY_PATTERN.test(key)) throw new ApiError(ErrorCode.ValidationFailed, 'Idempotency-Key must be 1-255 visible ASCII characters');
     const redisKey = this.keys.idempotency(owner ?? '-', createHash('sha256').update(key).digest('hex'));
     const fingerprint = createHash('sha256').update(canonical(body)).digest('hex');
     const mine = JSON.stringify({ fp: fingerprint, job_id: newJobId });
-    const set = await this.redis.set(redisKey, mine, 'EX', TTL_SECONDS, 'NX');
+    const set = await this.redis.set(redisKey, mine, 'EX', ttlSeconds, 'NX');
     if (set === 'OK') {
       return { kind: 'new', jobId: newJobId, release: async () => void (await this.redis.del(redisKey).catch(() => undefined)) };
     }
     const existing = await this.redis.get(redisKey);
-    if (!existing) return this.claim(owner, key, body, newJobId); // expired between SET and GET
+    if (!existing) return this.claim(owner, key, body, newJobId, ttlSeconds); // expired between SET and GET
     const prior = JSON.parse(existing) as { fp: string; job_id: string };
     if (prior.fp !== fingerprint) {
       throw new ApiError(ErrorCode.IdempotencyKeyReused, 'This Idempotency-Key was used with a different request body');

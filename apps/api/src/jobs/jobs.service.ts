@@ -13,6 +13,7 @@ import { ContentPolicy, enforceContentPolicy } from '../policy/content-policy';
 import { JobQuota } from '../rate-limit/job-quota.service';
 import { InputImagesService, type ResolvedEdit } from '../uploads/input-images.service';
 import type { CreateJobDto } from './dto/create-job.dto';
+import { SignedLinks } from './signed-links.service';
 
 export interface Caller {
   /** API key id, or undefined when the server runs open. */
@@ -41,6 +42,7 @@ export class JobsService {
     @Optional() private readonly contentPolicy?: ContentPolicy,
     @Optional() private readonly quota?: JobQuota,
     @Optional() private readonly redisMemory?: RedisMemoryProbe,
+    @Optional() private readonly signedLinks?: SignedLinks,
   ) {}
 
   baseUrl(requestBase: string): string {
@@ -156,17 +158,24 @@ export class JobsService {
 
   /** The job as data, for its owner only: anyone else gets the same 404 as for a job that never was. */
   async view(jobId: string, caller: Caller): Promise<JobView> {
+    const view = await this.viewOfAnyOwner(jobId);
+    if ((view.data.owner ?? undefined) !== (caller.owner ?? undefined)) throw this.notFound(jobId);
+    return view;
+  }
+
+  private async viewOfAnyOwner(jobId: string): Promise<JobView> {
     const read = await this.lifecycle.read(jobId);
     if (!read.found) {
       if (read.expired) throw new ApiError(ErrorCode.JobExpired, `Job ${jobId} has expired; results are kept ${this.env.RESULT_TTL_SECONDS} s`);
       throw this.notFound(jobId);
     }
-    if ((read.view.data.owner ?? undefined) !== (caller.owner ?? undefined)) throw this.notFound(jobId);
     return read.view;
   }
 
   render(view: JobView, base: string): JobResource {
-    return renderJobResource(view, this.baseUrl(base));
+    const origin = this.baseUrl(base);
+    const links = this.signedLinks;
+    return renderJobResource(view, origin, links ? (jobId, index) => links.url(origin, jobId, index) : undefined);
   }
 
   async get(jobId: string, caller: Caller, base: string): Promise<JobResource> {
@@ -221,8 +230,9 @@ export class JobsService {
    * The record's entry for one image of the caller's succeeded job (404 and 410 come from here), and
    * the job whose stored bytes they are: itself, or the earlier job a cached answer points at.
    */
-  async imageRef(jobId: string, index: number, caller: Caller): Promise<StoredImageRef & { stored_by: string }> {
-    const view = await this.view(jobId, caller);
+  async imageRef(jobId: string, index: number, caller: Caller | 'signed-link'): Promise<StoredImageRef & { stored_by: string }> {
+    // A verified signed link is the owner's permission, handed on: no key to compare.
+    const view = caller === 'signed-link' ? await this.viewOfAnyOwner(jobId) : await this.view(jobId, caller);
     const ref = view.result?.images.find((i) => i.index === index);
     if (view.status !== 'succeeded' || !ref) throw new ApiError(ErrorCode.ImageNotFound, `Job ${jobId} has no image ${index}`);
     return { ...ref, stored_by: view.result?.source_job_id ?? jobId };

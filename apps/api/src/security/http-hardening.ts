@@ -3,8 +3,26 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import helmet from 'helmet';
 
-/** The pages a browser renders: Swagger UI, ReDoc and the queue dashboard. Everything else is JSON or image bytes. */
+/** The pages a browser renders: Swagger UI, ReDoc and the queue dashboard (and the playground, below). Everything else is JSON or image bytes. */
 const DOCS_PAGE = /^\/(docs(\/.*)?|redoc\/?|admin\/queues(\/.*)?)$/;
+/** The playground page and its assets (apps/api/playground). */
+const PLAYGROUND_PAGE = /^\/playground(\/.*)?$/;
+
+/**
+ * The playground's CSP, stricter than the docs': its own scripts and styles only (no inline script,
+ * no style attribute), fetches to this origin only, images from here or made in the page (data: and
+ * blob: URLs of downloaded results and of the input picked from disk).
+ */
+export const PLAYGROUND_CSP: Record<string, string[]> = {
+  defaultSrc: ["'none'"],
+  scriptSrc: ["'self'"],
+  styleSrc: ["'self'"],
+  imgSrc: ["'self'", 'data:', 'blob:'],
+  connectSrc: ["'self'"],
+  baseUri: ["'none'"],
+  formAction: ["'none'"],
+  frameAncestors: ["'none'"],
+};
 
 /**
  * Security headers (helmet), first of all middleware. The API itself serves JSON and images, so its
@@ -41,8 +59,13 @@ export function securityHeaders(): (req: Request, res: Response, next: NextFunct
   });
   // The API's answer from helmet is the same for every request: computed once, then only set.
   const apiHeaders = Object.entries(staticHeadersOf([api], '/api'));
+  const playground = helmet({
+    contentSecurityPolicy: { useDefaults: false, directives: PLAYGROUND_CSP },
+    crossOriginResourcePolicy: { policy: 'same-origin' },
+  });
   return (req, res, next) => {
     if (DOCS_PAGE.test(req.path)) return docs(req, res, next);
+    if (PLAYGROUND_PAGE.test(req.path)) return playground(req, res, next);
     for (const [name, value] of apiHeaders) if (value !== undefined) res.setHeader(name, value);
     res.removeHeader('X-Powered-By');
     next();
