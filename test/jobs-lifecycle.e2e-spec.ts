@@ -261,6 +261,31 @@ describe('back-pressure, retention, idempotency', () => {
     }
   });
 
+  it('Idempotency-Key whose first request never created its job (add and release both failed) is taken over by the retry', async () => {
+    const idem = await Stack.start({ comfyui: 1, worker: false });
+    try {
+      const key = `stuck-${Date.now()}`;
+      const body = small({ prompt: 'stuck key', seed: 9 });
+      const first = await request(idem.url).post('/api/v1/images/jobs').set('Idempotency-Key', key).send(body).expect(202);
+      // Make the claim name a job that was never added, as a request cut off by a Redis outage leaves it.
+      const [claimKey] = await idem.redis.keys(`${idem.env.QUEUE_PREFIX}:idem:*`);
+      const claim = JSON.parse((await idem.redis.get(claimKey)) as string) as { fp: string; job_id: string };
+      expect(claim.job_id).toBe(first.body.id);
+      const ghost = '00000000-0000-4000-8000-000000000000';
+      await idem.redis.set(claimKey, JSON.stringify({ ...claim, job_id: ghost }), 'KEEPTTL');
+      const retry = await request(idem.url).post('/api/v1/images/jobs').set('Idempotency-Key', key).send(body).expect(202);
+      expect(retry.body.id).not.toBe(ghost);
+      expect(retry.headers['idempotent-replayed']).toBeUndefined();
+      expect(JSON.parse((await idem.redis.get(claimKey)) as string).job_id).toBe(retry.body.id);
+      // From now on the key answers that job.
+      const again = await request(idem.url).post('/api/v1/images/jobs').set('Idempotency-Key', key).send(body).expect(202);
+      expect(again.body.id).toBe(retry.body.id);
+      expect(again.headers['idempotent-replayed']).toBe('true');
+    } finally {
+      await idem.close();
+    }
+  });
+
   it('after RESULT_TTL_SECONDS a finished job answers 410 job_expired', async () => {
     const short = await Stack.start({ comfyui: 1, sim: { stepMs: 5 }, env: { RESULT_TTL_SECONDS: '2' } });
     try {

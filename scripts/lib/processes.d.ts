@@ -64,11 +64,15 @@ export interface RedisServerOptions {
   appendonly?: boolean;
   maxmemory?: string;
   logPath?: string;
+  /** More redis-server arguments (--replicaof, --cluster-enabled…). */
+  args?: string[];
 }
 export class RedisServer {
   readonly port: number;
   readonly url: string;
   readonly dir: string;
+  /** More redis-server arguments, read at each start (change them before a restart). */
+  args: string[];
   child: ChildProcess | undefined;
   private constructor();
   static start(opts?: RedisServerOptions): Promise<RedisServer>;

@@ -326,7 +326,7 @@ function hasRedisServer() {
  * a temporary one and removes it on destroy() or when stopAll() runs.
  */
 class RedisServer {
-  constructor({ port, dir, appendonly = false, maxmemory, logPath }) {
+  constructor({ port, dir, appendonly = false, maxmemory, logPath, args = [] }) {
     this.port = port;
     this.url = `redis://${HOST}:${port}`;
     this.ownsDir = !dir;
@@ -334,6 +334,8 @@ class RedisServer {
     this.appendonly = appendonly;
     this.maxmemory = maxmemory;
     this.logPath = logPath;
+    // More redis-server arguments (--replicaof, --cluster-enabled…); may change before a restart.
+    this.args = args;
     this.child = undefined;
     if (this.ownsDir) onStop(() => rmSync(this.dir, { recursive: true, force: true }));
   }
@@ -356,6 +358,7 @@ class RedisServer {
       '--appendonly', this.appendonly ? 'yes' : 'no', '--appendfsync', 'everysec',
       '--maxmemory-policy', 'noeviction', '--protected-mode', 'yes', '--logfile', this.logPath ?? '',
       ...(this.maxmemory ? ['--maxmemory', this.maxmemory] : []),
+      ...this.args,
     ];
     this.child = track(spawn('redis-server', args, { stdio: 'ignore' }), { infrastructure: true });
     const deadline = Date.now() + readyTimeoutMs;

@@ -3,10 +3,10 @@ import type { DynamicModule, INestApplication, INestApplicationContext } from '@
 import { NestFactory } from '@nestjs/core';
 import { Test, type TestingModule } from '@nestjs/testing';
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import Redis from 'ioredis';
+import Redis, { Cluster } from 'ioredis';
 import { Env, loadEnv } from '@app/config';
 import { servesJobs, WorkerHeartbeatStore } from '@app/health';
-import { RedisKeys } from '@app/queue';
+import { RedisKeys, redisTopology, scanKeys } from '@app/queue';
 import { ApiModule } from '../../apps/api/src/api.module';
 import { setupApp } from '../../apps/api/src/setup-app';
 import { startSimulator, type SimulatorHandle, type SimulatorOptions } from '../../apps/comfyui-sim/src/simulator';
@@ -70,9 +70,11 @@ export class Stack {
     if (!redisUrl) throw new Error('REDIS_URL is not set: run the e2e tests through jest (global setup)');
     const count = Math.max(opts.comfyui ?? 1, opts.simEach?.length ?? 0);
     for (let i = 0; i < count; i++) this.sims.push(await startSimulator({ stepMs: 10, ...opts.sim, ...opts.simEach?.[i] }));
+    // On a Cluster every key of a deployment must share a slot: the prefix carries a {hash tag}.
+    const prefix = `t${randomUUID().slice(0, 8)}`;
     this.rawEnv = {
       REDIS_URL: redisUrl,
-      QUEUE_PREFIX: `t${randomUUID().slice(0, 8)}`,
+      QUEUE_PREFIX: opts.env?.REDIS_CLUSTER_NODES ? `{${prefix}}` : prefix,
       COMFYUI_URLS: this.sims.map((x) => x.url).join(',') || 'http://127.0.0.1:9',
       WORKFLOWS_DIR: 'workflows',
       // pino (API request lines) as quiet as Nest's logger: ['error'] below.
@@ -90,7 +92,7 @@ export class Stack {
       ...opts.env,
     };
     this.env = loadEnv(this.rawEnv);
-    this.redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, lazyConnect: true });
+    this.redis = testClient(this.env);
     this.redis.on('error', () => undefined); // fault tests stop this Redis on purpose
     this.overrides = opts.overrides ?? {};
     if ((opts.worker ?? true) && this.overrides.worker?.length) {
@@ -139,11 +141,23 @@ export class Stack {
     await this.worker?.close().catch(report('the worker'));
     await Promise.all(this.sims.map((s) => s.close().catch(() => undefined)));
     if (this.redis && this.env) {
-      const keys = await this.redis.keys(`${this.env.QUEUE_PREFIX}:*`).catch(() => [] as string[]);
+      const keys = await scanKeys(this.redis, `${this.env.QUEUE_PREFIX}:*`).catch(() => [] as string[]);
       if (keys.length) await this.redis.del(...keys).catch(() => undefined);
     }
     this.redis?.disconnect();
   }
+}
+
+/**
+ * The test's own client on the stack's Redis (a single server, a Sentinel primary or a Cluster),
+ * connecting on first use and never queueing a command for long. Typed as Redis: on a Cluster the
+ * commands of one slot behave the same.
+ */
+function testClient(env: Env): Redis {
+  const t = redisTopology(env);
+  if (t.kind === 'cluster') return new Cluster(t.nodes, { lazyConnect: true, redisOptions: { maxRetriesPerRequest: 1, password: t.password } }) as unknown as Redis;
+  if (t.kind === 'sentinel') return new Redis({ sentinels: t.sentinels, name: t.name, password: t.password, sentinelPassword: t.sentinelPassword, maxRetriesPerRequest: 1, lazyConnect: true });
+  return new Redis(t.url, { maxRetriesPerRequest: 1, lazyConnect: true });
 }
 
 /** Polls until check() returns a value (not undefined), or fails after timeoutMs. */

@@ -3,7 +3,7 @@ import { BullModule } from '@nestjs/bullmq';
 import { ComfyUiClientFactory } from '@app/comfyui';
 import { workerHeartbeatStoreProvider } from '@app/health';
 import { ConfigModule, Env } from '@app/config';
-import { bullConnection } from '@app/queue';
+import { bullConnectionFor } from '@app/queue';
 import { StorageModule } from '@app/storage';
 import { webhookDnsLookupProvider } from '@app/webhooks';
 import { WorkflowsModule } from '@app/workflows';
@@ -29,7 +29,7 @@ export class WorkerModule {
         WorkflowsModule,
         StorageModule.forRoot(),
         BullModule.forRoot({
-          connection: bullConnection(env.REDIS_URL, 'worker'),
+          connection: bullConnectionFor(env, 'worker'),
           prefix: env.QUEUE_PREFIX,
         }),
         // The owner of every job's state and transitions (libs/jobs); registers the queues.

@@ -29,6 +29,8 @@ export enum ErrorCode {
   /** No live worker has the files of the requested model. */
   ModelUnavailable = 'model_unavailable',
   RedisUnavailable = 'redis_unavailable',
+  /** The job was written, but WAIT did not see it reach REDIS_MIN_REPLICAS_ACK replicas in time: retry with the same Idempotency-Key. */
+  ReplicationUnconfirmed = 'replication_unconfirmed',
   /** The object store (S3 bucket) does not answer or refuses our credentials. */
   StorageUnavailable = 'storage_unavailable',
   /** Redis is at (or near) its maxmemory: new work is refused until results expire or are removed. */

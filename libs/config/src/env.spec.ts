@@ -1,6 +1,28 @@
-import { EnvValidationError, loadEnv } from './env';
+import { EnvValidationError, hasHashTag, loadEnv } from './env';
 
 describe('loadEnv', () => {
+  it('configures Sentinel or Cluster instead of REDIS_URL, with clear errors for bad values', () => {
+    expect(loadEnv({})).toMatchObject({ REDIS_SENTINELS: [], REDIS_CLUSTER_NODES: [], replicasToAck: 0, REDIS_REPLICA_ACK_TIMEOUT_MS: 500 });
+    const sentinel = loadEnv({ REDIS_SENTINELS: '10.0.0.1:26379, sentinel-b:26379,[::1]:26380', REDIS_SENTINEL_NAME: 'mymaster' });
+    expect(sentinel).toMatchObject({ REDIS_SENTINELS: ['10.0.0.1:26379', 'sentinel-b:26379', '[::1]:26380'], REDIS_SENTINEL_NAME: 'mymaster', replicasToAck: 1 });
+    expect(loadEnv({ REDIS_SENTINELS: 'a:1', REDIS_SENTINEL_NAME: 'm', REDIS_MIN_REPLICAS_ACK: '0' }).replicasToAck).toBe(0);
+    expect(loadEnv({ REDIS_MIN_REPLICAS_ACK: '2' }).replicasToAck).toBe(2);
+    expect(() => loadEnv({ REDIS_SENTINELS: 'a:1' })).toThrow(/REDIS_SENTINEL_NAME must be set with REDIS_SENTINELS/);
+    expect(() => loadEnv({ REDIS_SENTINELS: 'a:1,nope', REDIS_SENTINEL_NAME: 'm' })).toThrow(/REDIS_SENTINELS must be comma-separated host:port pairs/);
+    expect(() => loadEnv({ REDIS_CLUSTER_NODES: 'redis://a:1', QUEUE_PREFIX: '{f}' })).toThrow(/REDIS_CLUSTER_NODES must be comma-separated host:port pairs/);
+    for (const bad of ['-1', 'one', '17']) expect(() => loadEnv({ REDIS_MIN_REPLICAS_ACK: bad })).toThrow(/REDIS_MIN_REPLICAS_ACK/);
+    expect(() => loadEnv({ REDIS_REPLICA_ACK_TIMEOUT_MS: '0' })).toThrow(/REDIS_REPLICA_ACK_TIMEOUT_MS/);
+    expect(() => loadEnv({ REDIS_SENTINELS: 'a:1', REDIS_SENTINEL_NAME: 'm', REDIS_CLUSTER_NODES: 'b:2', QUEUE_PREFIX: '{f}' })).toThrow(/choose Sentinel or Cluster/);
+  });
+
+  it('on Cluster, refuses a queue prefix without a {hash tag}', () => {
+    expect(loadEnv({ REDIS_CLUSTER_NODES: 'a:7000,b:7001', QUEUE_PREFIX: '{fictures}' }).REDIS_CLUSTER_NODES).toEqual(['a:7000', 'b:7001']);
+    expect(() => loadEnv({ REDIS_CLUSTER_NODES: 'a:7000' })).toThrow(/QUEUE_PREFIX="fictures" has no \{hash tag\}.*QUEUE_PREFIX=\{fictures\}/);
+    expect(() => loadEnv({ REDIS_CLUSTER_NODES: 'a:7000', QUEUE_PREFIX: '{}x' })).toThrow(EnvValidationError);
+    expect(loadEnv({ QUEUE_PREFIX: 'fictures' }).QUEUE_PREFIX).toBe('fictures'); // a single Redis needs no tag
+    expect([hasHashTag('{a}'), hasHashTag('x{a}y'), hasHashTag('{}{a}'), hasHashTag('a}{'), hasHashTag('{a')]).toEqual([true, true, false, false, false]);
+  });
+
   it('applies the documented defaults', () => {
     const env = loadEnv({});
     expect(env).toMatchObject({

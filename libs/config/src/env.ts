@@ -14,6 +14,8 @@ const toBool = ({ value }: { value: unknown }) => {
 };
 const toNumber = ({ value }: { value: unknown }) =>
   value === undefined || value === '' ? undefined : /^\d*\.?\d+$/.test(String(value).trim()) ? Number(value) : value;
+/** host:port, host a name, IPv4 or [IPv6]. */
+const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$/;
 const toList = ({ value }: { value: unknown }) =>
   value === undefined ? undefined : String(value).split(',').map((s) => s.trim()).filter(Boolean);
 
@@ -60,6 +62,40 @@ export class Env {
 
   @Transform(toInt) @IsInt() @Min(1)
   QUEUE_MAX_WAITING = 10_000;
+
+  /**
+   * Redis Sentinel instead of REDIS_URL: sentinels as host:port,host:port and the monitored primary's
+   * name (REDIS_SENTINEL_NAME, required then). Every client asks them for the primary and follows failovers.
+   */
+  @Transform(toList) @Matches(HOST_PORT, { each: true, message: 'REDIS_SENTINELS must be comma-separated host:port pairs' })
+  REDIS_SENTINELS: string[] = [];
+
+  @ValidateIf((e: Env) => e.REDIS_SENTINELS.length > 0 || e.REDIS_SENTINEL_NAME !== undefined)
+  @Matches(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'REDIS_SENTINEL_NAME must be set with REDIS_SENTINELS: the primary\'s name in the sentinels (letters, digits, _ . -)' })
+  REDIS_SENTINEL_NAME?: string;
+
+  /** Password of the sentinels themselves (requirepass in their config), when they have one. */
+  @IsOptional() @IsString()
+  REDIS_SENTINEL_PASSWORD?: string;
+
+  /** Password of the data nodes with REDIS_SENTINELS or REDIS_CLUSTER_NODES (with REDIS_URL it goes in the URL). */
+  @IsOptional() @IsString()
+  REDIS_PASSWORD?: string;
+
+  /** Redis Cluster instead of REDIS_URL: some of its nodes as host:port,…; QUEUE_PREFIX must then hold a {hash tag}. */
+  @Transform(toList) @Matches(HOST_PORT, { each: true, message: 'REDIS_CLUSTER_NODES must be comma-separated host:port pairs' })
+  REDIS_CLUSTER_NODES: string[] = [];
+
+  /**
+   * A new job is acknowledged (202), and a worker reports a result, only once WAIT confirms this many
+   * replicas have the writes. Unset: 1 with REDIS_SENTINELS, else 0 (no wait). See replicasToAck().
+   */
+  @IsOptional() @Transform(toInt) @IsInt() @Min(0) @Max(16)
+  REDIS_MIN_REPLICAS_ACK?: number;
+
+  /** How long WAIT may take before the write counts as unconfirmed (503 replication_unconfirmed). */
+  @Transform(toInt) @IsInt() @Min(1) @Max(60_000)
+  REDIS_REPLICA_ACK_TIMEOUT_MS = 500;
 
   /** true: refuse to start when Redis's maxmemory-policy is not noeviction (BullMQ loses jobs to eviction). */
   @Transform(toBool) @IsBoolean()
@@ -311,9 +347,31 @@ export class Env {
   @Transform(toList) @IsString({ each: true })
   CONTENT_POLICY_BLOCKLIST: string[] = [];
 
+  /** Replicas WAIT must confirm for an acknowledged write (REDIS_MIN_REPLICAS_ACK, or its default). */
+  get replicasToAck(): number {
+    return this.REDIS_MIN_REPLICAS_ACK ?? (this.REDIS_SENTINELS.length ? 1 : 0);
+  }
+
   get webhookRetryScheduleMs(): number[] {
     return this.WEBHOOK_RETRY_SCHEDULE_MS.map(Number);
   }
+}
+
+/** Redis's own rule: the text between the first { and the first } after it, when not empty, is what is hashed. */
+export function hasHashTag(key: string): boolean {
+  const open = key.indexOf('{');
+  return open >= 0 && key.indexOf('}', open + 1) > open + 1;
+}
+
+/** Settings that are each valid but do not fit together: one Redis topology, a Cluster-safe prefix. */
+function redisTopologyProblem(env: Env): string | undefined {
+  if (env.REDIS_SENTINELS.length && env.REDIS_CLUSTER_NODES.length) {
+    return 'REDIS_SENTINELS and REDIS_CLUSTER_NODES are both set: choose Sentinel or Cluster';
+  }
+  if (env.REDIS_CLUSTER_NODES.length && !hasHashTag(env.QUEUE_PREFIX)) {
+    return `QUEUE_PREFIX=${JSON.stringify(env.QUEUE_PREFIX)} has no {hash tag}: on Redis Cluster (REDIS_CLUSTER_NODES) every key must share one slot, e.g. QUEUE_PREFIX={${env.QUEUE_PREFIX.replace(/[{}]/g, '') || 'fictures'}}`;
+  }
+  return undefined;
 }
 
 export class EnvValidationError extends Error {
@@ -328,7 +386,8 @@ export class EnvValidationError extends Error {
  */
 export function loadEnv(source: Record<string, string | undefined> = process.env, overrides: Partial<Record<keyof Env, unknown>> = {}): Env {
   const known = new Set(Object.keys(new Env()).concat(['PUBLIC_BASE_URL', 'WEBHOOK_SECRET', 'HEALTH_MIN_FREE_VRAM_MB', 'ADMIN_TOKEN', 'METRICS_PORT', 'WORKER_METRICS_PORT', 'CONTENT_POLICY_FILE', 'RATE_LIMIT_PER_MINUTE',
-    'RESULT_S3_BUCKET', 'RESULT_S3_ENDPOINT', 'RESULT_S3_SWEEP_INTERVAL_SECONDS', 'RESULT_PUBLIC_BASE_URL', 'SIGNED_URL_SECRET']));
+    'RESULT_S3_BUCKET', 'RESULT_S3_ENDPOINT', 'RESULT_S3_SWEEP_INTERVAL_SECONDS', 'RESULT_PUBLIC_BASE_URL', 'SIGNED_URL_SECRET',
+    'REDIS_SENTINEL_NAME', 'REDIS_SENTINEL_PASSWORD', 'REDIS_PASSWORD', 'REDIS_MIN_REPLICAS_ACK']));
   const raw: Record<string, unknown> = {};
   // An empty value means "not set" (as in .env.example), so the default applies.
   for (const [k, v] of Object.entries(source)) if (known.has(k) && v !== undefined && v !== '') raw[k] = v;
@@ -339,6 +398,8 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       errors.map((e) => `${e.property}=${JSON.stringify(raw[e.property] ?? (overrides as Record<string, unknown>)[e.property])}: ${Object.values(e.constraints ?? {}).join('; ')}`),
     );
   }
+  const topology = redisTopologyProblem(env);
+  if (topology) throw new EnvValidationError([topology]);
   const given = (k: keyof Env) => raw[k] !== undefined || (overrides as Record<string, unknown>)[k] !== undefined;
   if (env.RATE_LIMIT_PER_MINUTE !== undefined) {
     if (!given('RATE_LIMIT_SUBMIT_PER_MINUTE')) env.RATE_LIMIT_SUBMIT_PER_MINUTE = env.RATE_LIMIT_PER_MINUTE;

@@ -1,7 +1,7 @@
 import type { FactoryProvider } from '@nestjs/common';
 import { REDIS_CLIENT } from '@app/storage';
 import type Redis from 'ioredis';
-import { RedisKeys } from '@app/queue';
+import { RedisKeys, scanKeys } from '@app/queue';
 import type { GpuReport } from './gpu-report';
 
 /** `warming`: ComfyUI answers, the worker renders its warm-up prompts and takes no user job yet. */
@@ -65,14 +65,9 @@ export class WorkerHeartbeatStore {
 
   /** Every heartbeat that has not expired, sorted by id. */
   async list(): Promise<WorkerHeartbeat[]> {
-    const keys = new Set<string>();
-    let cursor = '0';
-    do {
-      const [next, batch] = await this.redis.scan(cursor, 'MATCH', this.keys.workerHeartbeatPattern, 'COUNT', 500);
-      for (const k of batch) keys.add(k);
-      cursor = next;
-    } while (cursor !== '0');
-    if (!keys.size) return [];
+    // Every master of a Cluster, not one random node (the keys share the prefix's slot, so MGET is one node's).
+    const keys = await scanKeys(this.redis, this.keys.workerHeartbeatPattern);
+    if (!keys.length) return [];
     const values = await this.redis.mget(...keys);
     const beats: WorkerHeartbeat[] = [];
     for (const raw of values) {

@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
 import Redis from 'ioredis';
 import { Env } from '@app/config';
-import { type JobEvent, RedisKeys, redisOptionsFromUrl, watchRedisClient } from '@app/queue';
+import { type JobEvent, redisClient, RedisKeys, watchRedisClient } from '@app/queue';
 import { REDIS_CLIENT } from '@app/storage';
 
 type Listener = (event: JobEvent) => void;
@@ -64,7 +64,7 @@ export class JobEventBus implements OnModuleDestroy {
 
   private connection(): Redis {
     if (this.subscriber) return this.subscriber;
-    const sub = new Redis({ ...redisOptionsFromUrl(this.env.REDIS_URL), maxRetriesPerRequest: null });
+    const sub = redisClient(this.env, 'subscriber');
     watchRedisClient(sub); // ioredis reconnects and resubscribes by itself; outages are logged once
     sub.on('message', (channel: string, message: string) => {
       if (channel === this.keys.cancelChannel) {

@@ -13,7 +13,7 @@ import type { JobTransition } from './job-transitions';
 import { isTerminalRecord, type TerminalRecord } from './job-view';
 
 /** Fakes of every port the owner has, recording what it did and in which order. */
-function harness() {
+function harness(opts: { replicasToAck?: number; replicasConfirming?: number } = {}) {
   const log: string[] = [];
   const records = new Map<string, Record<string, unknown>>();
   const flags = new Set<string>();
@@ -43,6 +43,7 @@ function harness() {
     lpos: async () => 0,
     zcard: async () => 0,
     zrank: async () => null,
+    wait: async () => (log.push('wait'), opts.replicasConfirming ?? 0),
   } as unknown as Redis;
   // A pipeline of the same fakes, replied in order like ioredis's ([error, value] per command).
   (redis as unknown as { pipeline: () => unknown }).pipeline = () => {
@@ -68,8 +69,11 @@ function harness() {
       return j && { data: j.data, progress: 0, attemptsMade: 0, timestamp: j.data.submitted_at, returnvalue: null, processedOn: undefined, finishedOn: undefined };
     },
     toKey: (type: string) => `bull:generation:${type}`,
+    getBackend: () => ({ client: Promise.resolve(redis) }),
   }) as unknown as Queue<GenerationJobData, GenerationResult>;
-  const env = { JOB_ATTEMPTS: 3, JOB_BACKOFF_MS: 10, RESULT_TTL_SECONDS: 60, PUBLIC_BASE_URL: undefined } as unknown as Env;
+  const env = {
+    JOB_ATTEMPTS: 3, JOB_BACKOFF_MS: 10, RESULT_TTL_SECONDS: 60, PUBLIC_BASE_URL: undefined, replicasToAck: opts.replicasToAck ?? 0, REDIS_REPLICA_ACK_TIMEOUT_MS: 5,
+  } as unknown as Env;
   const lifecycle = new JobLifecycle(env, new RedisKeys('t'), store, bus, enqueuer, states, redis, new GenerationQueues('m', new Map([['m', queue]]), []));
   const transitions: JobTransition[] = [];
   lifecycle.onTransition((t) => transitions.push(t));
@@ -94,6 +98,31 @@ function heldJob(id: string, d: GenerationJobData, attemptsMade = 0): Generation
 }
 
 describe('JobLifecycle', () => {
+  describe('acknowledged means replicated (REDIS_MIN_REPLICAS_ACK)', () => {
+    it('a new job whose WAIT is short of replicas: replication_unconfirmed naming it, and the job stays queued', async () => {
+      const h = harness({ replicasToAck: 1, replicasConfirming: 0 });
+      await expect(h.lifecycle.enqueue('j1', data())).rejects.toMatchObject({ code: 'replication_unconfirmed', details: { job_id: 'j1', replicas_wanted: 1, replicas_confirmed: 0 } });
+      expect(h.queueJobs.get('j1')?.state).toBe('waiting');
+      const ok = harness({ replicasToAck: 1, replicasConfirming: 1 });
+      await ok.lifecycle.enqueue('j2', data());
+      expect(ok.log).toEqual(['wait']);
+      const off = harness();
+      await off.lifecycle.enqueue('j3', data());
+      expect(off.log).toEqual([]);
+    });
+
+    it('a worker reports success only after the replicas have the record: no event, no webhook while unconfirmed', async () => {
+      const h = harness({ replicasToAck: 1, replicasConfirming: 0 });
+      const job = heldJob('j1', data());
+      await expect(h.lifecycle.succeeded(job, 'http://c', { images: [] } as unknown as GenerationResult)).rejects.toMatchObject({ code: 'replication_unconfirmed' });
+      expect(h.log.filter((l) => l === 'wait').length).toBeGreaterThan(1); // the worker tries again before giving up
+      expect(h.log.some((l) => l.startsWith('event:') || l.startsWith('webhook:'))).toBe(false);
+      const ok = harness({ replicasToAck: 1, replicasConfirming: 1 });
+      await ok.lifecycle.succeeded(heldJob('j2', data()), 'http://c', { images: [] } as unknown as GenerationResult);
+      expect(ok.log.slice(0, 3)).toEqual(['record:succeeded', 'wait', 'event:succeeded']);
+    });
+  });
+
   beforeAll(() => Logger.overrideLogger(false));
 
   it('enqueue puts the job on the queue and tells the process it is queued', async () => {

@@ -4,8 +4,9 @@ import type Redis from 'ioredis';
 import { Env } from '@app/config';
 import {
   type GenerationJob, type GenerationJobData, generationJobOptions, type GenerationProgress, type GenerationResult, type JobError,
-  type JobEvent, JobName, type JobResource, logQueueErrors, RedisKeys, type WebhookEvent, decodeFailure,
+  type JobEvent, JobName, type JobResource, logQueueErrors, RedisKeys, type WebhookEvent, decodeFailure, confirmReplicated, ReplicationUnconfirmedError,
 } from '@app/queue';
+import { DomainError, ErrorCode } from '@app/common';
 import { REDIS_CLIENT, ResultStore, retryWhileStorageFull } from '@app/storage';
 import { WebhookEnqueuer, WebhookStateStore } from '@app/webhooks';
 import { type GenerationQueue, GenerationQueues } from './generation-queues';
@@ -26,6 +27,13 @@ const RECENT_MODELS = 10_000;
 /** A job just added is answered from its BullMQ object this long at most, and only once. */
 const FRESH_MS = 1_000;
 const FRESH_MAX = 1_000;
+/**
+ * WAITs for the replicas before a job's end is reported. A request answers 503 after one (the
+ * client retries); a worker holds its result through a failover's few seconds instead (its lock
+ * keeps renewing), so the GPU's work is not thrown away.
+ */
+const API_ACK_TRIES = 1;
+const WORKER_ACK_TRIES = 20;
 
 export type ReadResult = { found: true; view: JobView } | { found: false; expired: boolean };
 
@@ -94,8 +102,14 @@ export class JobLifecycle {
     return execPipeline(await p.exec()).reduce<number>((sum, n) => sum + Number(n ?? 0), 0);
   }
 
+  /**
+   * Adds the job, then (REDIS_MIN_REPLICAS_ACK > 0) waits for replicas to have it: throws
+   * replication_unconfirmed when they do not in time. The job exists then and will run; a retry with
+   * the same Idempotency-Key answers it.
+   */
   async enqueue(jobId: string, data: GenerationJobData, priority?: number): Promise<void> {
-    const job = await this.queues.forModel(data.params.model).add(
+    const queue = this.queues.forModel(data.params.model);
+    const job = await queue.add(
       JobName.Generate,
       data,
       generationJobOptions({ jobId, priority, attempts: this.env.JOB_ATTEMPTS, backoffMs: this.env.JOB_BACKOFF_MS, resultTtlSeconds: this.env.RESULT_TTL_SECONDS }),
@@ -103,6 +117,8 @@ export class JobLifecycle {
     this.remember(jobId, data.params.model);
     if (job) this.rememberFresh(job);
     this.emit({ kind: 'queued', jobId, model: data.params.model, at: data.submitted_at });
+    // WAIT covers the writes of the connection it runs on: the queue's own client, which made the add.
+    if (this.env.replicasToAck > 0) await this.replicated((await queue.getBackend().client) as unknown as Pick<Redis, 'wait'>, 1, jobId);
   }
 
   async read(jobId: string): Promise<ReadResult> {
@@ -159,7 +175,7 @@ export class JobLifecycle {
       cached: true,
       expires_at: source.expires_at ?? source.finished_at + this.env.RESULT_TTL_SECONDS * 1000,
     };
-    await this.end(record, undefined, requestId);
+    await this.end(record, undefined, requestId, API_ACK_TRIES);
   }
 
   /**
@@ -179,7 +195,7 @@ export class JobLifecycle {
           v: 1, id: jobId, status: 'canceled', data: view.data, progress: null, attempts: view.attempts,
           started_at: null, finished_at: Date.now(), result: null, error: CANCELED_ERROR,
         };
-        await this.end(record, undefined, requestId);
+        await this.end(record, undefined, requestId, API_ACK_TRIES);
         return true;
       }
     }
@@ -388,10 +404,13 @@ export class JobLifecycle {
   }
 
   /** Record first (readers trust it), then the event, then the webhook. */
-  private async end(record: TerminalRecord, comfyui: string | undefined, requestId?: string): Promise<void> {
+  private async end(record: TerminalRecord, comfyui: string | undefined, requestId?: string, ackTries = WORKER_ACK_TRIES): Promise<void> {
     const jobId = record.id;
     // A Redis at maxmemory may get room back within moments (another job's images released): a few quick tries.
     await retryWhileStorageFull(() => this.store.putRecord(jobId, record as unknown as Record<string, unknown>));
+    // The record (and the images stored before it, on the same connection) on the replicas before
+    // anyone is told the job ended: a failover right after must not forget a reported result.
+    await this.replicated(this.redis, ackTries, jobId);
     await this.bus.publish({ type: 'status', job_id: jobId, status: record.status, at: record.finished_at });
     this.emit({
       kind: 'ended', jobId, model: record.data.params.model, at: record.finished_at, status: record.status, comfyui, code: record.error?.code,
@@ -404,6 +423,21 @@ export class JobLifecycle {
     } catch (e) {
       // The job's end is on record; a delivery that cannot be enqueued must not undo it.
       this.logger.error({ job_id: jobId, request_id: requestId, msg: 'could not enqueue the webhook', event: record.status, error: (e as Error).message });
+    }
+  }
+
+  /** WAIT for REDIS_MIN_REPLICAS_ACK replicas, `tries` times at most; replication_unconfirmed when they never confirm. */
+  private async replicated(client: Pick<Redis, 'wait'>, tries: number, jobId: string): Promise<void> {
+    const wanted = this.env.replicasToAck;
+    if (!(wanted > 0)) return; // also an Env built by hand (tests) without the getter
+    for (let i = 1; ; i++) {
+      try {
+        await confirmReplicated(client, wanted, this.env.REDIS_REPLICA_ACK_TIMEOUT_MS, this.keys.prefix);
+        return;
+      } catch (e) {
+        if (!(e instanceof ReplicationUnconfirmedError)) throw e;
+        if (i >= tries) throw new DomainError(ErrorCode.ReplicationUnconfirmed, 'The job store could not confirm the write on its replicas in time; retry shortly with the same Idempotency-Key', { job_id: jobId, replicas_wanted: e.wanted, replicas_confirmed: e.confirmed });
+      }
     }
   }
 

@@ -6,3 +6,4 @@ export * from './job-events';
 export * from './job-resource';
 export * from './queue-errors';
 export * from './dependency-state';
+export * from './redis-scan';

@@ -1,5 +1,5 @@
 import { DomainError, ErrorCode } from '@app/common';
-import type { RedisKeys } from '@app/queue';
+import { type RedisKeys, scanKeys } from '@app/queue';
 import type { ChainableCommander, Redis } from 'ioredis';
 import { type InputImageMeta, JobRecord, ResultStore, StoredImage, type StoredInput, TOMBSTONE_TTL_FACTOR } from './result-store';
 import {
@@ -123,14 +123,7 @@ export class RedisResultStore extends ResultStore {
     // image(jobId, 0) = "<prefix>:img:<jobId>:0" -> match "<prefix>:img:<jobId>:*"
     const sample = this.keys.image(jobId, 0);
     const match = `${globEscape(sample.slice(0, -1))}*`;
-    const found = new Set<string>();
-    let cursor = '0';
-    do {
-      const [next, keys] = await this.call(() => this.redis.scan(cursor, 'MATCH', match, 'COUNT', 1000));
-      for (const k of keys) found.add(k);
-      cursor = next;
-    } while (cursor !== '0');
-    return [...found];
+    return this.call(() => scanKeys(this.redis, match, 1000));
   }
 
   /** Runs a MULTI and unwraps its replies, surfacing the first command error. */

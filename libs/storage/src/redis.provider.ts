@@ -1,14 +1,14 @@
 import { Env } from '@app/config';
 import { FactoryProvider, Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
 import Redis from 'ioredis';
-import { redisDependency, watchRedisClient } from '@app/queue';
+import { redisClient, redisDependency, type RedisEnv, watchRedisClient } from '@app/queue';
 
 /** The process's one general-purpose ioredis connection (BullMQ keeps its own). */
 export const REDIS_CLIENT = Symbol('REDIS_CLIENT');
 
-export function createRedisClient(url: string): Redis {
+export function createRedisClient(env: RedisEnv): Redis {
   // Fail fast instead of queueing commands while Redis is away: callers answer 503 and retry.
-  const client = new Redis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
+  const client = redisClient(env, 'producer');
   // One line per outage for the whole process, however many connections notice it.
   watchRedisClient(client);
   return client;
@@ -62,7 +62,7 @@ export const redisClientProvider: FactoryProvider<Promise<Redis>> = {
   provide: REDIS_CLIENT,
   inject: [Env],
   useFactory: async (env: Env) => {
-    const client = createRedisClient(env.REDIS_URL);
+    const client = createRedisClient(env);
     // With the offline queue off, a command sent before the first connect fails; give the connection a
     // moment so start-up is not a race. A Redis that stays down does not stop the app: health reports it.
     // A refused connection was already reported as "redis unavailable"; a silent one (a Redis that

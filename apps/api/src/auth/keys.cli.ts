@@ -1,7 +1,6 @@
-import Redis from 'ioredis';
 import { Env, EnvValidationError, loadEnv } from '@app/config';
 import { ApiKeyInputError, type ApiKeyLimits, type ApiKeyRecord, ApiKeyStore } from './api-key.store';
-import { RedisKeys } from '@app/queue';
+import { describeRedis, redisClient, RedisKeys } from '@app/queue';
 
 const USAGE = `Usage: npm run keys -- <command>
 
@@ -139,15 +138,14 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw e;
   }
-  const where = new URL(env.REDIS_URL);
-  where.password = '';
-  const redis = new Redis(env.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 5_000, retryStrategy: () => null });
+  const where = describeRedis(env);
+  const redis = redisClient(env, 'cli');
   let lastError: Error | undefined;
   redis.on('error', (e: Error) => (lastError = e));
   try {
     await redis.connect();
   } catch (e) {
-    io.err(`Cannot reach Redis at ${where.toString()}: ${(lastError ?? (e as Error)).message}`);
+    io.err(`Cannot reach Redis at ${where}: ${(lastError ?? (e as Error)).message}`);
     redis.disconnect();
     return 1;
   }

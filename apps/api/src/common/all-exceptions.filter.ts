@@ -93,7 +93,12 @@ export class AllExceptionsFilter implements ExceptionFilter {
     const none: Record<string, string> = {};
     if (exception instanceof DomainError) {
       const status = STATUS_BY_CODE[exception.code] ?? 400;
-      const headers = exception instanceof ApiError ? exception.headers : exception.code === ErrorCode.StorageFull ? { 'Retry-After': String(STORAGE_FULL_RETRY_AFTER_S) } : none;
+      const headers =
+        exception instanceof ApiError ? exception.headers
+        : exception.code === ErrorCode.StorageFull ? { 'Retry-After': String(STORAGE_FULL_RETRY_AFTER_S) }
+        // A replica catching up or a failover: moments, not minutes.
+        : exception.code === ErrorCode.ReplicationUnconfirmed ? { 'Retry-After': '1' }
+        : none;
       return { status, code: exception.code, message: exception.message, details: exception.details, headers };
     }
     if (isRedisOutOfMemory(exception)) {

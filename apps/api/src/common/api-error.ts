@@ -37,6 +37,7 @@ export const STATUS_BY_CODE: Record<string, number> = {
   [ErrorCode.OutputFetchFailed]: 502,
   [ErrorCode.JobStalled]: 502,
   [ErrorCode.RedisUnavailable]: 503,
+  [ErrorCode.ReplicationUnconfirmed]: 503,
   [ErrorCode.StorageUnavailable]: 503,
   [ErrorCode.StorageFull]: 503,
   [ErrorCode.QueueFull]: 503,

@@ -10,7 +10,7 @@ import { ApiError } from '../common/api-error';
 import { RateLimitAs } from '../rate-limit/rate-limit-kind';
 import { CreateJobDto } from './dto/create-job.dto';
 import { IdempotencyService } from './idempotency.service';
-import { JobsService } from './jobs.service';
+import { isReplicationUnconfirmed, JobsService } from './jobs.service';
 import { ApiRequest, callerOf, requestBase } from './request-context';
 import { WebhookUrlPolicy } from './webhook-url.policy';
 import { clientGone, MAX_WAIT_SECONDS, requestedWaitMs } from './long-poll';
@@ -42,7 +42,7 @@ export class JobsController {
   @HttpCode(202)
   @ApiOperation({ summary: 'Submit a generation job (asynchronous)' })
   @ApiAcceptedResponse({ description: 'The job resource; Location points at it' })
-  @ApiServiceUnavailableResponse({ description: "`model_unavailable`: workers are live and none has the model's files (see Retry-After; QUEUE_UNSERVED_MODELS=true queues it); or `redis_unavailable`, `queue_full`" })
+  @ApiServiceUnavailableResponse({ description: "`model_unavailable`: workers are live and none has the model's files (see Retry-After; QUEUE_UNSERVED_MODELS=true queues it); `replication_unconfirmed`: the job was written but REDIS_MIN_REPLICAS_ACK replicas did not confirm it in time (see Retry-After; retry with the same Idempotency-Key to get that job); or `redis_unavailable`, `queue_full`" })
   @ApiHeader({ name: 'Prefer', required: false, description: `wait=N (0–${MAX_WAIT_SECONDS} s): answer once the job has ended, or after N s with its state then` })
   async create(
     @Body() dto: CreateJobDto,
@@ -57,7 +57,7 @@ export class JobsController {
     const webhookUrl = dto.webhook_url !== undefined ? await this.webhookUrls.check(dto.webhook_url) : undefined;
     let jobId: string = randomUUID();
     if (idempotencyKey !== undefined) {
-      const claim = await this.idempotency.claim(caller.owner, idempotencyKey, dto, jobId);
+      const claim = await this.idempotency.claim(caller.owner, idempotencyKey, dto, jobId, undefined, (id) => this.jobs.claimedJobExists(id, caller, base));
       if (claim.kind === 'replay') {
         res.setHeader('Idempotent-Replayed', 'true');
         const resource = await this.jobs.getWhenVisible(claim.jobId, caller, base);
@@ -67,7 +67,9 @@ export class JobsController {
       try {
         jobId = await this.jobs.submit(dto, caller, { webhookUrl, jobId, requestBase: base });
       } catch (e) {
-        await claim.release(); // bad input or Redis trouble: the key stays free, nothing changed
+        // Bad input or Redis trouble: the key stays free, nothing changed. Unconfirmed replication: the
+        // job exists, so the key keeps pointing at it and the client's retry answers that job.
+        if (!isReplicationUnconfirmed(e)) await claim.release();
         throw e;
       }
     } else {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable, Logger, Optional } from '@nestjs/common';
-import { ErrorCode } from '@app/common';
+import { DomainError, ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import { FleetMonitor } from '@app/health';
 import { isTerminal, JobLifecycle, type JobView, renderJobResource, resultCacheKey } from '@app/jobs';
@@ -83,7 +83,9 @@ export class JobsService {
     try {
       await this.lifecycle.enqueue(jobId, data, caller.priority);
     } catch (e) {
-      await this.quota?.release(caller, jobId);
+      // replication_unconfirmed: the job is queued (only its copy on the replicas is in doubt), so it keeps its slot.
+      if (isReplicationUnconfirmed(e)) await this.quota?.confirm(caller, jobId);
+      else await this.quota?.release(caller, jobId);
       throw e;
     }
     await this.quota?.confirm(caller, jobId);
@@ -182,6 +184,17 @@ export class JobsService {
     return this.render(await this.view(jobId, caller), base);
   }
 
+  /** For an idempotent replay: whether the claimed job exists, giving its first request a moment to add it. */
+  async claimedJobExists(jobId: string, caller: Caller, base: string): Promise<boolean> {
+    try {
+      await this.getWhenVisible(jobId, caller, base);
+      return true;
+    } catch (e) {
+      if (e instanceof ApiError && e.code === ErrorCode.JobNotFound) return false;
+      throw e;
+    }
+  }
+
   /** For an idempotent replay: the first request may still be adding the job; wait for it briefly. */
   async getWhenVisible(jobId: string, caller: Caller, base: string, timeoutMs = 3_000): Promise<JobResource> {
     const deadline = Date.now() + timeoutMs;
@@ -254,4 +267,9 @@ export class JobsService {
   private notFound(jobId: string): ApiError {
     return new ApiError(ErrorCode.JobNotFound, `No job ${jobId}`);
   }
+}
+
+/** The job was written but its replication is unconfirmed: it exists, and a retry must find it, not make another. */
+export function isReplicationUnconfirmed(e: unknown): boolean {
+  return e instanceof DomainError && e.code === ErrorCode.ReplicationUnconfirmed;
 }

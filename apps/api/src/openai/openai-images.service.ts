@@ -105,9 +105,10 @@ export class OpenAiImagesService {
     const body = { openai: route, body: fingerprint };
     const newJobId = randomUUID();
     const window = this.env.OPENAI_DEDUPE_WINDOW_SECONDS;
+    const exists = (id: string): Promise<boolean> => this.jobs.claimedJobExists(id, caller, base);
     const claim =
-      idempotencyKey !== undefined ? await this.idempotency.claim(caller.owner, idempotencyKey, body, newJobId)
-      : window > 0 ? await this.idempotency.claim(caller.owner, `openai-window:${sha256(canonical(body))}`, body, newJobId, window)
+      idempotencyKey !== undefined ? await this.idempotency.claim(caller.owner, idempotencyKey, body, newJobId, undefined, exists)
+      : window > 0 ? await this.idempotency.claim(caller.owner, `openai-window:${sha256(canonical(body))}`, body, newJobId, window, exists)
       : undefined;
     const user = native.metadata?.openai_user;
     if (claim?.kind === 'replay') {

@@ -3,7 +3,7 @@ import { DelayedError, WaitingError, Worker } from 'bullmq';
 import { ComfyUiClient, ComfyUiClientFactory } from '@app/comfyui';
 import { Env } from '@app/config';
 import { GenerationQueues, JobLifecycle } from '@app/jobs';
-import { AbortReason, bullConnection, decodeFailure, type GenerationJob, GenerationJobData, GenerationResult, watchBullMq } from '@app/queue';
+import { AbortReason, bullConnectionFor, decodeFailure, type GenerationJob, GenerationJobData, GenerationResult, watchBullMq } from '@app/queue';
 import { runWithJobContext } from '../logging/job-context';
 import { COMFY_DOWN_DELAY_MS, GenerationProcessor } from './generation.processor';
 import { GpuReadiness } from './gpu-readiness';
@@ -89,7 +89,7 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
       // In a job context: every line logged while the job runs carries its job_id.
       (job, token, signal) => runWithJobContext(job.id, () => this.runGated(slot, job, token, signal ?? new AbortController().signal)),
       {
-        connection: bullConnection(this.env.REDIS_URL, 'worker'),
+        connection: bullConnectionFor(this.env, 'worker'),
         prefix: this.env.QUEUE_PREFIX,
         concurrency: 1,
         lockDuration: this.env.WORKER_LOCK_DURATION_MS,

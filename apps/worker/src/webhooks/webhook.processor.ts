@@ -4,7 +4,7 @@ import { DelayedError, Job, UnrecoverableError, Worker } from 'bullmq';
 import type Redis from 'ioredis';
 import { Env } from '@app/config';
 import {
-  bullConnection, QueueName, RedisKeys, watchBullMq, WebhookEventState, WebhookJobData, WebhookJobResult,
+  bullConnectionFor, QueueName, RedisKeys, watchBullMq, WebhookEventState, WebhookJobData, WebhookJobResult,
 } from '@app/queue';
 import { REDIS_CLIENT } from '@app/storage';
 import {
@@ -67,7 +67,7 @@ export class WebhookProcessor implements OnApplicationBootstrap, BeforeApplicati
       return;
     }
     this.worker = new Worker<WebhookJobData, WebhookJobResult>(QueueName.Webhook, (job, token) => runWithJobContext(job.data.job_id, () => this.process(job, token)), {
-      connection: bullConnection(this.env.REDIS_URL, 'worker'),
+      connection: bullConnectionFor(this.env, 'worker'),
       prefix: this.env.QUEUE_PREFIX,
       concurrency: this.env.WEBHOOK_CONCURRENCY,
       lockDuration: this.env.WORKER_LOCK_DURATION_MS,
