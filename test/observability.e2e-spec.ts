@@ -164,6 +164,10 @@ describe('observability: /metrics, JSON logs with request ids, queue dashboard',
   it('a job canceled while queued is counted as canceled by the API that removed it', async () => {
     const before = (await apiMetrics()).samples;
     const first = await request(stack.url).post('/api/v1/images/jobs').send({ prompt: 'long one', width: 256, height: 256, num_inference_steps: 16 }).expect(202);
+    // Pipelined dispatch: the worker takes the next job at once and holds it in ComfyUI's queue (its
+    // cancel is the worker's); the one after that is still in BullMQ's queue, for the API to remove.
+    const held = await request(stack.url).post('/api/v1/images/jobs').send({ prompt: 'held next', width: 256, height: 256 }).expect(202);
+    await waitFor(async () => ((await request(stack.url).get(`/api/v1/images/jobs/${held.body.id}`)).body.queue_position === 0 ? true : undefined), 5_000, 'the next job held');
     const second = await request(stack.url).post('/api/v1/images/jobs').send({ prompt: 'never runs', width: 256, height: 256 }).expect(202);
     const model = second.body.model as string;
     const canceled = await request(stack.url).delete(`/api/v1/images/jobs/${second.body.id}`).expect(200);
@@ -173,6 +177,7 @@ describe('observability: /metrics, JSON logs with request ids, queue dashboard',
       return value(now, 'fictures_jobs_total', { model, status: 'canceled' }) - value(before, 'fictures_jobs_total', { model, status: 'canceled' }) === 1 ? true : undefined;
     }, 5_000, 'the canceled counter');
     await jobDone(first.body.id);
+    await jobDone(held.body.id);
   });
 
   it('Bull Board at /admin/queues: 401 without the token, open with Bearer or basic auth, lists both queues', async () => {

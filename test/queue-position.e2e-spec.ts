@@ -95,8 +95,10 @@ describe('queue_position: priorities, the wait list, and a deep queue', () => {
     const calls1 = await commandCalls(redis);
     expect(r.body).toMatchObject({ status: 'queued', queue_position: before + 10_000 });
     const ran = (c: string) => (calls1[c] ?? 0) - (calls0[c] ?? 0);
-    // The place came from a rank in the priority set, not from walking a list or a range.
+    // The place came from a rank in the priority set, not from walking a list or a range. The one
+    // LRANGE allowed reads the active list (jobs held by workers count ahead), which the GPUs bound.
     expect(ran('zrank')).toBeGreaterThanOrEqual(1);
-    for (const scan of ['lrange', 'lpos', 'zrange', 'zrangebyscore', 'zcount']) expect({ [scan]: ran(scan) }).toEqual({ [scan]: 0 });
+    expect(ran('lrange')).toBeLessThanOrEqual(1);
+    for (const scan of ['lpos', 'zrange', 'zrangebyscore', 'zcount']) expect({ [scan]: ran(scan) }).toEqual({ [scan]: 0 });
   }, 120_000);
 });

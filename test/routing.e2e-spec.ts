@@ -6,7 +6,7 @@ import { NestFactory } from '@nestjs/core';
 import request from 'supertest';
 import { loadEnv } from '@app/config';
 import { WorkerHeartbeatStore } from '@app/health';
-import { JobLifecycle } from '@app/jobs';
+import { GenerationQueues, JobLifecycle } from '@app/jobs';
 import { RedisKeys } from '@app/queue';
 import { startSimulator, type SimulatorHandle } from '../apps/comfyui-sim/src/simulator';
 import { parseModelFiles } from '../apps/comfyui-sim/src/main';
@@ -136,11 +136,17 @@ describe('model-aware routing: each model runs only where its files are', () => 
   });
 });
 
-describe('one GPU serving two models: they take turns', () => {
+// Without pipelining a slot has one seat: the models alternate job by job. Pipelined, it has two
+// (one running, one waiting in ComfyUI's queue) handed out first come first served: each model's
+// worker holds up to two jobs, so the turns come in pairs — still neither model starves.
+describe.each([
+  { pipeline: false, order: ['a1', 'b1', 'a2', 'b2', 'a3', 'b3'], submittedWhileFrozen: 1 },
+  { pipeline: true, order: ['a1', 'a2', 'b1', 'b2', 'a3', 'b3'], submittedWhileFrozen: 2 },
+])('one GPU serving two models: they take turns (WORKER_PIPELINE=$pipeline)', ({ pipeline, order: expected, submittedWhileFrozen }) => {
   let stack: Stack;
 
   beforeAll(async () => {
-    stack = await Stack.start({ comfyui: 1, env: { WORKER_HEARTBEAT_INTERVAL_MS: '300' } });
+    stack = await Stack.start({ comfyui: 1, env: { WORKER_HEARTBEAT_INTERVAL_MS: '300', WORKER_PIPELINE: String(pipeline) } });
   });
   afterAll(async () => {
     await stack?.close();
@@ -149,24 +155,33 @@ describe('one GPU serving two models: they take turns', () => {
   it('a backlog of one model does not starve the other: the slot alternates between them', async () => {
     const sim = stack.sims[0];
     const lifecycle = stack.api.get(JobLifecycle);
+    const queues = stack.api.get(GenerationQueues);
     sim.faults.set({ hang: true });
+    const names = new Map<string, string>();
     const ids: string[] = [];
-    const add = async (model: string) => {
+    const add = async (model: string, name: string) => {
       const r = await submit(stack.url, model);
       expect(r.status).toBe(202);
-      ids.push((r.body as { id: string }).id);
-      return ids[ids.length - 1];
+      const id = (r.body as { id: string }).id;
+      ids.push(id);
+      names.set(id, name);
+      return id;
     };
-    const a1 = await add(QWEN);
+    await add(QWEN, 'a1');
     await waitFor(async () => (sim.stats().submitted === 1 ? true : undefined), 5_000, 'the first job on the frozen GPU');
-    const [a2, a3] = [await add(QWEN), await add(QWEN)];
-    const [b1, b2, b3] = [await add('smoke-test'), await add('smoke-test'), await add('smoke-test')];
-    // The smoke-test worker of the slot holds b1 at the gate while a1 runs.
+    await add(QWEN, 'a2');
+    await add(QWEN, 'a3');
+    const b1 = await add('smoke-test', 'b1');
+    await add('smoke-test', 'b2');
+    await add('smoke-test', 'b3');
+    // The smoke-test worker of the slot holds b1 at the gate (taken, not started: queued) while a1 runs.
     await waitFor(async () => {
       const r = await lifecycle.read(b1);
-      return r.found && r.view.status === 'running' ? true : undefined;
+      const state = await queues.forModel('smoke-test').getJobState(b1);
+      return r.found && r.view.status === 'queued' && r.view.started_at === null && state === 'active' ? true : undefined;
     }, 5_000, 'the other model’s job to wait at the gate');
-    expect(sim.stats().submitted).toBe(1);
+    await waitFor(async () => (sim.stats().submitted === submittedWhileFrozen ? true : undefined), 5_000, 'the prompts ComfyUI holds while frozen');
+    expect(sim.stats().submitted).toBe(submittedWhileFrozen);
     sim.faults.set({ hang: false });
     const promptOf = new Map<string, string>();
     for (const id of ids) {
@@ -174,8 +189,8 @@ describe('one GPU serving two models: they take turns', () => {
       const r = await lifecycle.read(id);
       if (r.found && r.view.result) promptOf.set(r.view.result.prompt_id, id);
     }
-    const order = sim.stats().executedPromptIds.map((p) => promptOf.get(p));
-    expect(order).toEqual([a1, b1, a2, b2, a3, b3]);
+    const order = sim.stats().executedPromptIds.map((p) => names.get(promptOf.get(p) ?? ''));
+    expect(order).toEqual(expected);
     expect(sim.stats().maxConcurrent).toBe(1);
   });
 });

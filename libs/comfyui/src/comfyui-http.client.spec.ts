@@ -355,7 +355,7 @@ describe('ComfyUiHttpClient', () => {
     await until(() => progress.length === 4, 2000, 'progress');
     await fake.succeed(promptId);
     const outcome = await done;
-    expect(outcome).toEqual({ promptId, images: [{ node: '9', filename: 'out_00001_.png', subfolder: '', type: 'output' }], executionMs: 1234 });
+    expect(outcome).toEqual({ promptId, images: [{ node: '9', filename: 'out_00001_.png', subfolder: '', type: 'output' }], executionMs: 1234, endedAt: expect.any(Number) });
     expect(progress.map((p) => p.value)).toEqual([1, 2, 3, 4]);
     expect(progress[0]).toEqual({ promptId, node: '3', value: 1, max: 4 });
     expect(onStart).toHaveBeenCalledTimes(1);

@@ -263,6 +263,7 @@ export class ComfyUiHttpClient extends ComfyUiClient {
       signal,
       timeoutMs: this.viewTimeoutMs,
       headers: { accept: '*/*', 'accept-encoding': 'identity' },
+      binary: true,
       onNetworkError: (_w, code, message) =>
         code && UNREACHABLE_CODES.has(code)
           ? new ComfyUnavailableError(`ComfyUI ${what} failed: ${code} ${message}`)

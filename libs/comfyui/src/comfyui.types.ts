@@ -33,6 +33,8 @@ export interface PromptOutcome {
   images: Array<ComfyImageRef & { node: string }>;
   /** execution_start → execution_success, from ComfyUI's own timestamps, when known. */
   executionMs?: number;
+  /** ComfyUI's execution_success timestamp (ms since epoch, its clock), when known. */
+  endedAt?: number;
 }
 
 /** Where a prompt stands on the server, from /queue and /history as the server answered them. */

@@ -23,7 +23,7 @@ describe('history parsing', () => {
     };
     const entry = parseHistoryEntry(body, ID)!;
     expect(isFailedEntry(entry)).toBe(false);
-    expect(outcomeFromEntry(ID, entry)).toEqual({ promptId: ID, images: [{ node: '2', filename: 'probe_00001_.png', subfolder: '', type: 'output' }], executionMs: 27 });
+    expect(outcomeFromEntry(ID, entry)).toEqual({ promptId: ID, images: [{ node: '2', filename: 'probe_00001_.png', subfolder: '', type: 'output' }], executionMs: 27, endedAt: 1795670304006 });
   });
 
   it('treats {} and foreign shapes as "no entry"', () => {

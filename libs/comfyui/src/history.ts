@@ -89,20 +89,17 @@ export function outcomeFromEntry(promptId: string, entry: HistoryEntry): PromptO
     }
   }
   const outcome: PromptOutcome = { promptId, images };
-  const ms = executionMsFrom(entry.messages);
-  if (ms !== undefined) outcome.executionMs = ms;
+  const start = timestampOf(entry.messages, 'execution_start');
+  const end = timestampOf(entry.messages, 'execution_success');
+  if (start !== undefined && end !== undefined && end >= start) outcome.executionMs = end - start;
+  if (end !== undefined) outcome.endedAt = end;
   return outcome;
 }
 
-function executionMsFrom(messages: Array<[string, Json]>): number | undefined {
-  const ts = (name: string) => {
-    const m = messages.find(([t]) => t === name);
-    const v = m?.[1].timestamp;
-    return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
-  };
-  const start = ts('execution_start');
-  const end = ts('execution_success');
-  return start !== undefined && end !== undefined && end >= start ? end - start : undefined;
+function timestampOf(messages: Array<[string, Json]>, name: string): number | undefined {
+  const m = messages.find(([t]) => t === name);
+  const v = m?.[1].timestamp;
+  return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
 }
 
 /** GET /queue reduced to prompt ids. Items are `[number, prompt_id, graph, extra, outputs]` tuples. */

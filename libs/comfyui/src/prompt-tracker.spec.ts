@@ -93,7 +93,7 @@ describe('PromptTracker', () => {
     event('execution_success', { prompt_id: 'a' });
     await tick(0);
     expect(w.state).toBe('resolved');
-    expect(w.value).toEqual<PromptOutcome>({ promptId: 'a', images: [{ node: '9', filename: 'out_00001_.png', subfolder: '', type: 'output' }], executionMs: 400 });
+    expect(w.value).toEqual<PromptOutcome>({ promptId: 'a', images: [{ node: '9', filename: 'out_00001_.png', subfolder: '', type: 'output' }], executionMs: 400, endedAt: 1400 });
     expect(onStart).toHaveBeenCalledTimes(1);
     expect(progress.map((p) => p.value)).toEqual([1, 2]);
     expect(tracker.tracked).toBe(0);
@@ -221,6 +221,39 @@ describe('PromptTracker', () => {
     expect(w.state).toBe('pending');
     await tick(2_000);
     expect(w.error).toBeInstanceOf(ComfyUiTimeoutError);
+  });
+
+  it('idle rule: a held prompt waiting behind a long run that shows signs of life stays alive (pipelined dispatch)', async () => {
+    server.pending.add('held');
+    server.running.add('long');
+    const running = wait('long', { idleTimeoutMs: 3_000 });
+    const held = wait('held', { idleTimeoutMs: 3_000 });
+    // The running prompt keeps stepping for four idle periods; the one behind it never moves in the queue.
+    for (let i = 1; i <= 24; i++) {
+      await tick(500);
+      event('progress', { prompt_id: 'long', node: '3', value: i, max: 24 });
+    }
+    expect(held.state).toBe('pending');
+    expect(running.state).toBe('pending');
+    // The run ahead freezes: the held prompt's idle clock runs out with it.
+    await tick(3_500);
+    expect(held.error).toBeInstanceOf(ComfyUiTimeoutError);
+    expect(running.error).toBeInstanceOf(ComfyUiTimeoutError);
+  });
+
+  it('looks at /history again at once on the final `executing null` when execution_success beat the entry', async () => {
+    server.running.add('a');
+    const w = wait('a');
+    await tick(0);
+    event('execution_success', { prompt_id: 'a' });
+    await tick(0);
+    expect(w.state).toBe('pending');
+    server.succeed('a');
+    const calls = server.historyCalls.length;
+    event('executing', { node: null, prompt_id: 'a' });
+    await tick(0);
+    expect(w.state).toBe('resolved');
+    expect(server.historyCalls.length).toBe(calls + 1);
   });
 
   it('lost rule: two answered looks without the id, half a poll apart → PromptLostError', async () => {

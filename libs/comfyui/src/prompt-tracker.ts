@@ -78,6 +78,8 @@ interface Waiter {
   lastLookFailed: boolean;
   /** A terminal success was seen; history is being fetched (it is written a moment later). */
   finishing: boolean;
+  /** While finishing: look at /history again now (ComfyUI said it wrote it: the final `executing null`). */
+  finishNow?: () => void;
   idleTimer?: NodeJS.Timeout;
   finishTimer?: NodeJS.Timeout;
   detachAbort?: () => void;
@@ -206,6 +208,12 @@ export class PromptTracker {
     // No prompt_id: status broadcasts, the reconnect `executing` resend, custom-node chatter.
     if (!promptId) return;
     this.remember(promptId, type, data);
+    // A prompt waiting in the queue behind one that shows signs of life is alive too: the queue
+    // moves (pipelined dispatch keeps one prompt waiting behind the running one for its whole run).
+    for (const [id, others] of this.waiters) {
+      if (id === promptId) continue;
+      for (const w of others) if (!w.started && !w.settled) w.lastAlive = Date.now();
+    }
     const set = this.waiters.get(promptId);
     if (!set) return;
     for (const w of [...set]) this.applyEvent(w, type, data);
@@ -243,8 +251,11 @@ export class PromptTracker {
         this.finish(w);
         return;
       case 'executing':
-        if (data.node === null) this.finish(w);
-        else this.markStarted(w);
+        if (data.node === null) {
+          // After execution_success, ComfyUI writes history and then sends this: look again at once.
+          if (w.finishing) w.finishNow?.();
+          else this.finish(w);
+        } else this.markStarted(w);
         return;
       case 'execution_error':
         this.settle(w, executionErrorFrom(data));
@@ -337,21 +348,35 @@ export class PromptTracker {
   private finish(w: Waiter): void {
     if (w.finishing || w.settled) return;
     w.finishing = true;
+    let inFlight = false;
+    let next = 0;
     const retry = (i: number) => {
+      next = i + 1;
       if (i + 1 < FINISH_RETRY_DELAYS_MS.length) w.finishTimer = setTimeout(() => attempt(i + 1), FINISH_RETRY_DELAYS_MS[i + 1]);
-      else w.finishing = false;
+      else {
+        w.finishing = false;
+        w.finishNow = undefined;
+      }
+    };
+    w.finishNow = () => {
+      if (inFlight || !w.finishTimer) return;
+      clearTimeout(w.finishTimer);
+      attempt(next);
     };
     const attempt = (i: number) => {
       w.finishTimer = undefined;
       if (w.settled || this.closed) return;
+      inFlight = true;
       this.lookups
         .fetchHistory(w.promptId)
         .then((entry) => {
+          inFlight = false;
           if (w.settled) return;
           if (entry) return this.settleFromEntry(w, entry);
           retry(i);
         })
         .catch((err: unknown) => {
+          inFlight = false;
           if (w.settled) return;
           this.log.debug('comfyui history fetch after completion failed', { promptId: w.promptId, err: String(err) });
           retry(i);

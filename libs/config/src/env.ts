@@ -141,6 +141,10 @@ export class Env {
   @Transform(toInt) @IsInt() @Min(0)
   WORKER_SHUTDOWN_GRACE_MS = 30_000;
 
+  /** true: while a prompt runs, the next job of that GPU is already submitted to ComfyUI's queue (at most one waits there). */
+  @Transform(toBool) @IsBoolean()
+  WORKER_PIPELINE = true;
+
   // --- results ---
   @IsIn(['redis', 'fs', 's3'])
   RESULT_STORE: 'redis' | 'fs' | 's3' = 'redis';

@@ -43,6 +43,7 @@ function harness(opts: { replicasToAck?: number; replicasConfirming?: number } =
     lpos: async () => 0,
     zcard: async () => 0,
     zrank: async () => null,
+    lrange: async () => [],
     wait: async () => (log.push('wait'), opts.replicasConfirming ?? 0),
   } as unknown as Redis;
   // A pipeline of the same fakes, replied in order like ioredis's ([error, value] per command).
@@ -51,7 +52,7 @@ function harness(opts: { replicasToAck?: number; replicasConfirming?: number } =
     const p: Record<string, unknown> = {
       exec: async () => Promise.all(calls.map(async (c) => [null, await c()])),
     };
-    for (const name of ['exists', 'llen', 'lpos', 'zcard', 'zrank']) {
+    for (const name of ['exists', 'llen', 'lpos', 'zcard', 'zrank', 'zscore', 'lrange']) {
       p[name] = (...a: unknown[]) => {
         calls.push(() => (redis as unknown as Record<string, (...x: unknown[]) => Promise<unknown>>)[name](...a));
         return p;
@@ -164,12 +165,18 @@ describe('JobLifecycle', () => {
     expect(await h.lifecycle.isCancelRequested('j2')).toBe(true);
   });
 
-  it('a worker’s run: running (start time, event, webhook), steps, then succeeded with the record before the event', async () => {
+  it('a worker’s run: prompt on record (held), running at ComfyUI’s start (start time, event, webhook), steps, then succeeded with the record before the event', async () => {
     const h = harness();
     const job = heldJob('j3', data());
-    const previous = await h.lifecycle.started(job, 'http://gpu0');
-    expect(previous).toBeUndefined();
-    await h.lifecycle.promptSubmitting(job, 'p-1', 'http://gpu0');
+    expect(h.lifecycle.previousAttempt(job)).toBeUndefined();
+    await h.lifecycle.promptSubmitting(job, 'p-1', 'http://gpu0', { held: true });
+    // Submitted, not started: no start time, and nothing said yet (the job is still queued).
+    expect(job.progress).toMatchObject({ step: 0, prompt_id: 'p-1', held: true });
+    expect((job.progress as { started_at?: number }).started_at).toBeUndefined();
+    expect(h.log).toEqual([]);
+    await h.lifecycle.started(job, 'http://gpu0');
+    expect(job.progress).toMatchObject({ prompt_id: 'p-1', started_at: expect.any(Number) });
+    expect((job.progress as { held?: boolean }).held).toBeUndefined();
     h.lifecycle.stepped(job, 'http://gpu0', 3, 8);
     await new Promise((r) => setImmediate(r));
     expect(job.progress).toMatchObject({ step: 3, total_steps: 8, prompt_id: 'p-1', comfyui: 'http://gpu0' });
@@ -180,19 +187,31 @@ describe('JobLifecycle', () => {
     expect(h.transitions.map((t) => t.kind)).toEqual(['running', 'progress', 'ended']);
   });
 
-  it('a retry re-attaches: started() returns the prompt the earlier attempt recorded', async () => {
+  it('a retry re-attaches: previousAttempt() gives the prompt the earlier attempt recorded; a running one keeps its start', async () => {
     const h = harness();
     const job = heldJob('j4', data(), 1);
     (job as unknown as { progress: unknown }).progress = { step: 5, total_steps: 8, fraction: 0.6, prompt_id: 'p-old', comfyui: 'http://gpu0', started_at: 1 };
-    expect(await h.lifecycle.started(job, 'http://gpu0')).toMatchObject({ prompt_id: 'p-old', comfyui: 'http://gpu0' });
-    expect(job.progress).toMatchObject({ step: 0, prompt_id: 'p-old' });
+    expect(h.lifecycle.previousAttempt(job)).toMatchObject({ prompt_id: 'p-old', comfyui: 'http://gpu0' });
+    await h.lifecycle.promptSubmitting(job, 'p-old', 'http://gpu0', { running: true });
+    expect(job.progress).toMatchObject({ step: 5, prompt_id: 'p-old', started_at: 1 });
+    await h.lifecycle.promptSubmitting(job, 'p-new', 'http://gpu0', { held: true });
+    expect(job.progress).toMatchObject({ step: 0, prompt_id: 'p-new', held: true });
+  });
+
+  it('a held job canceled before its prompt started ends canceled with no start time', async () => {
+    const h = harness();
+    const job = heldJob('j4b', data());
+    await h.lifecycle.promptSubmitting(job, 'p-1', 'http://gpu0', { held: true });
+    await h.lifecycle.canceled(job, 'http://gpu0', { started: false });
+    expect(h.records.get('j4b')).toMatchObject({ status: 'canceled', started_at: null, progress: null, error: { code: 'canceled' } });
+    expect(h.transitions.map((t) => t.kind)).toEqual(['ended']);
   });
 
   it('a canceled running job keeps the step it reached; forgetting the prompt keeps it too', async () => {
     const h = harness();
     const job = heldJob('j5', data());
+    await h.lifecycle.promptSubmitting(job, 'p-1', 'http://gpu0', { held: true });
     await h.lifecycle.started(job, 'http://gpu0');
-    await h.lifecycle.promptSubmitting(job, 'p-1', 'http://gpu0');
     h.lifecycle.stepped(job, 'http://gpu0', 2, 8);
     await h.lifecycle.forgetPrompt(job);
     expect(job.progress).toMatchObject({ step: 2, prompt_id: undefined });

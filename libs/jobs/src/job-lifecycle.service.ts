@@ -15,7 +15,7 @@ import { type ImageLinkSigner, renderJobResource } from './job-resource';
 import { sharedLinkSecret, signedImageUrl } from './signed-image-url';
 import type { JobTransition } from './job-transitions';
 import {
-  asGenerationProgress, CANCELED_ERROR, isTerminal, isTerminalRecord, type JobView, type QueueSnapshot, type StepProgress,
+  asGenerationProgress, CANCELED_ERROR, hasStarted, isTerminal, isTerminalRecord, type JobView, type QueueSnapshot, type StepProgress,
   type TerminalRecord, viewFromQueue, viewFromRecord,
 } from './job-view';
 
@@ -280,27 +280,42 @@ export class JobLifecycle {
   }
 
   /**
-   * A worker took the job and is about to run it on `comfyui`. Returns what an earlier attempt
-   * recorded (its prompt id, to re-attach to) before this attempt's start replaces it.
+   * What an earlier attempt of a job a worker just took recorded (its prompt id, to re-attach to).
+   * Read from the job as fetched: no Redis round trip.
    */
-  async started(job: GenerationJob, comfyui: string): Promise<GenerationProgress | undefined> {
+  previousAttempt(job: GenerationJob): GenerationProgress | undefined {
+    return asGenerationProgress(job.progress);
+  }
+
+  /**
+   * Recorded before the prompt is submitted (or re-attached to), so a worker that crashes right
+   * after can re-attach to it. `held`: the prompt goes into ComfyUI's queue behind another one
+   * (pipelined dispatch), so the job still shows as queued until ComfyUI starts it. `running`: it is
+   * a re-attach to a prompt ComfyUI is executing already (its start stays on record).
+   */
+  async promptSubmitting(job: GenerationJob, promptId: string, comfyui: string, o: { held?: boolean; running?: boolean } = {}): Promise<void> {
+    const p = this.currentProgress(job);
+    const fresh: GenerationProgress = o.running
+      ? { ...p, prompt_id: promptId, comfyui, held: undefined }
+      : { step: 0, total_steps: job.data.params.num_inference_steps, fraction: 0, prompt_id: promptId, comfyui, held: o.held ? true : undefined };
+    await job.updateProgress(fresh);
+  }
+
+  /**
+   * ComfyUI started executing the job's prompt (its execution_start, or a look that found it
+   * running): the job is running from now on. Before this it is queued, even when held by a worker.
+   */
+  async started(job: GenerationJob, comfyui: string): Promise<void> {
     const jobId = job.id as string;
-    const previous = asGenerationProgress(job.progress);
     const at = Date.now();
-    const total = job.data.params.num_inference_steps;
-    await job.updateProgress({ step: 0, total_steps: total, fraction: 0, prompt_id: previous?.prompt_id, comfyui: previous?.comfyui, started_at: at } satisfies GenerationProgress);
+    const p = this.currentProgress(job);
+    await job.updateProgress({ ...p, held: undefined, started_at: at } satisfies GenerationProgress);
     await this.bus.publish({ type: 'status', job_id: jobId, status: 'running', at });
     this.emit({ kind: 'running', jobId, model: job.data.params.model, at, comfyui, attempt: job.attemptsMade + 1, queueMs: Math.max(0, (job.processedOn ?? at) - job.data.submitted_at) });
     if (WebhookEnqueuer.wants(job.data.webhook, 'running')) {
       const view = this.heldView(job, 'running', at);
       await this.enqueueWebhook(job.data, 'running', at, renderJobResource(view, this.linkBase(job.data), this.linkSigner(this.linkBase(job.data))));
     }
-    return previous;
-  }
-
-  /** Recorded before the prompt is submitted, so a worker that crashes right after can re-attach to it. */
-  async promptSubmitting(job: GenerationJob, promptId: string, comfyui: string): Promise<void> {
-    await job.updateProgress({ ...this.currentProgress(job), prompt_id: promptId, comfyui });
   }
 
   /** The attempt gives its prompt up: a retry submits afresh. The step reached stays on record. */
@@ -331,8 +346,14 @@ export class JobLifecycle {
     await this.end(this.terminal(job, 'failed', { error }), comfyui);
   }
 
-  async canceled(job: GenerationJob, comfyui: string | undefined): Promise<void> {
-    await this.end(this.terminal(job, 'canceled', { error: CANCELED_ERROR }), comfyui);
+  /** `started: false`: its prompt never ran (canceled while queued in ComfyUI or before submission). */
+  async canceled(job: GenerationJob, comfyui: string | undefined, o: { started?: boolean } = {}): Promise<void> {
+    const record = this.terminal(job, 'canceled', { error: CANCELED_ERROR });
+    if (o.started === false) {
+      record.started_at = null;
+      record.progress = null;
+    }
+    await this.end(record, comfyui);
   }
 
   /**
@@ -403,7 +424,10 @@ export class JobLifecycle {
     }
   }
 
-  /** Record first (readers trust it), then the event, then the webhook. */
+  /**
+   * Record first (readers trust it), then the event and the webhook, side by side: both only
+   * follow the record, and waiting for one before sending the other is a Redis round trip per job.
+   */
   private async end(record: TerminalRecord, comfyui: string | undefined, requestId?: string, ackTries = WORKER_ACK_TRIES): Promise<void> {
     const jobId = record.id;
     // A Redis at maxmemory may get room back within moments (another job's images released): a few quick tries.
@@ -411,19 +435,21 @@ export class JobLifecycle {
     // The record (and the images stored before it, on the same connection) on the replicas before
     // anyone is told the job ended: a failover right after must not forget a reported result.
     await this.replicated(this.redis, ackTries, jobId);
-    await this.bus.publish({ type: 'status', job_id: jobId, status: record.status, at: record.finished_at });
+    const published = this.bus.publish({ type: 'status', job_id: jobId, status: record.status, at: record.finished_at });
     this.emit({
       kind: 'ended', jobId, model: record.data.params.model, at: record.finished_at, status: record.status, comfyui, code: record.error?.code,
       result: record.result ?? undefined, ...(record.cached ? { cached: true as const } : {}),
     });
-    try {
+    const hooked = (async () => {
+      if (!WebhookEnqueuer.wants(record.data.webhook, record.status)) return;
       const base = this.linkBase(record.data);
       const resource = renderJobResource(viewFromRecord(record, null), base, this.linkSigner(base));
       await this.enqueueWebhook(record.data, record.status, record.finished_at, resource, requestId);
-    } catch (e) {
+    })().catch((e: Error) => {
       // The job's end is on record; a delivery that cannot be enqueued must not undo it.
-      this.logger.error({ job_id: jobId, request_id: requestId, msg: 'could not enqueue the webhook', event: record.status, error: (e as Error).message });
-    }
+      this.logger.error({ job_id: jobId, request_id: requestId, msg: 'could not enqueue the webhook', event: record.status, error: e.message });
+    });
+    await Promise.all([published, hooked]);
   }
 
   /** WAIT for REDIS_MIN_REPLICAS_ACK replicas, `tries` times at most; replication_unconfirmed when they never confirm. */
@@ -472,7 +498,8 @@ export class JobLifecycle {
    * The first read of a job this process has just added (the submission's own answer): BullMQ's
    * job object is in hand, so while the job still sits in its priority set, nothing has happened
    * to it (no worker took it, no record, no progress) and one pipelined round trip gives its
-   * place and cancel flag, instead of record, state, job and place one after the other. Once
+   * place (behind any held job: see heldCount) and cancel flag, instead of record, state, job and
+   * place one after the other. Once
    * taken, or past FRESH_MS, or not prioritized any more, the job is read in full as always.
    */
   private async freshView(jobId: string): Promise<JobView | undefined> {
@@ -483,13 +510,15 @@ export class JobLifecycle {
     const { job } = entry;
     const queue = this.queues.forModel(job.data.params.model);
     const prioritized = queue.toKey('prioritized');
-    const p = this.redis.pipeline().zscore(prioritized, jobId).llen(queue.toKey('wait')).zrank(prioritized, jobId).exists(this.keys.cancelFlag(jobId));
-    const [score, len, rank, flag] = execPipeline(await p.exec()) as [string | null, number, number | null, number];
+    const p = this.redis.pipeline().zscore(prioritized, jobId).llen(queue.toKey('wait')).zrank(prioritized, jobId).exists(this.keys.cancelFlag(jobId))
+      .lrange(queue.toKey('active'), 0, -1);
+    const [score, len, rank, flag, active] = execPipeline(await p.exec()) as [string | null, number, number | null, number, string[]];
     if (score === null || rank === null || flag === 1) return undefined;
+    const held = await this.heldCount(queue, active);
     const snapshot: QueueSnapshot = {
       id: jobId, state: 'prioritized', data: job.data, progress: job.progress, result: undefined, failedReason: undefined,
       attemptsMade: job.attemptsMade, timestamp: job.timestamp, processedOn: undefined, finishedOn: undefined,
-      cancelRequested: false, queuePosition: len + rank,
+      cancelRequested: false, queuePosition: held + len + rank,
     };
     return viewFromQueue(snapshot, await this.webhookState(jobId, job.data));
   }
@@ -523,6 +552,8 @@ export class JobLifecycle {
     // BullMQ prunes finished jobs lazily (when later jobs finish): past retention, treat it as gone.
     if (job.finishedOn && Date.now() - job.finishedOn > this.env.RESULT_TTL_SECONDS * 1000) return undefined;
     const cancelRequested = place?.cancelRequested ?? false;
+    // Taken by a worker, its prompt next in ComfyUI's queue (pipelined dispatch) or about to be: next to run.
+    const held = state === 'active' && !hasStarted(job.progress);
     return {
       id: jobId,
       state,
@@ -535,7 +566,7 @@ export class JobLifecycle {
       processedOn: job.processedOn,
       finishedOn: job.finishedOn,
       cancelRequested,
-      queuePosition: queued && !cancelRequested ? (place?.position ?? null) : null,
+      queuePosition: held ? 0 : queued && !cancelRequested ? (place?.position ?? null) : null,
     };
   }
 
@@ -553,11 +584,35 @@ export class JobLifecycle {
     const p = this.redis.pipeline().exists(this.keys.cancelFlag(jobId)).llen(waitKey);
     if (state === 'waiting') p.lpos(waitKey, jobId, 'RANK', -1);
     else if (state === 'prioritized') p.zrank(queue.toKey('prioritized'), jobId);
-    const [flag, len, at] = execPipeline(await p.exec()) as [number, number, number | null | undefined];
+    const ahead = state === 'waiting' || state === 'prioritized';
+    if (ahead) p.lrange(queue.toKey('active'), 0, -1);
+    const [flag, len, at, active] = execPipeline(await p.exec()) as [number, number, number | null | undefined, string[] | undefined];
     const cancelRequested = flag === 1;
-    if (state === 'waiting') return { cancelRequested, position: at === null || at === undefined ? null : len - 1 - at };
-    if (state === 'prioritized') return { cancelRequested, position: at === null || at === undefined ? null : len + at };
-    return { cancelRequested, position: null };
+    if (!ahead || at === null || at === undefined) return { cancelRequested, position: null };
+    const held = await this.heldCount(queue, active ?? []);
+    return { cancelRequested, position: held + (state === 'waiting' ? len - 1 - at : len + at) };
+  }
+
+  /**
+   * Jobs of this model taken by a worker whose prompt has not started (held in ComfyUI's queue by
+   * pipelined dispatch): they run before any waiting job. Bounded by the GPUs, not the queue depth.
+   * `active` is the active list, read in the caller's pipeline.
+   */
+  private async heldCount(queue: GenerationQueue, active: string[]): Promise<number> {
+    if (!active.length) return 0;
+    const pipe = this.redis.pipeline();
+    for (const id of active) pipe.hget(queue.toKey(id), 'progress');
+    const answers = (await pipe.exec()) ?? [];
+    let held = 0;
+    for (const [err, raw] of answers) {
+      if (err || typeof raw !== 'string') continue;
+      try {
+        if (!hasStarted(JSON.parse(raw))) held++;
+      } catch {
+        // Not JSON: not ours to judge.
+      }
+    }
+    return held;
   }
 }
 

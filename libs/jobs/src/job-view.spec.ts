@@ -18,7 +18,11 @@ describe('job view from the queue', () => {
     expect(statusFromQueue({ state: 'waiting', failedReason: undefined, cancelRequested: false })).toBe('queued');
     expect(statusFromQueue({ state: 'delayed', failedReason: undefined, cancelRequested: false })).toBe('queued');
     expect(statusFromQueue({ state: 'prioritized', failedReason: undefined, cancelRequested: true })).toBe('canceled');
-    expect(statusFromQueue({ state: 'active', failedReason: undefined, cancelRequested: false })).toBe('running');
+    // Taken by a worker, its prompt not started by ComfyUI yet: queued.
+    expect(statusFromQueue({ state: 'active', failedReason: undefined, cancelRequested: false })).toBe('queued');
+    // Held by a worker, its prompt waiting in ComfyUI's queue (pipelined dispatch): still queued.
+    expect(statusFromQueue({ state: 'active', failedReason: undefined, cancelRequested: false, progress: { step: 0, total_steps: 4, fraction: 0, held: true } })).toBe('queued');
+    expect(statusFromQueue({ state: 'active', failedReason: undefined, cancelRequested: false, progress: { step: 1, total_steps: 4, fraction: 0.25, started_at: 5 } })).toBe('running');
     expect(statusFromQueue({ state: 'completed', failedReason: undefined, cancelRequested: false })).toBe('succeeded');
     expect(statusFromQueue({ state: 'failed', failedReason: '[canceled] The job was canceled', cancelRequested: false })).toBe('canceled');
     expect(statusFromQueue({ state: 'failed', failedReason: 'job stalled more than allowable limit', cancelRequested: false })).toBe('failed');
@@ -32,7 +36,10 @@ describe('job view from the queue', () => {
   it('a running job shows its step and this attempt’s start, and counts the running attempt', () => {
     const v = viewFromQueue(snap({ state: 'active', processedOn: 2_000, progress: { step: 2, total_steps: 8, fraction: 0.25, started_at: 2_050 } }), null);
     expect(v).toMatchObject({ status: 'running', started_at: 2_050, progress: { step: 2, total_steps: 8 }, attempts: 1, queue_position: null });
-    expect(viewFromQueue(snap({ state: 'active', processedOn: 2_000, progress: 0 }), null).progress).toEqual({ step: 0, total_steps: 8 });
+    // Taken but its prompt not started by ComfyUI (held, or about to be submitted): queued, next, no start time.
+    expect(viewFromQueue(snap({ state: 'active', processedOn: 2_000, progress: 0, queuePosition: 0 }), null)).toMatchObject({ status: 'queued', started_at: null, queue_position: 0, attempts: 0 });
+    const held = { step: 0, total_steps: 8, fraction: 0, prompt_id: 'p', comfyui: 'http://gpu0', held: true };
+    expect(viewFromQueue(snap({ state: 'active', processedOn: 2_000, progress: held, queuePosition: 0 }), null)).toMatchObject({ status: 'queued', started_at: null });
   });
 
   it('a job BullMQ gave up on (no record) reads failed with a stable code and keeps the step reached', () => {

@@ -86,6 +86,16 @@ export function asGenerationProgress(p: unknown): GenerationProgress | undefined
   return typeof g.step === 'number' && typeof g.total_steps === 'number' ? (g as GenerationProgress) : undefined;
 }
 
+/**
+ * An active job whose prompt ComfyUI has started (this attempt's start on record, not held). An
+ * earlier attempt's start counts until this attempt records its prompt: a stalled job re-attaching
+ * to its running prompt stays running.
+ */
+export function hasStarted(p: unknown): boolean {
+  const g = asGenerationProgress(p);
+  return !!g && g.started_at !== undefined && g.held !== true;
+}
+
 function stepOf(p: GenerationProgress | undefined): StepProgress | null {
   return p ? { step: p.step, total_steps: p.total_steps } : null;
 }
@@ -95,10 +105,12 @@ function stepOf(p: GenerationProgress | undefined): StepProgress | null {
  * without a record is one no processor saw end (given up after stalls), or one whose record write
  * was lost: its failure reason still says what happened.
  */
-export function statusFromQueue(s: Pick<QueueSnapshot, 'state' | 'failedReason' | 'cancelRequested'>): JobStatus {
+export function statusFromQueue(s: Pick<QueueSnapshot, 'state' | 'failedReason' | 'cancelRequested'> & { progress?: unknown }): JobStatus {
   switch (s.state) {
     case 'active':
-      return 'running';
+      // Taken by a worker but its prompt not started by ComfyUI yet (held behind the running one by
+      // pipelined dispatch, or about to be submitted): still queued, with no start time.
+      return hasStarted(s.progress) ? 'running' : 'queued';
     case 'completed':
       return 'succeeded';
     case 'failed':

@@ -130,6 +130,11 @@ export interface GenerationProgress {
   prompt_id?: string;
   comfyui?: string;
   started_at?: number;
+  /**
+   * The prompt is in ComfyUI's queue behind another one (pipelined dispatch) and has not started:
+   * the job still shows as queued. Cleared when ComfyUI starts executing it.
+   */
+  held?: boolean;
 }
 
 export interface WebhookJobData {

@@ -18,6 +18,8 @@ export interface Slot {
   /** True while the warm-up prompts run: no user job is taken. */
   warming: boolean;
   gate: SlotGate;
+  /** Jobs this slot's workers hold now, by id: whether ComfyUI has started the job's prompt yet. */
+  inHand: Map<string, { worker: Worker<GenerationJobData, GenerationResult>; started: boolean }>;
   /** Last answer of the availability monitor: false while ComfyUI does not answer. */
   comfyUp: boolean;
   monitor?: NodeJS.Timeout;
@@ -28,9 +30,22 @@ const MONITOR_MS = 1_000;
 
 /**
  * One slot per ComfyUI in COMFYUI_URLS: a GPU runs one prompt at a time. A slot consumes the
- * queue of each model its ComfyUI has the files of (one BullMQ worker per model queue,
- * concurrency 1 each) and a gate lets one of them run at a time. Also listens for cancel
- * requests and hands them to whichever local worker holds the job.
+ * queue of each model its ComfyUI has the files of (one BullMQ worker per model queue) and its
+ * gate gives out the seats in ComfyUI's queue. Also listens for cancel requests and hands them to
+ * whichever local worker holds the job.
+ *
+ * Pipelined dispatch (WORKER_PIPELINE=true, the default): two seats, so while one prompt runs the
+ * next job is already taken and its prompt waits in ComfyUI's queue (never more than one there);
+ * the GPU starts it the instant the previous one ends, and fetching and storing the previous
+ * outputs overlaps its run (a seat is given back when its prompt ends in ComfyUI, not when its job
+ * is recorded). Taking that second job is BullMQ's own doing: each model's Worker runs with
+ * concurrency 2 rather than fetching by hand with getNextJob, because BullMQ then keeps renewing
+ * the lock of every job it holds (the held one included, so no other GPU takes it and it never
+ * looks stalled), its stalled-job check still returns both jobs of a worker that dies, and a
+ * completed job's moveToFinished hands over the next job by priority in the same round trip. With
+ * concurrency 2 a single-model slot never holds a job it has no seat for (its second job is taken
+ * only once the first is recorded, by which time that one's seat is free); a slot serving several
+ * models may hold up to two per model waiting for a seat, so their turns come in pairs.
  */
 @Injectable()
 export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -76,7 +91,8 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
       },
     });
     comfy.connect();
-    const slot: Slot = { comfy, workers: new Map(), models: null, warming: false, gate: new SlotGate(), comfyUp: false };
+    const seats = this.env.WORKER_PIPELINE ? 2 : 1;
+    const slot: Slot = { comfy, workers: new Map(), models: null, warming: false, gate: new SlotGate(seats), inHand: new Map(), comfyUp: false };
     this.watch(slot);
     return slot;
   }
@@ -84,14 +100,16 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
   private createWorker(slot: Slot, model: string): Worker<GenerationJobData, GenerationResult> {
     const { comfy } = slot;
     const url = comfy.baseUrl;
-    const worker = new Worker<GenerationJobData, GenerationResult>(
+    const worker: Worker<GenerationJobData, GenerationResult> = new Worker<GenerationJobData, GenerationResult>(
       this.queues.nameFor(model),
       // In a job context: every line logged while the job runs carries its job_id.
-      (job, token, signal) => runWithJobContext(job.id, () => this.runGated(slot, job, token, signal ?? new AbortController().signal)),
+      (job: GenerationJob, token?: string, signal?: AbortSignal): Promise<GenerationResult> =>
+        runWithJobContext(job.id, () => this.runGated(slot, worker, job, token, signal ?? new AbortController().signal)),
       {
         connection: bullConnectionFor(this.env, 'worker'),
         prefix: this.env.QUEUE_PREFIX,
-        concurrency: 1,
+        // Pipelined: the running job and the held next one (see the class comment).
+        concurrency: this.env.WORKER_PIPELINE ? 2 : 1,
         lockDuration: this.env.WORKER_LOCK_DURATION_MS,
         stalledInterval: this.env.WORKER_STALLED_INTERVAL_MS,
         maxStalledCount: this.env.WORKER_MAX_STALLED_COUNT,
@@ -120,27 +138,48 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
   }
 
   /**
-   * The slot's models take turns on its GPU. A job that waits for the gate is held by its worker
-   * (locked, so no other GPU takes it) — at most one per other served model.
+   * The slot's models take turns on its GPU. A job that waits for a seat is held by its worker
+   * (locked, so no other GPU takes it) — at most as many per other served model as its concurrency.
    */
-  private async runGated(slot: Slot, job: GenerationJob, token: string | undefined, signal: AbortSignal): Promise<GenerationResult> {
-    const held = await slot.gate.acquire(signal);
-    const reason = signal.reason instanceof Error ? signal.reason.message : String(signal.reason ?? '');
-    if (!held && reason === AbortReason.Shutdown) {
-      // Never started: back to the queue as it was, for another worker.
+  private async runGated(
+    slot: Slot, worker: Worker<GenerationJobData, GenerationResult>, job: GenerationJob, token: string | undefined, signal: AbortSignal,
+  ): Promise<GenerationResult> {
+    const jobId = job.id as string;
+    if (this.closing) {
+      // Fetched as the worker was closing (a finished job's moveToFinished hands over the next): never started, back it goes.
       await this.lifecycle.handBack(job, token, slot.comfy.baseUrl, 'shutdown');
       throw new WaitingError();
     }
+    const entry = { worker, started: false };
+    slot.inHand.set(jobId, entry);
+    const held = await slot.gate.acquire(signal);
+    let seated = held;
+    const giveSeatBack = () => {
+      if (!seated) return;
+      seated = false;
+      slot.gate.release();
+    };
     try {
+      const reason = signal.reason instanceof Error ? signal.reason.message : String(signal.reason ?? '');
+      if (!held && reason === AbortReason.Shutdown) {
+        // Never started: back to the queue as it was, for another worker.
+        await this.lifecycle.handBack(job, token, slot.comfy.baseUrl, 'shutdown');
+        throw new WaitingError();
+      }
       if (held && !slot.comfyUp) {
         // A paused worker's fetch in flight can still hand it a job: while the slot is down, or
         // back but not yet re-checked and warmed, the job goes back unstarted, its attempt intact.
         await this.lifecycle.handBack(job, token, slot.comfy.baseUrl, 'comfyui_down', COMFY_DOWN_DELAY_MS);
         throw new DelayedError();
       }
-      return await this.processor.process(job, token, signal, slot.comfy);
+      return await this.processor.process(job, token, signal, slot.comfy, {
+        onStarted: () => (entry.started = true),
+        // Pipelined: the seat goes to the next job as soon as this prompt has ended in ComfyUI.
+        onPromptEnded: this.env.WORKER_PIPELINE ? giveSeatBack : undefined,
+      });
     } finally {
-      if (held) slot.gate.release();
+      giveSeatBack();
+      slot.inHand.delete(jobId);
     }
   }
 
@@ -234,10 +273,20 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
     this.shutdown.abort();
     for (const s of this.slots) clearInterval(s.monitor);
     const grace = this.env.WORKER_SHUTDOWN_GRACE_MS;
+    // Stop taking jobs first (close() marks a worker closing at once, so no job is fetched after).
+    const closings = new Map(this.workers.map((w) => [w, w.close()] as const));
+    // A job whose prompt has not started (held in ComfyUI's queue, waiting for a seat, or about to
+    // submit) goes back to the queue untouched now: its prompt is deleted from ComfyUI's queue and
+    // its attempt is not used. Only a prompt ComfyUI is executing gets the grace time.
+    for (const slot of this.slots) {
+      for (const [jobId, held] of slot.inHand) {
+        if (!held.started && held.worker.cancelJob(jobId, AbortReason.Shutdown)) this.logger.log({ job_id: jobId, msg: 'shutting down: handing back the job that has not started' });
+      }
+    }
     await Promise.all(
       this.workers.map(async (worker) => {
-        // Stop taking jobs; let the running prompt finish within the grace time, else hand it back.
-        const closing = worker.close();
+        // Let the running prompt finish within the grace time, else hand it back.
+        const closing = closings.get(worker) as Promise<void>;
         const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), grace).unref());
         if ((await Promise.race([closing.then(() => 'closed' as const), timer])) === 'timeout') {
           this.logger.warn('grace time over: interrupting the running job and handing it back');

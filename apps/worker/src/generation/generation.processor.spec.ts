@@ -21,7 +21,8 @@ function fakeLifecycle(opts: { cancelRequested?: boolean; previous?: object } = 
   const rec = (name: string, ret?: unknown) => async (...args: unknown[]) => (calls.push([name, ...args.slice(1)]), ret);
   const lifecycle = {
     isCancelRequested: async () => opts.cancelRequested ?? false,
-    started: rec('started', opts.previous),
+    previousAttempt: () => opts.previous,
+    started: rec('started'),
     promptSubmitting: rec('promptSubmitting'),
     forgetPrompt: rec('forgetPrompt'),
     stepped: (_job: unknown, _c: string, step: number, total: number) => void calls.push(['stepped', step, total]),
@@ -40,12 +41,14 @@ function fakeLifecycle(opts: { cancelRequested?: boolean; previous?: object } = 
 let png: Buffer;
 const outcome: PromptOutcome = { promptId: 'p', images: [{ filename: 'a.png', subfolder: '', type: 'output' }], executionMs: 40 } as unknown as PromptOutcome;
 
-function fakeComfy(o: { submit?: () => Promise<unknown>; wait?: (opts: { onProgress?: (p: { value: number; max: number }) => void }) => Promise<PromptOutcome>; answers?: boolean; locate?: string } = {}) {
+type FakeWaitOpts = { onProgress?: (p: { value: number; max: number }) => void; onStart?: () => void };
+
+function fakeComfy(o: { submit?: () => Promise<unknown>; wait?: (opts: FakeWaitOpts) => Promise<PromptOutcome>; answers?: boolean; locate?: string } = {}) {
   const calls: string[] = [];
   const comfy = {
     baseUrl: 'http://gpu0',
     submit: async () => (calls.push('submit'), o.submit ? o.submit() : { promptId: 'p', number: 1 }),
-    wait: async (_id: string, opts: { onProgress?: (p: { value: number; max: number }) => void }) => (calls.push('wait'), o.wait ? o.wait(opts) : outcome),
+    wait: async (_id: string, opts: FakeWaitOpts) => (calls.push('wait'), o.wait ? o.wait(opts) : outcome),
     locate: async () => (calls.push('locate'), o.locate ?? 'unknown'),
     outcome: async () => (calls.push('outcome'), outcome),
     view: async () => (calls.push('view'), png),
@@ -97,13 +100,17 @@ describe('GenerationProcessor', () => {
     png = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#345' } }).png().toBuffer();
   });
 
-  it('runs a job: start, record the prompt id before submitting, steps, store, succeeded with dimensions and timings', async () => {
+  it('runs a job: record the prompt id (held) before submitting, started at ComfyUI\'s start, steps, store, succeeded with dimensions and timings', async () => {
     const f = fakeLifecycle();
-    const c = fakeComfy({ wait: async ({ onProgress }) => (onProgress?.({ value: 0, max: 1 }), onProgress?.({ value: 2, max: 4 }), outcome) });
+    const c = fakeComfy({ wait: async ({ onProgress, onStart }) => (onStart?.(), onProgress?.({ value: 0, max: 1 }), onProgress?.({ value: 2, max: 4 }), outcome) });
     const { p, stored } = processor(f.lifecycle);
     const { job: j } = job();
-    const result = await p.process(j, 't', live(), c.comfy);
-    expect(f.names()).toEqual(['started', 'promptSubmitting', 'stepped', 'succeeded']);
+    const hooks: string[] = [];
+    const result = await p.process(j, 't', live(), c.comfy, { onStarted: () => hooks.push('started'), onPromptEnded: () => hooks.push('ended') });
+    expect(f.names()).toEqual(['promptSubmitting', 'started', 'stepped', 'succeeded']);
+    // Submitted but not started: the job shows as queued until ComfyUI starts its prompt.
+    expect(f.calls[0]).toEqual(['promptSubmitting', expect.any(String), 'http://gpu0', { held: true }]);
+    expect(hooks).toEqual(['started', 'ended']);
     expect(c.calls).toEqual(['submit', 'wait', 'view']);
     expect(stored).toEqual([['job-1', 0, png.length, 'image/png']]);
     expect(result.images[0]).toMatchObject({ width: 64, height: 48, content_type: 'image/png', bytes: png.length });
@@ -145,7 +152,32 @@ describe('GenerationProcessor', () => {
     const c = fakeComfy({ locate: 'running' });
     await processor(f.lifecycle).p.process(job(1).job, 't', live(), c.comfy);
     expect(c.calls).toEqual(['locate', 'wait', 'view']);
-    expect(f.calls.find((x) => x[0] === 'promptSubmitting')).toEqual(['promptSubmitting', 'p-old', 'http://gpu0']);
+    // Found running: its start stays on record (not held).
+    expect(f.calls.find((x) => x[0] === 'promptSubmitting')).toEqual(['promptSubmitting', 'p-old', 'http://gpu0', { held: false, running: true }]);
+  });
+
+  it('re-attaches to a prompt still pending in ComfyUI\'s queue as held: queued until it starts', async () => {
+    const f = fakeLifecycle({ previous: { step: 0, total_steps: 4, fraction: 0, prompt_id: 'p-old', comfyui: 'http://gpu0', held: true } });
+    const c = fakeComfy({ locate: 'pending', wait: async ({ onStart }) => (onStart?.(), outcome) });
+    await processor(f.lifecycle).p.process(job(0).job, 't', live(), c.comfy);
+    expect(c.calls).toEqual(['locate', 'wait', 'view']);
+    expect(f.names()).toEqual(['promptSubmitting', 'started', 'succeeded']);
+    expect(f.calls[0]).toEqual(['promptSubmitting', 'p-old', 'http://gpu0', { held: true, running: false }]);
+  });
+
+  it('a cancel of a held job (prompt pending, never started) deletes the prompt and records no start', async () => {
+    const f = fakeLifecycle();
+    const ac = new AbortController();
+    const c = fakeComfy({
+      wait: () => new Promise<PromptOutcome>((_r, reject) => ac.signal.addEventListener('abort', () => reject(new ComfyAbortError(ac.signal.reason)))),
+    });
+    const run = processor(f.lifecycle).p.process(job(0).job, 't', ac.signal, c.comfy);
+    await new Promise((r) => setImmediate(r));
+    ac.abort(new Error(AbortReason.Canceled));
+    await expect(run).rejects.toBeInstanceOf(UnrecoverableError);
+    expect(c.calls).toContain('cancel');
+    expect(f.names()).not.toContain('started');
+    expect(f.calls.at(-1)).toEqual(['canceled', 'http://gpu0', { started: false }]);
   });
 
   it('permanent rejection: UnrecoverableError and the job fails now with ComfyUI’s words', async () => {

@@ -33,3 +33,29 @@ describe('SlotGate', () => {
     expect(await next).toBe(true);
   });
 });
+
+describe('SlotGate with two seats (pipelined dispatch)', () => {
+  it('lets two holders in, queues the third until a seat is given back', async () => {
+    const gate = new SlotGate(2);
+    expect(await gate.acquire(new AbortController().signal)).toBe(true);
+    expect(await gate.acquire(new AbortController().signal)).toBe(true);
+    expect(gate.inUse).toBe(2);
+    let third = false;
+    const p = gate.acquire(new AbortController().signal).then((held) => (third = held));
+    await Promise.resolve();
+    expect(third).toBe(false);
+    expect(gate.waiting).toBe(1);
+    gate.release();
+    await p;
+    expect(third).toBe(true);
+    expect(gate.inUse).toBe(2);
+    gate.release();
+    gate.release();
+    expect(gate.inUse).toBe(0);
+  });
+
+  it('refuses a seat count that is not a positive integer', () => {
+    expect(() => new SlotGate(0)).toThrow(RangeError);
+    expect(() => new SlotGate(1.5)).toThrow(RangeError);
+  });
+});

@@ -1,21 +1,33 @@
 /**
- * At most one job at a time on one GPU slot across the BullMQ workers of its models (one per
- * model queue, concurrency 1 each). Waiters are served in arrival order, so models a slot serves
- * take turns. A waiter whose signal aborts (cancel, shutdown) leaves the line at once without the
- * gate: its job then ends without touching ComfyUI.
+ * The seats a GPU slot has in its ComfyUI's queue, shared by the BullMQ workers of its models
+ * (one per model queue). A job holds a seat from just before its prompt is submitted until the
+ * prompt has ended in ComfyUI. One seat: a GPU runs one prompt at a time and nothing waits in
+ * ComfyUI's queue. Two seats (pipelined dispatch): one prompt runs and at most one waits behind it,
+ * so the GPU starts the next the instant the previous ends. Waiters are served in arrival order, so
+ * models a slot serves take turns. A waiter whose signal aborts (cancel, shutdown) leaves the line
+ * at once without a seat: its job then ends without touching ComfyUI.
  */
 export class SlotGate {
-  private busy = false;
+  private held = 0;
   private readonly waiters: Array<() => void> = [];
+
+  constructor(readonly seats = 1) {
+    if (!Number.isInteger(seats) || seats < 1) throw new RangeError(`seats must be a positive integer, got ${seats}`);
+  }
 
   get waiting(): number {
     return this.waiters.length;
   }
 
-  /** Resolves true holding the gate (call release()), or false when `signal` aborted first. */
+  /** Seats taken now. */
+  get inUse(): number {
+    return this.held;
+  }
+
+  /** Resolves true holding a seat (call release() once), or false when `signal` aborted first. */
   acquire(signal: AbortSignal): Promise<boolean> {
-    if (!this.busy) {
-      this.busy = true;
+    if (this.held < this.seats) {
+      this.held++;
       return Promise.resolve(true);
     }
     if (signal.aborted) return Promise.resolve(false);
@@ -34,9 +46,10 @@ export class SlotGate {
     });
   }
 
+  /** Gives a seat back: the first waiter takes it over. */
   release(): void {
     const next = this.waiters.shift();
     if (next) next();
-    else this.busy = false;
+    else this.held = Math.max(0, this.held - 1);
   }
 }
