@@ -25,8 +25,8 @@
  *    GET /health/live (req/s, p50, p99), with the worker stopped so only the API works.
  * 3. SCALING: 1, 2, 4, 8 simulators (4 steps × --scale-step-ms at 256², so the CPU stays mostly idle)
  *    behind one worker with a slot each; jobs/s from the simulators' histories, and × of one GPU.
- * 4. DEPTH: submission and job GET p50 (one client) with an empty queue and with --depth waiting
- *    jobs (added by a pipelined addBulk of small jobs).
+ * 4. DEPTH: submission and job GET p50 (one client) with an empty queue, with --depth waiting jobs
+ *    (added by a pipelined addBulk of small jobs), and empty again (the machine's load drifts).
  *
  * The last line is machine-readable:
  *   BENCH sync_ovh_p50_ms=… async_wait_ovh_p50_ms=… gpu_busy_pct=… submit_rps=… get_rps=… scale8_x=…
@@ -574,8 +574,13 @@ async function main() {
     const fillS = (Date.now() - tFill) / 1000;
     if (!(await aofQuiet(redisClient))) say('depth: Redis still rewrites its AOF after 120 s; measuring anyway');
     const deep = await depthSample(CONFIG.depthSamples);
-    say(`depth: ${CONFIG.depth} jobs added in ${fillS.toFixed(1)} s; submit p50 ${empty.submitP50.toFixed(2)} → ${deep.submitP50.toFixed(2)} ms, GET p50 ${empty.getP50.toFixed(2)} → ${deep.getP50.toFixed(2)} ms`);
     await queue.drain(true);
+    // Empty again: the machine's load drifts; the deep figures are compared with both empty ones.
+    await aofQuiet(redisClient);
+    const emptyAfter = await depthSample(CONFIG.depthSamples);
+    await queue.drain(true);
+    say(`depth: ${CONFIG.depth} jobs added in ${fillS.toFixed(1)} s; submit p50 ${empty.submitP50.toFixed(2)} → ${deep.submitP50.toFixed(2)} → ${emptyAfter.submitP50.toFixed(2)} ms, ` +
+      `GET p50 ${empty.getP50.toFixed(2)} → ${deep.getP50.toFixed(2)} → ${emptyAfter.getP50.toFixed(2)} ms`);
 
     // HTTP: the API alone (the worker is stopped; submissions only queue).
     const cannon = {};
@@ -603,7 +608,9 @@ async function main() {
     lines.push('', `DEPTH (one client, ${CONFIG.depthSamples} requests each; GET of the newest queued job, queue_position computed)`);
     lines.push(`waiting      0: submit p50 ${f(empty.submitP50, 6, 2)} ms   GET p50 ${f(empty.getP50, 6, 2)} ms   (queue_position ${empty.position})`);
     lines.push(`waiting ${String(CONFIG.depth).padStart(6)}: submit p50 ${f(deep.submitP50, 6, 2)} ms   GET p50 ${f(deep.getP50, 6, 2)} ms   (queue_position ${deep.position}; added in ${fillS.toFixed(1)} s)`);
-    lines.push(`ratio deep/empty: submit ${f(deep.submitP50 / empty.submitP50, 4, 2)}, GET ${f(deep.getP50 / empty.getP50, 4, 2)}`);
+    lines.push(`waiting      0: submit p50 ${f(emptyAfter.submitP50, 6, 2)} ms   GET p50 ${f(emptyAfter.getP50, 6, 2)} ms   (again, after draining)`);
+    const mean = (a, b) => (a + b) / 2;
+    lines.push(`ratio deep / mean of the empty ones: submit ${f(deep.submitP50 / mean(empty.submitP50, emptyAfter.submitP50), 4, 2)}, GET ${f(deep.getP50 / mean(empty.getP50, emptyAfter.getP50), 4, 2)}`);
 
     const largest = Math.max(...CONFIG.sizes);
     const pick = (mode, c) => rows.find((r) => r.mode === mode && r.size === largest && r.concurrency === c);
