@@ -3,7 +3,7 @@
 // the built apps as restartable children with their output in log files, a run directory, a
 // loopback-only JSON client, PNG checks and figures. Ports, Redis, waiting for HTTP and the one
 // cleanup path (every child killed by PID on exit, Ctrl-C, SIGTERM or a crash) are the toolkit's.
-const { createWriteStream, mkdirSync, mkdtempSync, rmSync } = require('node:fs');
+const { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, rmSync } = require('node:fs');
 const http = require('node:http');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
@@ -26,12 +26,12 @@ function makeRunDir(name) {
  * again after the process died (a worker restarted after a SIGKILL): same env, same log file.
  */
 class AppProcess {
-  constructor(kind, label, env, logDir) {
+  constructor(kind, label, env, logDir, { nodeArgs = [] } = {}) {
     this.kind = kind;
+    this.nodeArgs = nodeArgs;
     this.label = label;
     this.env = env;
     this.logPath = join(logDir, `${label}.log`);
-    this.log = createWriteStream(this.logPath, { flags: 'a' });
     this.child = undefined;
     this.starts = 0;
     this.exits = [];
@@ -50,13 +50,14 @@ class AppProcess {
     if (this.running) throw new Error(`${this.label} is already running`);
     this.starts++;
     this.startedAt = Date.now();
-    this.log.write(`\n=== ${new Date().toISOString()} start #${this.starts} ===\n`);
-    const child = P.spawnApp(this.kind, this.env);
-    child.stdout.pipe(this.log, { end: false });
-    child.stderr.pipe(this.log, { end: false });
+    appendFileSync(this.logPath, `\n=== ${new Date().toISOString()} start #${this.starts} ===\n`);
+    // The child writes its log file itself: the bench process does not copy every line.
+    const fd = openSync(this.logPath, 'a');
+    const child = P.spawnApp(this.kind, this.env, { nodeArgs: this.nodeArgs, stdio: ['ignore', fd, fd] });
+    closeSync(fd);
     child.once('exit', (code, signal) => {
       this.exits.push({ at: Date.now(), code, signal, pid: child.pid });
-      this.log.write(`\n=== ${new Date().toISOString()} exit pid=${child.pid} code=${code} signal=${signal} ===\n`);
+      appendFileSync(this.logPath, `\n=== ${new Date().toISOString()} exit pid=${child.pid} code=${code} signal=${signal} ===\n`);
     });
     this.child = child;
     return child;
@@ -170,8 +171,123 @@ function parseArgs(argv, spec) {
   return out;
 }
 
+// ------------------------------------------------------------------------------------ the stack
+
+/** Env that takes the API's own limits out of a benchmark's way (the figures are about the path, not the limits). */
+const UNLIMITED = {
+  RATE_LIMIT_SUBMIT_PER_MINUTE: '100000000', RATE_LIMIT_READ_PER_MINUTE: '100000000', QUOTA_MAX_JOBS_PER_KEY: '100000',
+  QUEUE_MAX_WAITING: '100000000', AUTH_REQUIRED: 'false', GPU_REQUIRED: 'false',
+};
+
+/** A simulator on a free port, started and answering /system_stats. */
+async function startSim(label, env, logDir) {
+  const port = await freePort();
+  const sim = new AppProcess('sim', label, { PORT: String(port), HOST, LOG_LEVEL: 'warn', ...env }, logDir);
+  sim.url = `http://${HOST}:${port}`;
+  sim.start();
+  if (!(await waitHttp(`${sim.url}/system_stats`, 30_000, (r) => r.status === 200))) throw new Error(`simulator ${label} did not start (log ${sim.logPath})`);
+  return sim;
+}
+
+/** The API on a free port, started and live. node: extra node flags (--cpu-prof …). */
+async function startApi(env, logDir, { label = 'api', nodeArgs = [] } = {}) {
+  const port = await freePort();
+  const api = new AppProcess('api', label, { ...env, PORT: String(port), HOST }, logDir, { nodeArgs });
+  api.url = `http://${HOST}:${port}`;
+  api.start();
+  if (!(await waitHttp(`${api.url}/health/live`, 45_000, (r) => r.status === 200))) throw new Error(`the API did not start (log ${api.logPath})`);
+  return api;
+}
+
+/** `autocannon` (programmatic) against one route; resolves its figures. */
+function cannon(opts) {
+  const autocannon = require('autocannon');
+  return new Promise((resolve, reject) => {
+    const o = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined));
+    autocannon({ connections: 32, duration: 10, pipelining: 1, ...o }, (err, res) => (err ? reject(err) : resolve(res)));
+  });
+}
+
+/** The one-line summary of an autocannon result. */
+function cannonLine(title, res) {
+  const fx = (x) => (Number.isFinite(x) ? x.toFixed(1).padStart(6) : '   n/a');
+  const rps = res.requests.total / (res.duration || 1);
+  return `${title.padEnd(34)} ${String(Math.round(rps)).padStart(7)} req/s   p50 ${fx(res.latency.p50)} ms   p99 ${fx(res.latency.p99)} ms   non-2xx ${res.non2xx}   errors ${res.errors}`;
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux); NaN elsewhere. */
+function cpuSeconds(pid) {
+  try {
+    const stat = require('node:fs').readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields 14 and 15 (utime, stime) in clock ticks; after the ")" they are the 12th and 13th.
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Redis commands processed so far, by command (INFO commandstats), plus the total. */
+async function redisCommandStats(redis) {
+  const info = await redis.info('commandstats');
+  const out = { total: 0, by: {} };
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
+    out.by[m[1]] = Number(m[2]);
+    out.total += Number(m[2]);
+  }
+  return out;
+}
+
+/**
+ * Commands the API sends Redis per request (not those a script runs inside Redis): MONITOR on a
+ * connection of its own while `send` runs n times one after the other.
+ */
+async function roundTripsPerRequest(redisUrl, send, n) {
+  const u = new URL(redisUrl);
+  const by = {};
+  let buf = '';
+  const sock = require('node:net').connect({ host: u.hostname, port: Number(u.port || 6379) });
+  sock.setEncoding('utf8');
+  // Each line: +<time> [<db> <client address | lua>] "<command>" "<arg>" …
+  sock.on('data', (d) => {
+    buf += d;
+    const lines = buf.split('\r\n');
+    buf = lines.pop();
+    for (const l of lines) {
+      const m = /^\+\d+\.\d+ \[\d+ ([^\]]+)\] "([^"]+)"/.exec(l);
+      if (!m || m[1] === 'lua') continue;
+      const name = m[2].toLowerCase();
+      by[name] = (by[name] ?? 0) + 1;
+    }
+  });
+  sock.on('error', () => undefined);
+  await new Promise((resolve, reject) => {
+    sock.once('connect', resolve);
+    sock.once('error', reject);
+  });
+  sock.write('MONITOR\r\n');
+  await sleep(150);
+  for (let i = 0; i < n; i++) await send();
+  await sleep(250);
+  sock.destroy();
+  const per = Object.entries(by).map(([k, v]) => [k, v / n]).sort((a, b) => b[1] - a[1]);
+  return { total: per.reduce((a, [, v]) => a + v, 0), detail: per.map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ') };
+}
+
+/** Commands per request between two redisCommandStats snapshots (the INFO call itself excluded). */
+function commandsPerRequest(before, after, requests) {
+  const by = {};
+  for (const [k, v] of Object.entries(after.by)) {
+    const d = v - (before.by[k] ?? 0) - (k === 'info' ? 1 : 0);
+    if (d > 0) by[k] = d / Math.max(1, requests);
+  }
+  const total = Object.values(by).reduce((a, b) => a + b, 0);
+  return { total, by };
+}
+
 module.exports = {
-  ROOT, ENTRY, HOST, sleep, requireBuild, freePort, makeRunDir, AppProcess, RedisProcess, redisPing,
+  ROOT, ENTRY, HOST, sleep, requireBuild, entryPath: P.entryPath, freePort, makeRunDir, AppProcess, RedisProcess, redisPing,
   request, waitHttp, pngSize, pngText, percentile, parseArgs,
+  UNLIMITED, startSim, startApi, cannon, cannonLine, redisCommandStats, commandsPerRequest, roundTripsPerRequest, cpuSeconds,
   cleanup: P.stopAll, isCleaningUp: P.isStopping, onCleanup: P.onStop, installExitHandlers: () => P.installExitHandlers({ graceMs: 1500 }),
 };

@@ -36,6 +36,8 @@ export interface ExitInfo {
 export interface SpawnAppOptions {
   inheritEnv?: boolean;
   args?: string[];
+  /** node flags before the script (--cpu-prof …). */
+  nodeArgs?: string[];
   stdio?: StdioOptions;
 }
 export function baseEnv(): Record<string, string>;

@@ -159,10 +159,11 @@ function baseEnv() {
 
 /**
  * A built app as a child process (stdout/stderr piped unless told otherwise). inheritEnv passes our
- * whole environment (npm start is configured by it); otherwise only baseEnv() plus env.
+ * whole environment (npm start is configured by it); otherwise only baseEnv() plus env. nodeArgs go
+ * to node before the script (--cpu-prof for a profile).
  */
-function spawnApp(name, env = {}, { inheritEnv = false, args = [], stdio = ['ignore', 'pipe', 'pipe'] } = {}) {
-  const child = spawn(process.execPath, [entryPath(name), ...args], { cwd: ROOT, env: { ...(inheritEnv ? process.env : baseEnv()), ...env }, stdio });
+function spawnApp(name, env = {}, { inheritEnv = false, args = [], nodeArgs = [], stdio = ['ignore', 'pipe', 'pipe'] } = {}) {
+  const child = spawn(process.execPath, [...nodeArgs, entryPath(name), ...args], { cwd: ROOT, env: { ...(inheritEnv ? process.env : baseEnv()), ...env }, stdio });
   return track(child);
 }
 

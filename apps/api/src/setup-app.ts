@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import { INestApplication } from '@nestjs/common';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { SwaggerModule } from '@nestjs/swagger';
@@ -12,8 +12,9 @@ import { apiValidationPipe } from './common/validation';
 import { mountQueueBoard } from './admin/queue-board';
 import { buildOpenApiDocument } from './docs/openapi';
 import { mountRedoc } from './docs/redoc';
-import { httpMetricsMiddleware } from './metrics/http-metrics.middleware';
-import { corsOptions, rejectPrototypeKeys, securityHeaders } from './security/http-hardening';
+import { installLivenessFastPath } from './health/liveness-fast-path';
+import { httpMetricsMiddleware, livenessObserver } from './metrics/http-metrics.middleware';
+import { corsOptions, rejectPrototypeKeys, securityHeaders, staticHeadersOf } from './security/http-hardening';
 import { OPENAI_PATH, OpenAiExceptionFilter } from './openai';
 import { mountOpenAiBodyChecks, mountOpenAiBodyParsers } from './openai/openai-http';
 
@@ -43,7 +44,10 @@ export function setupApp(app: INestApplication, env: Env): void {
   express.set('trust proxy', 'loopback, linklocal, uniquelocal');
   express.disable('x-powered-by');
   // helmet before every other middleware, so even early errors carry the security headers.
-  express.use(securityHeaders());
+  const helmetHeaders = securityHeaders();
+  express.use(helmetHeaders);
+  // Liveness skips Express and Nest (health/liveness-fast-path.ts), with the same headers.
+  installLivenessFastPath(app.getHttpServer() as Server, staticHeadersOf([helmetHeaders], '/health/live'), livenessObserver(app));
   express.use(requestIdMiddleware);
   express.use(httpMetricsMiddleware(app));
   // Bull Board at /admin/queues behind ADMIN_TOKEN (nothing mounted without it).

@@ -36,9 +36,13 @@ export class GenerationQueues implements OnModuleDestroy {
     return [...this.byModel.values()];
   }
 
-  /** The queue that holds a job, with its state there; undefined when no queue knows the id. */
-  async locate(jobId: string): Promise<{ queue: GenerationQueue; state: string } | undefined> {
-    const queues = this.all();
+  /**
+   * The queue that holds a job, with its state there; undefined when no queue knows the id. With
+   * the job's model known (a job lives in its model's queue only), only that queue is asked.
+   */
+  async locate(jobId: string, model?: string): Promise<{ queue: GenerationQueue; state: string } | undefined> {
+    const known = model === undefined ? undefined : this.byModel.get(model);
+    const queues = known ? [known] : this.all();
     const states = await Promise.all(queues.map((q) => q.getJobState(jobId)));
     const i = states.findIndex((s) => s !== 'unknown');
     return i < 0 ? undefined : { queue: queues[i], state: states[i] };

@@ -59,11 +59,27 @@ function harness(opts: { replicasToAck?: number; replicasConfirming?: number } =
     get: async (k: string) => values.get(k)?.value ?? null,
     del: async (k: string) => (values.delete(k) ? 1 : 0),
     exists: async (k: string) => (flags.has(k) ? 1 : 0),
-    llen: async () => queueJobs.size,
+    llen: async (k: string) => (k.endsWith(':wait') ? [...queueJobs.values()].filter((j) => j.state === 'waiting').length : 0),
     lpos: async () => 0,
+    zcard: async () => 0,
+    zrank: async () => null,
     lrange: async () => [],
     wait: async () => (log.push('wait'), opts.replicasConfirming ?? 0),
   } as unknown as Redis;
+  // A pipeline of the same fakes, replied in order like ioredis's ([error, value] per command).
+  (redis as unknown as { pipeline: () => unknown }).pipeline = () => {
+    const calls: Array<() => Promise<unknown>> = [];
+    const p: Record<string, unknown> = {
+      exec: async () => Promise.all(calls.map(async (c) => [null, await c()])),
+    };
+    for (const name of ['exists', 'llen', 'lpos', 'zcard', 'zrank', 'zscore', 'lrange']) {
+      p[name] = (...a: unknown[]) => {
+        calls.push(() => (redis as unknown as Record<string, (...x: unknown[]) => Promise<unknown>>)[name](...a));
+        return p;
+      };
+    }
+    return p;
+  };
   const queue = Object.assign(new EventEmitter(), {
     add: async (_n: string, data: GenerationJobData, o: { jobId: string }) => void queueJobs.set(o.jobId, { state: 'waiting', data }),
     remove: async (id: string) => (queueJobs.get(id)?.state === 'waiting' ? (queueJobs.delete(id), 1) : 0),

@@ -24,6 +24,11 @@ const LIVE_STATES = new Set([...QUEUED_STATES, 'active']);
 /** Entries of one owner in one millisecond a page boundary can step over (the list's cursor). */
 const SAME_MS_SLACK = 64;
 
+/** How many recently queued jobs' models are remembered (a few hundred kB). */
+const RECENT_MODELS = 10_000;
+/** A job just added is answered from its BullMQ object this long at most, and only once. */
+const FRESH_MS = 1_000;
+const FRESH_MAX = 1_000;
 /**
  * WAITs for the replicas before a job's end is reported. A request answers 503 after one (the
  * client retries); a worker holds its result through a failover's few seconds instead (its lock
@@ -53,6 +58,13 @@ export type ReadResult = { found: true; view: JobView } | { found: false; expire
 export class JobLifecycle {
   private readonly logger = new Logger(JobLifecycle.name);
   private readonly local = new EventEmitter();
+  /**
+   * The model of jobs this process queued lately (a job never changes queue): reading one of them
+   * (the submission's own answer, a client polling this instance) asks only its queue for the state.
+   */
+  private readonly modelOf = new Map<string, string>();
+  /** Jobs this process has just added, for the submission's own answer (see freshView). */
+  private readonly fresh = new Map<string, { job: GenerationJob; at: number }>();
 
   constructor(
     private readonly env: Env,
@@ -81,10 +93,15 @@ export class JobLifecycle {
 
   // ---------------------------------------------------------------- the API's side
 
-  /** Waiting jobs of every model: back-pressure is one budget for the deployment. */
+  /**
+   * Waiting jobs of every model: back-pressure is one budget for the deployment. The lengths of
+   * every queue's wait list, priority set and delayed set in one pipelined round trip (what
+   * getJobCounts would ask with one script per queue).
+   */
   async waitingCount(): Promise<number> {
-    const all = await Promise.all(this.queues.all().map((q) => q.getJobCounts('waiting', 'prioritized', 'delayed')));
-    return all.reduce((sum, counts) => sum + (counts.waiting ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0), 0);
+    const p = this.redis.pipeline();
+    for (const q of this.queues.all()) p.llen(q.toKey('wait')).zcard(q.toKey('prioritized')).zcard(q.toKey('delayed'));
+    return execPipeline(await p.exec()).reduce<number>((sum, n) => sum + Number(n ?? 0), 0);
   }
 
   /**
@@ -94,17 +111,21 @@ export class JobLifecycle {
    */
   async enqueue(jobId: string, data: GenerationJobData, priority?: number): Promise<void> {
     const queue = this.queues.forModel(data.params.model);
-    await queue.add(
+    const job = await queue.add(
       JobName.Generate,
       data,
       generationJobOptions({ jobId, priority, attempts: this.env.JOB_ATTEMPTS, backoffMs: this.env.JOB_BACKOFF_MS, resultTtlSeconds: this.env.RESULT_TTL_SECONDS }),
     );
+    this.remember(jobId, data.params.model);
+    if (job) this.rememberFresh(job);
     this.emit({ kind: 'queued', jobId, model: data.params.model, at: data.submitted_at });
     // WAIT covers the writes of the connection it runs on: the queue's own client, which made the add.
     if (this.env.replicasToAck > 0) await this.replicated((await queue.getBackend().client) as unknown as Pick<Redis, 'wait'>, 1, jobId);
   }
 
   async read(jobId: string): Promise<ReadResult> {
+    const fresh = await this.freshView(jobId);
+    if (fresh) return { found: true, view: fresh };
     const record = await this.store.getRecord(jobId);
     // A cached answer lives no longer than the images it points at, whatever the store's TTL says.
     if (isTerminalRecord(record) && record.expires_at !== undefined && Date.now() >= record.expires_at) return { found: false, expired: true };
@@ -514,6 +535,48 @@ export class JobLifecycle {
     if (webhookId) this.logger.log({ job_id: resource.id, request_id: requestId, msg: 'webhook enqueued', event, webhook_id: webhookId });
   }
 
+  private rememberFresh(job: GenerationJob): void {
+    this.fresh.set(job.id as string, { job, at: Date.now() });
+    for (const [id, f] of this.fresh) {
+      if (this.fresh.size <= FRESH_MAX && Date.now() - f.at <= FRESH_MS) break;
+      this.fresh.delete(id);
+    }
+  }
+
+  /**
+   * The first read of a job this process has just added (the submission's own answer): BullMQ's
+   * job object is in hand, so while the job still sits in its priority set, nothing has happened
+   * to it (no worker took it, no record, no progress) and one pipelined round trip gives its
+   * place (behind any held job: see heldCount) and cancel flag, instead of record, state, job and
+   * place one after the other. Once
+   * taken, or past FRESH_MS, or not prioritized any more, the job is read in full as always.
+   */
+  private async freshView(jobId: string): Promise<JobView | undefined> {
+    const entry = this.fresh.get(jobId);
+    if (!entry) return undefined;
+    this.fresh.delete(jobId);
+    if (Date.now() - entry.at > FRESH_MS) return undefined;
+    const { job } = entry;
+    const queue = this.queues.forModel(job.data.params.model);
+    const prioritized = queue.toKey('prioritized');
+    const p = this.redis.pipeline().zscore(prioritized, jobId).llen(queue.toKey('wait')).zrank(prioritized, jobId).exists(this.keys.cancelFlag(jobId))
+      .lrange(queue.toKey('active'), 0, -1);
+    const [score, len, rank, flag, active] = execPipeline(await p.exec()) as [string | null, number, number | null, number, string[]];
+    if (score === null || rank === null || flag === 1) return undefined;
+    const held = await this.heldCount(queue, active);
+    const snapshot: QueueSnapshot = {
+      id: jobId, state: 'prioritized', data: job.data, progress: job.progress, result: undefined, failedReason: undefined,
+      attemptsMade: job.attemptsMade, timestamp: job.timestamp, processedOn: undefined, finishedOn: undefined,
+      cancelRequested: false, queuePosition: held + len + rank,
+    };
+    return viewFromQueue(snapshot, await this.webhookState(jobId, job.data));
+  }
+
+  private remember(jobId: string, model: string): void {
+    this.modelOf.set(jobId, model);
+    if (this.modelOf.size > RECENT_MODELS) this.modelOf.delete(this.modelOf.keys().next().value as string);
+  }
+
   private emit(t: JobTransition): void {
     try {
       this.local.emit('transition', t);
@@ -528,15 +591,16 @@ export class JobLifecycle {
 
   private async queueSnapshot(jobId: string): Promise<QueueSnapshot | undefined> {
     // State first, then the job: reading the job first can show "completed" without its result.
-    const located = await this.queues.locate(jobId);
+    const located = await this.queues.locate(jobId, this.modelOf.get(jobId));
     if (!located) return undefined;
     const { queue, state } = located;
-    const job = await queue.getJob(jobId);
+    const queued = QUEUED_STATES.has(state);
+    // The job, and for a queued one its cancel flag and place, in two concurrent round trips.
+    const [job, place] = await Promise.all([queue.getJob(jobId), queued ? this.queuedPlace(queue, jobId, state) : undefined]);
     if (!job) return undefined;
     // BullMQ prunes finished jobs lazily (when later jobs finish): past retention, treat it as gone.
     if (job.finishedOn && Date.now() - job.finishedOn > this.env.RESULT_TTL_SECONDS * 1000) return undefined;
-    const queued = QUEUED_STATES.has(state);
-    const cancelRequested = queued && (await this.isCancelRequested(jobId));
+    const cancelRequested = place?.cancelRequested ?? false;
     // Taken by a worker, its prompt next in ComfyUI's queue (pipelined dispatch) or about to be: next to run.
     const held = state === 'active' && !hasStarted(job.progress);
     return {
@@ -551,33 +615,39 @@ export class JobLifecycle {
       processedOn: job.processedOn,
       finishedOn: job.finishedOn,
       cancelRequested,
-      queuePosition: held ? 0 : queued && !cancelRequested ? await this.queuePosition(queue, jobId, state) : null,
+      queuePosition: held ? 0 : queued && !cancelRequested ? (place?.position ?? null) : null,
     };
   }
 
   /**
-   * 0 = next to run in its model's queue. Unprioritized waiting jobs go first, then the priority
-   * set in score order.
+   * A queued job's cancel flag and queue_position (0 = next to run in its model's queue), in one
+   * pipelined round trip whose cost does not grow with the queue's depth. Unprioritized waiting
+   * jobs go first, then the priority set in score order (BullMQ scores a priority and then the
+   * order of arrival): a prioritized job's place is ZRANK (O(log n)) after the wait list's length
+   * (O(1)). The API gives every job a priority, so the wait list stays empty but for jobs another
+   * producer added without one; a waiting job's place is an LPOS from the list's tail, where its
+   * next jobs are, so it costs the jobs ahead of it, not the ones behind.
    */
-  private async queuePosition(queue: GenerationQueue, jobId: string, state: string): Promise<number | null> {
+  private async queuedPlace(queue: GenerationQueue, jobId: string, state: string): Promise<{ cancelRequested: boolean; position: number | null }> {
     const waitKey = queue.toKey('wait');
-    if (state === 'waiting') {
-      const [len, pos, held] = await Promise.all([this.redis.llen(waitKey), this.redis.lpos(waitKey, jobId), this.heldCount(queue)]);
-      return pos === null ? null : held + len - 1 - pos;
-    }
-    if (state === 'prioritized') {
-      const [len, rank, held] = await Promise.all([this.redis.llen(waitKey), this.redis.zrank(queue.toKey('prioritized'), jobId), this.heldCount(queue)]);
-      return rank === null ? null : held + len + rank;
-    }
-    return null;
+    const p = this.redis.pipeline().exists(this.keys.cancelFlag(jobId)).llen(waitKey);
+    if (state === 'waiting') p.lpos(waitKey, jobId, 'RANK', -1);
+    else if (state === 'prioritized') p.zrank(queue.toKey('prioritized'), jobId);
+    const ahead = state === 'waiting' || state === 'prioritized';
+    if (ahead) p.lrange(queue.toKey('active'), 0, -1);
+    const [flag, len, at, active] = execPipeline(await p.exec()) as [number, number, number | null | undefined, string[] | undefined];
+    const cancelRequested = flag === 1;
+    if (!ahead || at === null || at === undefined) return { cancelRequested, position: null };
+    const held = await this.heldCount(queue, active ?? []);
+    return { cancelRequested, position: held + (state === 'waiting' ? len - 1 - at : len + at) };
   }
 
   /**
    * Jobs of this model taken by a worker whose prompt has not started (held in ComfyUI's queue by
    * pipelined dispatch): they run before any waiting job. Bounded by the GPUs, not the queue depth.
+   * `active` is the active list, read in the caller's pipeline.
    */
-  private async heldCount(queue: GenerationQueue): Promise<number> {
-    const active = await this.redis.lrange(queue.toKey('active'), 0, -1);
+  private async heldCount(queue: GenerationQueue, active: string[]): Promise<number> {
     if (!active.length) return 0;
     const pipe = this.redis.pipeline();
     for (const id of active) pipe.hget(queue.toKey(id), 'progress');
@@ -593,4 +663,13 @@ export class JobLifecycle {
     }
     return held;
   }
+}
+
+/** The replies of a pipeline, or its first error thrown (a pipeline resolves even when a command failed). */
+function execPipeline(results: Array<[Error | null, unknown]> | null): unknown[] {
+  if (!results) throw new Error('Redis pipeline aborted');
+  return results.map(([err, value]) => {
+    if (err) throw err;
+    return value;
+  });
 }

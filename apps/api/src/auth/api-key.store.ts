@@ -20,6 +20,18 @@ export interface ApiKeyRecord extends ApiKeyLimits {
 
 export class ApiKeyInputError extends Error {}
 
+/**
+ * The record of the key whose SHA-256 is ARGV[1] (HGET on the index, then HGETALL of the record
+ * under ARGV[2] .. id), as a flat field/value list; nil when the index has no such hash.
+ */
+const KEY_BY_HASH = 'ficturesApiKeyByHash';
+const KEY_BY_HASH_LUA = `
+local id = redis.call('HGET', KEYS[1], ARGV[1])
+if not id then return false end
+return redis.call('HGETALL', ARGV[2] .. id)
+`;
+type KeyByHash = Record<typeof KEY_BY_HASH, (index: string, hash: string, recordPrefix: string) => Promise<string[] | null>>;
+
 const LIMIT_RANGES: Record<keyof ApiKeyLimits, [number, number]> = {
   rpm: [1, 1_000_000],
   max_jobs: [1, 100_000],
@@ -56,7 +68,10 @@ export class ApiKeyStore {
   constructor(
     private readonly redis: Redis,
     private readonly keys: RedisKeys,
-  ) {}
+  ) {
+    // Every authenticated request looks its key up: index and record in one round trip.
+    if (!(KEY_BY_HASH in redis)) redis.defineCommand(KEY_BY_HASH, { numberOfKeys: 1, lua: KEY_BY_HASH_LUA });
+  }
 
   async create(input: { name: string } & ApiKeyLimits): Promise<{ record: ApiKeyRecord; key: string }> {
     const name = input.name?.trim();
@@ -106,9 +121,10 @@ export class ApiKeyStore {
    */
   async verify(key: string): Promise<ApiKeyRecord | undefined> {
     const hash = hashApiKey(key);
-    const id = await this.redis.hget(this.keys.apiKeyIndex, hash);
-    if (!id) return undefined;
-    const h = await this.redis.hgetall(this.keys.apiKey(id));
+    const flat = await (this.redis as unknown as KeyByHash)[KEY_BY_HASH](this.keys.apiKeyIndex, hash, this.keys.apiKey(''));
+    if (!flat) return undefined;
+    const h: Record<string, string> = {};
+    for (let i = 0; i + 1 < flat.length; i += 2) h[flat[i]] = flat[i + 1];
     // The index is only a pointer: the record's own digest must match, in constant time.
     if (!h.id || !sameDigest(h.hash ?? '', hash) || h.revoked_at) return undefined;
     return toRecord(h);

@@ -32,3 +32,9 @@ export function httpMetricsMiddleware(app: INestApplication) {
     next();
   };
 }
+
+/** The liveness fast path's requests, counted under the route the controller declares. */
+export function livenessObserver(app: INestApplication): (status: number, seconds: number) => void {
+  const metrics = app.get(ApiMetrics, { strict: false });
+  return (status, seconds) => metrics.observeHttp('GET', '/health/live', status, seconds);
+}

@@ -1,4 +1,5 @@
 import type { CorsOptions } from '@nestjs/common/interfaces/external/cors-options.interface';
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import helmet from 'helmet';
 
@@ -56,11 +57,46 @@ export function securityHeaders(): (req: Request, res: Response, next: NextFunct
     crossOriginEmbedderPolicy: false,
     crossOriginResourcePolicy: { policy: 'same-site' },
   });
+  // The API's answer from helmet is the same for every request: computed once, then only set.
+  const apiHeaders = Object.entries(staticHeadersOf([api], '/api'));
   const playground = helmet({
     contentSecurityPolicy: { useDefaults: false, directives: PLAYGROUND_CSP },
     crossOriginResourcePolicy: { policy: 'same-origin' },
   });
-  return (req, res, next) => (DOCS_PAGE.test(req.path) ? docs(req, res, next) : PLAYGROUND_PAGE.test(req.path) ? playground(req, res, next) : api(req, res, next));
+  return (req, res, next) => {
+    if (DOCS_PAGE.test(req.path)) return docs(req, res, next);
+    if (PLAYGROUND_PAGE.test(req.path)) return playground(req, res, next);
+    for (const [name, value] of apiHeaders) if (value !== undefined) res.setHeader(name, value);
+    res.removeHeader('X-Powered-By');
+    next();
+  };
+}
+
+type Middleware = (req: Request, res: Response, next: NextFunction) => void;
+
+/**
+ * The headers a middleware chain sets on every answer that does not depend on the request (helmet
+ * with a fixed configuration): run once against a stand-in response and kept. Throws when a
+ * middleware does not finish synchronously (its headers could depend on something).
+ */
+export function staticHeadersOf(middlewares: Middleware[], path: string): OutgoingHttpHeaders {
+  const headers: OutgoingHttpHeaders = {};
+  const res = {
+    setHeader: (name: string, value: string | number | string[]) => void (headers[name.toLowerCase()] = value),
+    getHeader: (name: string) => headers[name.toLowerCase()],
+    removeHeader: (name: string) => void delete headers[name.toLowerCase()],
+    locals: {},
+  } as unknown as Response;
+  const req = { method: 'GET', url: path, path, headers: {}, secure: false } as unknown as Request;
+  for (const mw of middlewares) {
+    let called = false;
+    mw(req, res, (err?: unknown) => {
+      if (err) throw err;
+      called = true;
+    });
+    if (!called) throw new Error('a middleware did not call next() synchronously: its headers cannot be precomputed');
+  }
+  return headers;
 }
 
 /**

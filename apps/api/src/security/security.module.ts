@@ -1,7 +1,6 @@
 import { DynamicModule, type ExecutionContext, Logger, Module } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { ThrottlerModule, type ThrottlerModuleOptions } from '@nestjs/throttler';
-import { ThrottlerStorageRedisService } from '@nest-lab/throttler-storage-redis';
 import type Redis from 'ioredis';
 import { Env } from '@app/config';
 import { RedisKeys } from '@app/queue';
@@ -13,6 +12,7 @@ import { BlocklistContentPolicy } from '../policy/blocklist.content-policy';
 import { ContentPolicy } from '../policy/content-policy';
 import { FailOpenThrottlerStorage } from '../rate-limit/fail-open-throttler.storage';
 import { JobQuota } from '../rate-limit/job-quota.service';
+import { RedisThrottlerStorage } from '../rate-limit/redis-throttler.storage';
 import { RATE_LIMIT_KINDS, type RateLimitKind } from '../rate-limit/rate-limit-kind';
 import { RATE_LIMIT_WINDOW_MS, RateLimitGuard } from '../rate-limit/rate-limit.guard';
 
@@ -33,7 +33,7 @@ function throttlerOptions(env: Env, redis: Redis): ThrottlerModuleOptions {
     // storage appends the throttler's name, so each budget has its own.
     generateKey: (_ctx, tracker) => keys.rateLimit(tracker),
     // The shared fail-fast client: a Redis outage is an error at once, never a hanging request.
-    storage: new FailOpenThrottlerStorage(new ThrottlerStorageRedisService(redis)),
+    storage: new FailOpenThrottlerStorage(new RedisThrottlerStorage(redis)),
   };
 }
 
