@@ -13,6 +13,7 @@ import { GenerateImageDto } from './dto/generate-image.dto';
 import { GenerateImageResponseDto } from './dto/generate-image-response.dto';
 import { SUBMIT_CODES } from './jobs.controller';
 import { JobsService } from './jobs.service';
+import { DataUrl, jsonWithDataUrls } from './json-with-data-urls';
 import { ApiRequest, callerOf, requestBase } from './request-context';
 
 export interface GeneratedImage {
@@ -39,6 +40,12 @@ export interface GenerateImageResponse {
   timings: JobTimings | null;
 }
 
+/** The answer as built: each image_url a DataUrl, sent as its data: URL string. */
+type BuiltAnswer = Omit<GenerateImageResponse, 'image_url' | 'images'> & {
+  image_url: DataUrl;
+  images: (Omit<GeneratedImage, 'image_url'> & { image_url: DataUrl })[];
+};
+
 @ApiTags('images')
 @Controller('api/v1/images')
 export class GenerateController {
@@ -62,7 +69,8 @@ export class GenerateController {
   @ApiOkResponse({ type: GenerateImageResponseDto, description: 'image_url is a data: URL of the first image (PNG unless output_format says otherwise); images[] has every image of num_images' })
   // A job that fails answers with its own code (502 comfyui_*, 409 canceled); 504 sync_timeout carries job_id and job_url in details.
   @ApiErrors(...SUBMIT_CODES, ErrorCode.NoCapacity, ErrorCode.SyncTimeout, ...JOB_FAILURE_CODES)
-  async generate(@Body() dto: GenerateImageDto, @Req() req: ApiRequest, @Res({ passthrough: true }) res: Response): Promise<GenerateImageResponse> {
+  // @Res() without passthrough: the answer is sent below as bytes (see jsonWithDataUrls); a throw still reaches the filters.
+  async generate(@Body() dto: GenerateImageDto, @Req() req: ApiRequest, @Res() res: Response): Promise<void> {
     const caller = callerOf(req);
     const base = requestBase(req);
     // 4xx for bad input first, then a cached answer (no GPU needed), then 503 no_capacity: all decided in submit().
@@ -73,27 +81,26 @@ export class GenerateController {
       res.setHeader('Location', location);
       throw new ApiError(ErrorCode.SyncTimeout, `The image is not ready after ${this.env.SYNC_TIMEOUT_MS} ms; poll the job`, { job_id: jobId, job_url: location });
     }
-    const resource = await this.jobs.get(jobId, caller, base);
+    // One read of the job: the resource and the images come from the same view.
+    const view = await this.jobs.view(jobId, caller);
+    const resource = this.jobs.render(view, base);
     if (resource.status !== 'succeeded') {
       const error = resource.error ?? { code: ErrorCode.InternalError, message: 'The job failed' };
       const code = STATUS_BY_CODE[error.code] ? error.code : ErrorCode.InternalError;
       throw new ApiError(code, error.message, { job_id: jobId, job_url: location });
     }
-    const images: GeneratedImage[] = [];
-    for (const link of resource.images) {
-      const image = await this.jobs.image(jobId, link.index, caller);
-      images.push({
-        image_url: `data:${image.contentType};base64,${image.bytes.toString('base64')}`,
-        content_type: image.contentType,
-        width: link.width,
-        height: link.height,
-        bytes: image.bytes.length,
-        sha256: image.sha256,
-      });
-    }
+    const fetched = await Promise.all(resource.images.map((link) => this.jobs.imageOfView(view, link.index)));
+    const images = resource.images.map((link, i) => ({
+      image_url: new DataUrl(fetched[i].contentType, fetched[i].bytes),
+      content_type: fetched[i].contentType,
+      width: link.width,
+      height: link.height,
+      bytes: fetched[i].bytes.length,
+      sha256: fetched[i].sha256,
+    }));
     if (!images.length) throw new ApiError(ErrorCode.InternalError, 'The job succeeded without an image', { job_id: jobId });
     const params = resource.params;
-    return {
+    const answer: BuiltAnswer = {
       image_url: images[0].image_url,
       images,
       cached: resource.cached,
@@ -105,5 +112,7 @@ export class GenerateController {
       job_id: jobId,
       timings: resource.timings,
     };
+    // What res.json would send (same bytes, so the same Content-Type, Content-Length and ETag), built without a JSON pass over the base64.
+    res.status(200).set('Content-Type', 'application/json').send(jsonWithDataUrls(answer));
   }
 }

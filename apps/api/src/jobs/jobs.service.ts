@@ -243,9 +243,14 @@ export class JobsService {
 
   /** The whole image, for answers that embed it (data URLs). */
   async image(jobId: string, index: number, caller: Caller): Promise<{ bytes: Buffer; contentType: string; sha256: string }> {
-    const ref = await this.imageRef(jobId, index, caller);
+    return this.imageOfView(await this.view(jobId, caller), index);
+  }
+
+  /** The same from a view the caller already read (and may see): no second read of the job. */
+  async imageOfView(view: JobView, index: number): Promise<{ bytes: Buffer; contentType: string; sha256: string }> {
+    const ref = this.refOf(view, index);
     const stored = await this.store.getImage(ref.stored_by, index);
-    if (!stored) throw this.imageExpired(jobId);
+    if (!stored) throw this.imageExpired(view.id);
     return { bytes: stored.bytes, contentType: stored.contentType, sha256: ref.sha256 };
   }
 
@@ -255,10 +260,13 @@ export class JobsService {
    */
   async imageRef(jobId: string, index: number, caller: Caller | 'signed-link'): Promise<StoredImageRef & { stored_by: string }> {
     // A verified signed link is the owner's permission, handed on: no key to compare.
-    const view = caller === 'signed-link' ? await this.viewOfAnyOwner(jobId) : await this.view(jobId, caller);
+    return this.refOf(caller === 'signed-link' ? await this.viewOfAnyOwner(jobId) : await this.view(jobId, caller), index);
+  }
+
+  private refOf(view: JobView, index: number): StoredImageRef & { stored_by: string } {
     const ref = view.result?.images.find((i) => i.index === index);
-    if (view.status !== 'succeeded' || !ref) throw new ApiError(ErrorCode.ImageNotFound, `Job ${jobId} has no image ${index}`);
-    return { ...ref, stored_by: view.result?.source_job_id ?? jobId };
+    if (view.status !== 'succeeded' || !ref) throw new ApiError(ErrorCode.ImageNotFound, `Job ${view.id} has no image ${index}`);
+    return { ...ref, stored_by: view.result?.source_job_id ?? view.id };
   }
 
   /** Where a download comes from: a link the client follows (CDN, signed URL), or a stream from the store. */

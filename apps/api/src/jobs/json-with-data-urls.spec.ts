@@ -1,0 +1,35 @@
+import { randomBytes } from 'node:crypto';
+import { DataUrl, jsonWithDataUrls } from './json-with-data-urls';
+
+const asString = (u: DataUrl) => `data:${u.contentType};base64,${u.bytes.toString('base64')}`;
+
+/** The value with each DataUrl replaced by its string: what a plain JSON.stringify would have been given. */
+function plain(v: unknown): unknown {
+  if (v instanceof DataUrl) return asString(v);
+  if (Array.isArray(v)) return v.map(plain);
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
+  return v;
+}
+
+describe('jsonWithDataUrls', () => {
+  it('gives the bytes JSON.stringify gives, a URL repeated and several images included', () => {
+    const a = new DataUrl('image/png', randomBytes(100_003));
+    const b = new DataUrl('image/webp', randomBytes(7));
+    const value = {
+      image_url: a,
+      images: [{ image_url: a, content_type: 'image/png', bytes: 100_003 }, { image_url: b, content_type: 'image/webp' }],
+      model: 'Qwen "Image" – ünïcode ✓', seed: 42, timings: null, cached: false,
+    };
+    const out = jsonWithDataUrls(value);
+    expect(out.equals(Buffer.from(JSON.stringify(plain(value)), 'utf8'))).toBe(true);
+    const parsed = JSON.parse(out.toString('utf8')) as { image_url: string; images: { image_url: string }[] };
+    expect(Buffer.from(parsed.images[1].image_url.split(',')[1], 'base64').equals(b.bytes)).toBe(true);
+    expect(parsed.image_url).toBe(parsed.images[0].image_url);
+  });
+
+  it('escapes a content type like any string, keeps empty images and plain values', () => {
+    const odd = new DataUrl('image/x"y\\z', Buffer.alloc(0));
+    expect(jsonWithDataUrls({ u: odd, n: [1, 'x'] }).toString('utf8')).toBe(JSON.stringify({ u: asString(odd), n: [1, 'x'] }));
+    expect(jsonWithDataUrls({ a: 1, s: 'data:image/png;base64,AA==' }).toString('utf8')).toBe('{"a":1,"s":"data:image/png;base64,AA=="}');
+  });
+});
