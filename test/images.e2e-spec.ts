@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,9 +49,20 @@ describe('images end to end (API → Redis → worker → ComfyUI simulator)', (
     expect(res.body.model).toBe('Qwen-Image Lightning (4 steps)');
     expect(res.body.job_id).toMatch(/^[0-9a-f-]{36}$/);
     expect(res.body.timings.total_ms).toBeGreaterThan(0);
+    // The body is built as bytes (no JSON pass over the base64): still exactly JSON of the answer, with the headers
+    // Express's res.json gives (type and charset, length, its weak ETag: length in hex and the SHA-1 of the body).
+    expect(res.headers['content-type']).toBe('application/json; charset=utf-8');
+    expect(res.text).toBe(JSON.stringify(res.body));
+    expect(Number(res.headers['content-length'])).toBe(Buffer.byteLength(res.text));
+    const sha1 = createHash('sha1').update(res.text, 'utf8').digest('base64').slice(0, 27);
+    expect(res.headers.etag).toBe(`W/"${Buffer.byteLength(res.text).toString(16)}-${sha1}"`);
+    expect(res.body.images).toHaveLength(1);
+    expect(res.body.images[0]).toMatchObject({ image_url: res.body.image_url, content_type: 'image/png', width: 320, height: 256 });
     const m = /^data:image\/png;base64,(.+)$/.exec(res.body.image_url);
     expect(m).not.toBeNull();
     const served = Buffer.from(m![1], 'base64');
+    expect(res.body.images[0].bytes).toBe(served.length);
+    expect(res.body.images[0].sha256).toBe(createHash('sha256').update(served).digest('hex'));
     const meta = await sharp(served).metadata();
     expect(meta).toMatchObject({ format: 'png', width: 320, height: 256 });
 
