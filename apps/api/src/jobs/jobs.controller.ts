@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { pipeline } from 'node:stream/promises';
 import { Body, Controller, Delete, Get, Headers, HttpCode, Param, ParseUUIDPipe, Post, Query, Req, Res } from '@nestjs/common';
 import { ApiAcceptedResponse, ApiBody, ApiFoundResponse, ApiHeader, ApiNotModifiedResponse, ApiOkResponse, ApiOperation, ApiParam, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
@@ -17,13 +16,7 @@ import { isReplicationUnconfirmed, JobsService } from './jobs.service';
 import { ApiRequest, callerOf, requestBase } from './request-context';
 import { WebhookUrlPolicy } from './webhook-url.policy';
 import { clientGone, MAX_WAIT_SECONDS, requestedWaitMs } from './long-poll';
-
-/** If-None-Match uses the weak comparison (RFC 9110 §13.1.2): W/ prefixes ignored, lists and * allowed. */
-export function matchesIfNoneMatch(header: string | undefined, etag: string): boolean {
-  if (!header) return false;
-  if (header.trim() === '*') return true;
-  return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
-}
+import { sendJobImage } from './image-response';
 
 /** The page size of GET /api/v1/images/jobs. */
 const LIST_DEFAULT_LIMIT = 20;
@@ -197,27 +190,7 @@ export class JobsController {
     if (!/^\d{1,3}$/.test(indexParam)) throw new ApiError(ErrorCode.ImageNotFound, `No image ${indexParam}`);
     const index = Number(indexParam);
     const { sha256, stored_by } = await this.jobs.imageRef(id, index, callerOf(req));
-    const etag = `"${sha256}"`;
-    res.setHeader('ETag', etag);
     // Private: images belong to the key that made them; immutable: a job's image never changes.
-    res.setHeader('Cache-Control', `private, max-age=${this.env.RESULT_TTL_SECONDS}, immutable`);
-    // The record knows the image's hash, so a client that has it is answered without touching the store.
-    if (matchesIfNoneMatch(req.headers['if-none-match'], etag)) {
-      res.status(304).end();
-      return;
-    }
-    const source = await this.jobs.imageSource(stored_by, index);
-    if ('link' in source) {
-      // A signed link dies before the job: a cached redirect would outlive it.
-      if (source.link.expires) res.setHeader('Cache-Control', 'private, no-store');
-      res.redirect(302, source.link.url);
-      return;
-    }
-    const { body, contentType, contentLength } = source.stream;
-    res.setHeader('Content-Type', contentType);
-    if (contentLength !== undefined) res.setHeader('Content-Length', String(contentLength));
-    res.status(200);
-    // A body that fails half-way (bucket gone mid-download) can only end the connection: the status is sent.
-    await pipeline(body, res).catch(() => res.destroy());
+    await sendJobImage(this.jobs, req, res, { sha256, stored_by, index }, `private, max-age=${this.env.RESULT_TTL_SECONDS}, immutable`);
   }
 }

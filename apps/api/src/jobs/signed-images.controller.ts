@@ -1,4 +1,3 @@
-import { pipeline } from 'node:stream/promises';
 import { Controller, Get, Param, ParseUUIDPipe, Query, Req, Res } from '@nestjs/common';
 import { ApiFoundResponse, ApiHeader, ApiNotModifiedResponse, ApiOkResponse, ApiOperation, ApiParam, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
@@ -7,7 +6,7 @@ import { SIGNED_IMAGE_PATH } from '@app/jobs';
 import { Public } from '../auth/public-route';
 import { ApiError } from '../common/api-error';
 import { ApiErrors } from '../docs/api-errors';
-import { matchesIfNoneMatch } from './jobs.controller';
+import { sendJobImage } from './image-response';
 import { JobsService } from './jobs.service';
 import { ApiRequest } from './request-context';
 import { SignedLinks } from './signed-links.service';
@@ -67,25 +66,8 @@ export class SignedImagesController {
     const { sha256, stored_by } = await this.jobs.imageRef(id, index, 'signed-link');
     // Made for <img src> on the web app's pages, wherever they are served from (helmet says same-site).
     res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
-    const etag = `"${sha256}"`;
-    res.setHeader('ETag', etag);
     // Cached no longer than the link works; private: whoever holds the link, not everyone behind a proxy.
     const maxAge = Math.max(0, exp - Math.floor(Date.now() / 1000));
-    res.setHeader('Cache-Control', `private, max-age=${maxAge}, immutable`);
-    if (matchesIfNoneMatch(req.headers['if-none-match'], etag)) {
-      res.status(304).end();
-      return;
-    }
-    const source = await this.jobs.imageSource(stored_by, index);
-    if ('link' in source) {
-      if (source.link.expires) res.setHeader('Cache-Control', 'private, no-store');
-      res.redirect(302, source.link.url);
-      return;
-    }
-    const { body, contentType, contentLength } = source.stream;
-    res.setHeader('Content-Type', contentType);
-    if (contentLength !== undefined) res.setHeader('Content-Length', String(contentLength));
-    res.status(200);
-    await pipeline(body, res).catch(() => res.destroy());
+    await sendJobImage(this.jobs, req, res, { sha256, stored_by, index }, `private, max-age=${maxAge}, immutable`);
   }
 }
