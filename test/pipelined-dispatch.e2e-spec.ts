@@ -7,7 +7,7 @@
 import axios from 'axios';
 import request from 'supertest';
 import WebSocket from 'ws';
-import { AppProcess, startApp, stopApp, WORKER_ENTRY } from './support/processes';
+import { FAST_STALL_ENV, workerProcesses } from './support/processes';
 import { TestKeys } from './support/security';
 import { Stack, waitFor } from './support/stack';
 
@@ -194,24 +194,13 @@ describe('pipelined dispatch: priorities', () => {
 
 describe('pipelined dispatch: worker processes (graceful shutdown, SIGKILL)', () => {
   let stack: Stack;
-  const workers: AppProcess[] = [];
-  const worker = (env: Record<string, string> = {}) => {
-    const w = startApp(WORKER_ENTRY, { ...stack.rawEnv, LOG_LEVEL: 'warn', ...env });
-    workers.push(w);
-    return w;
-  };
+  const workers = workerProcesses(() => stack.rawEnv);
+  const worker = workers.start;
 
   beforeAll(async () => {
-    stack = await Stack.start({
-      comfyui: 1,
-      worker: false,
-      sim: { stepMs: 150 },
-      env: { WORKER_LOCK_DURATION_MS: '2000', WORKER_STALLED_INTERVAL_MS: '1000', WORKER_MAX_STALLED_COUNT: '2' },
-    });
+    stack = await Stack.start({ comfyui: 1, worker: false, sim: { stepMs: 150 }, env: FAST_STALL_ENV });
   });
-  afterEach(async () => {
-    await Promise.all(workers.splice(0).map(stopApp));
-  });
+  afterEach(() => workers.stopAll());
   afterAll(async () => stack?.close());
 
   it('(c) SIGTERM with a held job: it goes back to waiting untouched (attempts 0, prompt deleted, never run) and completes on another worker', async () => {

@@ -1,5 +1,5 @@
 import request from 'supertest';
-import { AppProcess, startApp, stopApp, WORKER_ENTRY } from './support/processes';
+import { FAST_STALL_ENV, workerProcesses } from './support/processes';
 import { Stack, waitFor } from './support/stack';
 
 type Job = { id: string; status: string; attempts: number; progress: { step: number } | null };
@@ -13,24 +13,13 @@ async function until(url: string, id: string, pred: (j: Job) => boolean, timeout
 
 describe('worker processes: crash recovery and graceful shutdown', () => {
   let stack: Stack;
-  const workers: AppProcess[] = [];
-  const worker = (env: Record<string, string> = {}) => {
-    const w = startApp(WORKER_ENTRY, { ...stack.rawEnv, LOG_LEVEL: 'warn', ...env });
-    workers.push(w);
-    return w;
-  };
+  const workers = workerProcesses(() => stack.rawEnv);
+  const worker = workers.start;
 
   beforeAll(async () => {
-    stack = await Stack.start({
-      comfyui: 1,
-      worker: false,
-      sim: { stepMs: 150 },
-      env: { WORKER_LOCK_DURATION_MS: '2000', WORKER_STALLED_INTERVAL_MS: '1000', WORKER_MAX_STALLED_COUNT: '2' },
-    });
+    stack = await Stack.start({ comfyui: 1, worker: false, sim: { stepMs: 150 }, env: FAST_STALL_ENV });
   });
-  afterEach(async () => {
-    await Promise.all(workers.splice(0).map(stopApp));
-  });
+  afterEach(() => workers.stopAll());
   afterAll(async () => stack?.close());
 
   it('SIGKILL mid-job: the stalled job is recovered and re-attached to the prompt still running in ComfyUI (rendered once)', async () => {

@@ -23,3 +23,19 @@ export function startApp(app: AppName, env: Record<string, string>): AppProcess 
 export async function stopApp(p: AppProcess | undefined): Promise<void> {
   if (p) await stopChild(p.child, 'SIGKILL');
 }
+
+/** Locks and stall checks short enough that a killed worker's jobs are recovered within seconds. */
+export const FAST_STALL_ENV = { WORKER_LOCK_DURATION_MS: '2000', WORKER_STALLED_INTERVAL_MS: '1000', WORKER_MAX_STALLED_COUNT: '2' };
+
+/** Worker processes on a stack's environment; `stopAll()` (in afterEach) kills whatever is left. */
+export function workerProcesses(env: () => Record<string, string>): { start: (extra?: Record<string, string>) => AppProcess; stopAll: () => Promise<void> } {
+  const started: AppProcess[] = [];
+  return {
+    start: (extra = {}) => {
+      const w = startApp(WORKER_ENTRY, { ...env(), LOG_LEVEL: 'warn', ...extra });
+      started.push(w);
+      return w;
+    },
+    stopAll: async () => void (await Promise.all(started.splice(0).map(stopApp))),
+  };
+}

@@ -8,25 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis, { Cluster } from 'ioredis';
 import { freePort, HOST, RedisServer, redisPing, stopChild, track } from '../../scripts/lib/processes';
+import { waitFor } from './wait-for';
 
 export { freePort, RedisServer as TestRedisServer, type RedisServerOptions } from '../../scripts/lib/processes';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(check: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(50);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
 
 /** One command on a short-lived connection that never retries (the server may be down on purpose). */
 async function ask(port: number, ...args: (string | number)[]): Promise<unknown> {
@@ -70,7 +56,7 @@ export class TestSentinel {
       '',
     ].join('\n'));
     s.child = track(spawn('redis-server', [join(s.dir, 'sentinel.conf'), '--sentinel'], { stdio: 'ignore' }), { infrastructure: true });
-    await until(async () => ((await redisPing(s.port)) ? true : undefined), 15_000, `sentinel on port ${s.port}`);
+    await waitFor(async () => ((await redisPing(s.port)) ? true : undefined), 15_000, `sentinel on port ${s.port}`);
     return s;
   }
 
@@ -109,7 +95,7 @@ export class SentinelGroup {
       const timing = { downAfterMs: opts.downAfterMs ?? 1_000, failoverTimeoutMs: opts.failoverTimeoutMs ?? 4_000 };
       for (let i = 0; i < 3; i++) group.sentinels.push(await TestSentinel.start(group.name, primary.port, 2, timing));
       // Every sentinel has found the replica (and so can fail over to it) before a test kills anything.
-      await until(async () => {
+      await waitFor(async () => {
         for (const s of group.sentinels) {
           const replicas = (await ask(s.port, 'SENTINEL', 'replicas', group.name)) as unknown[];
           if (!replicas.length) return undefined;
@@ -125,7 +111,7 @@ export class SentinelGroup {
 
   /** Before the sentinels exist: the replica's link to the primary is up. */
   private async settledPrimaryWithoutSentinels(primary: RedisServer, replica: RedisServer): Promise<void> {
-    await until(async () => ((await replicationInfo(replica.port)).master_link_status === 'up' && (await replicationInfo(primary.port)).role === 'master' ? true : undefined), 15_000, 'the replica to sync');
+    await waitFor(async () => ((await replicationInfo(replica.port)).master_link_status === 'up' && (await replicationInfo(primary.port)).role === 'master' ? true : undefined), 15_000, 'the replica to sync');
   }
 
   /** The environment that points the service at this group. */
@@ -170,7 +156,7 @@ export class SentinelGroup {
 
   /** Resolves the new primary once every sentinel has switched away from `oldPort` and it answers as master. */
   async waitForFailover(oldPort: number, timeoutMs = 30_000): Promise<RedisServer> {
-    return until(async () => {
+    return waitFor(async () => {
       const ports = await Promise.all(this.sentinels.map((s) => s.primaryPort(this.name)));
       if (ports.some((p) => p === oldPort) || new Set(ports).size !== 1) return undefined;
       const info = await replicationInfo(ports[0]);
@@ -193,7 +179,7 @@ export class SentinelGroup {
    */
   async settledPrimary(timeoutMs: number, absent: RedisServer[] = []): Promise<RedisServer> {
     let seen = '';
-    return until(async () => {
+    return waitFor(async () => {
       const ports = await Promise.all(this.sentinels.map((s) => s.primaryPort(this.name)));
       seen = `sentinels say ${ports.join(',')}`;
       if (new Set(ports).size !== 1) return undefined;
@@ -233,7 +219,7 @@ export class TestCluster {
       }
       const made = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `${HOST}:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8', timeout: 30_000 });
       if (made.status !== 0) throw new Error(`redis-cli --cluster create failed: ${made.stderr || made.stdout}`);
-      await until(async () => {
+      await waitFor(async () => {
         for (const n of nodes) if (!/cluster_state:ok/.test(String(await ask(n.port, 'CLUSTER', 'INFO')))) return undefined;
         return true;
       }, 30_000, 'cluster_state:ok on every node');

@@ -11,6 +11,7 @@ import { ApiModule } from '../../apps/api/src/api.module';
 import { setupApp } from '../../apps/api/src/setup-app';
 import { startSimulator, type SimulatorHandle, type SimulatorOptions } from '../../apps/comfyui-sim/src/simulator';
 import { WorkerModule } from '../../apps/worker/src/worker.module';
+import { waitFor } from './wait-for';
 
 export interface StackOptions {
   /** How many simulators (and so generation workers); 0 for an API pointed at nothing. */
@@ -160,18 +161,4 @@ function testClient(env: Env): Redis {
   return new Redis(t.url, { maxRetriesPerRequest: 1, lazyConnect: true });
 }
 
-/** Polls until check() returns a value (not undefined), or fails after timeoutMs. */
-export async function waitFor<T>(check: () => Promise<T | undefined>, timeoutMs = 15_000, what = 'condition'): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
+export { waitFor };
