@@ -3,6 +3,7 @@ import sharp from 'sharp';
 import request from 'supertest';
 import { ComfyUiClientFactory, ComfyUiHttpClient, type UploadImageOptions } from '@app/comfyui';
 import { startReceiver, type LocalReceiver } from '@app/webhooks/testing/local-receiver';
+import { meanDiff } from './support/pixels';
 import { jobCount, TestKeys } from './support/security';
 import { Stack, waitFor } from './support/stack';
 
@@ -43,18 +44,6 @@ function inHole(p: number, width = W): boolean {
   const x = p % width;
   const y = Math.floor(p / width);
   return x >= HOLE.left && x < HOLE.left + HOLE.width && y >= HOLE.top && y < HOLE.top + HOLE.height;
-}
-
-/** Mean absolute difference per channel over the pixels `where` picks. */
-function meanDiff(a: Buffer, b: Buffer, where: (p: number) => boolean = () => true): number {
-  let sum = 0;
-  let n = 0;
-  for (let p = 0; p < a.length / 3; p++) {
-    if (!where(p)) continue;
-    for (let c = 0; c < 3; c++) sum += Math.abs(a[p * 3 + c] - b[p * 3 + c]);
-    n += 3;
-  }
-  return sum / n;
 }
 
 /** One ComfyUI restart (its input folder wiped) right after the next upload: between upload and submit. */

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import OpenAI, { toFile } from 'openai';
 import sharp from 'sharp';
 import { signImageClaim } from '@app/jobs';
+import { meanDiff } from './support/pixels';
 import { jobCount, TestKeys } from './support/security';
 import { Stack } from './support/stack';
 
@@ -42,17 +43,6 @@ function inHole(p: number): boolean {
 
 async function rgb(png: Buffer): Promise<Buffer> {
   return sharp(png).removeAlpha().raw().toBuffer();
-}
-
-function meanDiff(a: Buffer, b: Buffer, where: (p: number) => boolean): number {
-  let sum = 0;
-  let n = 0;
-  for (let p = 0; p < a.length / 3; p++) {
-    if (!where(p)) continue;
-    for (let c = 0; c < 3; c++) sum += Math.abs(a[p * 3 + c] - b[p * 3 + c]);
-    n += 3;
-  }
-  return sum / n;
 }
 
 const decode = (b64: string | undefined) => Buffer.from(b64 ?? '', 'base64');

@@ -1,7 +1,7 @@
 import OpenAI from 'openai';
 import sharp from 'sharp';
 import { startReceiver, type LocalReceiver } from '@app/webhooks/testing/local-receiver';
-import { TestS3Server, S3RVER_CREDENTIALS } from './support/s3-server';
+import { TestS3Server, useS3rverCredentials } from './support/s3-server';
 import { Stack, waitFor } from './support/stack';
 
 const SECRET = 'signed-links-spec-shared-secret-0123456789';
@@ -17,7 +17,7 @@ interface JobBody {
 
 /** Signed links across a fleet and over an object store that signs its own links (RESULT_STORE=s3). */
 describe('signed image links: fleet, S3 presigning, cached jobs', () => {
-  const savedEnv = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+  let awsEnv: { restore: () => void } | undefined;
   let s3: TestS3Server;
   let stack: Stack; // API + worker + simulator; downloads stream from the bucket
   let presigning: Stack; // another API of the fleet, which answers downloads with presigned bucket links
@@ -28,8 +28,8 @@ describe('signed image links: fleet, S3 presigning, cached jobs', () => {
 
   beforeAll(async () => {
     receiver = await startReceiver();
-    process.env.AWS_ACCESS_KEY_ID = S3RVER_CREDENTIALS.accessKeyId;
-    process.env.AWS_SECRET_ACCESS_KEY = S3RVER_CREDENTIALS.secretAccessKey;
+    // The SDK's standard chain reads these itself; the service never does.
+    awsEnv = useS3rverCredentials();
     s3 = await TestS3Server.start();
     const env = {
       RESULT_STORE: 's3',
@@ -57,10 +57,7 @@ describe('signed image links: fleet, S3 presigning, cached jobs', () => {
     await stack?.close();
     await s3?.close();
     await receiver?.close();
-    for (const [name, value] of [['AWS_ACCESS_KEY_ID', savedEnv.id], ['AWS_SECRET_ACCESS_KEY', savedEnv.secret]] as const) {
-      if (value === undefined) delete process.env[name];
-      else process.env[name] = value;
-    }
+    awsEnv?.restore();
   });
 
   it('a url result streams from the bucket; other instances with the same secret redirect to a presigned link or the public origin; another secret is 403', async () => {

@@ -5,7 +5,7 @@ import request from 'supertest';
 import { DomainError, ErrorCode } from '@app/common';
 import { RedisKeys } from '@app/queue';
 import { RedisResultStore, s3ClientConfig, S3ResultStore } from '@app/storage';
-import { S3RVER_CREDENTIALS, TestS3Server } from './support/s3-server';
+import { S3RVER_CREDENTIALS, TestS3Server, useS3rverCredentials } from './support/s3-server';
 import { Stack, waitFor } from './support/stack';
 
 const PREFIX = 'results';
@@ -32,7 +32,7 @@ async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
 }
 
 describe('S3 result store (images in a real S3-protocol server, records in Redis)', () => {
-  const savedEnv = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+  let awsEnv: { restore: () => void } | undefined;
   let s3: TestS3Server;
   let stack: Stack; // API + worker + simulator; downloads stream from the bucket
   let cdn: Stack; // a second API on the same Redis and bucket, with RESULT_PUBLIC_BASE_URL
@@ -42,8 +42,7 @@ describe('S3 result store (images in a real S3-protocol server, records in Redis
 
   beforeAll(async () => {
     // The SDK's standard chain reads these itself; the service never does.
-    process.env.AWS_ACCESS_KEY_ID = S3RVER_CREDENTIALS.accessKeyId;
-    process.env.AWS_SECRET_ACCESS_KEY = S3RVER_CREDENTIALS.secretAccessKey;
+    awsEnv = useS3rverCredentials();
     s3 = await TestS3Server.start();
     const env = {
       RESULT_STORE: 's3',
@@ -70,10 +69,7 @@ describe('S3 result store (images in a real S3-protocol server, records in Redis
     await cdn?.close();
     await stack?.close();
     await s3?.close();
-    for (const [name, value] of [['AWS_ACCESS_KEY_ID', savedEnv.id], ['AWS_SECRET_ACCESS_KEY', savedEnv.secret]] as const) {
-      if (value === undefined) delete process.env[name];
-      else process.env[name] = value;
-    }
+    awsEnv?.restore();
   });
 
   it('the worker puts the image in the bucket with its type, cache headers and expiry; the record stays in Redis', async () => {

@@ -42,3 +42,21 @@ export class TestS3Server {
     await rm(this.dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * The AWS SDK's standard chain reads credentials from the environment: point it at s3rver's for the
+ * spec, and `restore()` (in afterAll) puts back whatever was there before.
+ */
+export function useS3rverCredentials(): { restore: () => void } {
+  const saved = { AWS_ACCESS_KEY_ID: process.env.AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: process.env.AWS_SECRET_ACCESS_KEY };
+  process.env.AWS_ACCESS_KEY_ID = S3RVER_CREDENTIALS.accessKeyId;
+  process.env.AWS_SECRET_ACCESS_KEY = S3RVER_CREDENTIALS.secretAccessKey;
+  return {
+    restore: () => {
+      for (const [name, value] of Object.entries(saved)) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    },
+  };
+}

@@ -96,7 +96,7 @@ describe('S3ResultStore', () => {
 
     it('objects behind a public base URL are publicly cacheable; a prefix that ends in / or is empty is kept as is', async () => {
       send.mockResolvedValue({});
-      await make({ prefix: 'a/b/', publicBaseUrl: 'https://cdn.example' }).putImage('job-1', 0, Buffer.from('x'), 'image/webp');
+      await make({ prefix: 'a/b/', publicBaseUrl: 'https://images.example.net' }).putImage('job-1', 0, Buffer.from('x'), 'image/webp');
       await make({ prefix: '' }).putImage('job-1', 0, Buffer.from('x'), 'image/webp');
       const [a, b] = sent(PutObjectCommand);
       expect(a.input).toMatchObject({ Key: 'a/b/job-1/0', CacheControl: `public, max-age=${TTL_S}, immutable` });
@@ -191,8 +191,8 @@ describe('S3ResultStore', () => {
     });
 
     it('a public base URL: <base>/<key>, never expiring, and it wins over signing', async () => {
-      const store = make({ prefix: 'imgs (v1)/', publicBaseUrl: 'https://cdn.example/bucket/', signedUrlTtlSeconds: 60 });
-      expect(await store.imageLink('job-1', 4)).toEqual({ url: 'https://cdn.example/bucket/imgs%20(v1)/job-1/4', expires: false });
+      const store = make({ prefix: 'imgs (v1)/', publicBaseUrl: 'https://images.example.net/bucket/', signedUrlTtlSeconds: 60 });
+      expect(await store.imageLink('job-1', 4)).toEqual({ url: 'https://images.example.net/bucket/imgs%20(v1)/job-1/4', expires: false });
       expect(send).not.toHaveBeenCalled();
     });
 
