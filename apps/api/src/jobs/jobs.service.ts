@@ -241,12 +241,7 @@ export class JobsService {
     return this.get(jobId, caller, base);
   }
 
-  /** The whole image, for answers that embed it (data URLs). */
-  async image(jobId: string, index: number, caller: Caller): Promise<{ bytes: Buffer; contentType: string; sha256: string }> {
-    return this.imageOfView(await this.view(jobId, caller), index);
-  }
-
-  /** The same from a view the caller already read (and may see): no second read of the job. */
+  /** The whole image, for answers that embed it (data URLs, b64_json), from a view the caller already read (and may see). */
   async imageOfView(view: JobView, index: number): Promise<{ bytes: Buffer; contentType: string; sha256: string }> {
     const ref = this.refOf(view, index);
     const stored = await this.store.getImage(ref.stored_by, index);

@@ -135,16 +135,17 @@ export class OpenAiImagesService {
         { 'Retry-After': '1' },
       );
     }
-    const resource = await this.jobs.get(jobId, caller, base);
+    const view = await this.jobs.view(jobId, caller);
+    const resource = this.jobs.render(view, base);
     if (resource.status !== 'succeeded') {
       const error = resource.error ?? { code: ErrorCode.InternalError, message: 'The job failed' };
       throw new ApiError(STATUS_BY_CODE[error.code] ? error.code : ErrorCode.InternalError, error.message, { job_id: jobId });
     }
-    const data: OpenAiImagesResponseDto['data'] = [];
-    for (const link of resource.images) {
-      if (dto.response_format === 'url') data.push({ url: link.signed_url ?? link.url, revised_prompt: null });
-      else data.push({ b64_json: (await this.jobs.image(jobId, link.index, caller)).bytes.toString('base64'), revised_prompt: null });
-    }
+    // One read of the job serves the answer and its images; b64 images are fetched side by side.
+    const data: OpenAiImagesResponseDto['data'] =
+      dto.response_format === 'url'
+        ? resource.images.map((link) => ({ url: link.signed_url ?? link.url, revised_prompt: null }))
+        : await Promise.all(resource.images.map(async (link) => ({ b64_json: (await this.jobs.imageOfView(view, link.index)).bytes.toString('base64'), revised_prompt: null })));
     if (!data.length) throw new ApiError(ErrorCode.InternalError, 'The job succeeded without an image', { job_id: jobId });
     const first = resource.images[0];
     return {
