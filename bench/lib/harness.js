@@ -98,6 +98,8 @@ function request(method, url, { body, headers = {}, timeoutMs = 10_000, raw = fa
         const chunks = [];
         res.on('data', (c) => chunks.push(c));
         res.on('end', () => {
+          // The client's clock for "last byte": taken before the body is joined or parsed.
+          const lastByteAt = process.hrtime.bigint();
           const buf = Buffer.concat(chunks);
           let json;
           if (!raw && /json/.test(res.headers['content-type'] || '')) {
@@ -107,7 +109,7 @@ function request(method, url, { body, headers = {}, timeoutMs = 10_000, raw = fa
               json = undefined;
             }
           }
-          resolve({ status: res.statusCode, headers: res.headers, body: raw ? buf : json, bytes: buf });
+          resolve({ status: res.statusCode, headers: res.headers, body: raw ? buf : json, bytes: buf, lastByteAt });
         });
         res.on('error', reject);
       },

@@ -112,7 +112,10 @@ export class GenerateController {
       job_id: jobId,
       timings: resource.timings,
     };
-    // What res.json would send (same bytes, so the same Content-Type, Content-Length and ETag), built without a JSON pass over the base64.
-    res.status(200).set('Content-Type', 'application/json').send(jsonWithDataUrls(answer));
+    // What res.json would send (the same bytes, Content-Type and Content-Length), built without a JSON pass over the base64.
+    // No ETag: an answer to a POST is never revalidated, and Express's would hash megabytes (SHA-1) on every image.
+    const body = jsonWithDataUrls(answer);
+    res.status(200).set('Content-Type', 'application/json').setHeader('Content-Length', body.length);
+    res.end(body);
   }
 }

@@ -62,6 +62,14 @@ export class JobsService {
     // An edit's pixels depend on its inputs too: their hashes join the key; a URL's bytes are unknown here, so no cache.
     const cacheKey = edit && !edit.inputHashes ? undefined : this.cacheKey(edit ? { ...params, ...{ input_sha256: edit.inputHashes } } : params, dto.seed !== undefined, caller);
     const jobId = opts.jobId ?? randomUUID();
+    // A new job's admission checks read Redis side by side with the cache lookup (one round trip, not
+    // several in a row); their refusals are still told in this order, and none counts for a cached answer.
+    const checks = [
+      this.requireServed(params.model),
+      opts.requireCapacity ? this.requireCapacity(params.model) : undefined,
+      this.refuseWhenRedisNearlyFull(),
+      this.refuseWhenQueueFull(),
+    ].map((check) => check?.then(() => undefined, (e: unknown) => ({ refused: e })));
     const source = cacheKey && dto.cache !== false ? await this.lifecycle.cachedResult(cacheKey) : undefined;
     if (source) {
       // An identical seeded request succeeded before: its images answer, no queue, no quota slot, no GPU.
@@ -70,13 +78,7 @@ export class JobsService {
       this.logger.log({ request_id: caller.requestId, job_id: jobId, msg: 'job answered from the result cache', model: params.model, source_job_id: source.id });
       return jobId;
     }
-    await this.requireServed(params.model);
-    if (opts.requireCapacity) await this.requireCapacity(params.model);
-    await this.refuseWhenRedisNearlyFull();
-    const waiting = await this.lifecycle.waitingCount();
-    if (waiting >= this.env.QUEUE_MAX_WAITING) {
-      throw new ApiError(ErrorCode.QueueFull, 'Too many jobs are waiting; try again later', { waiting }, { 'Retry-After': '30' });
-    }
+    for (const outcome of await Promise.all(checks)) if (outcome) throw outcome.refused;
     await edit?.commit();
     const data = this.jobData(dto, params, caller, opts, cacheKey, edit);
     // The owner's list (GET /api/v1/images/jobs) is written alongside the add, not after it; it never throws.
@@ -146,6 +148,14 @@ export class JobsService {
     if (await this.fleet.modelServed(model).catch(() => true)) return;
     const retryAfterS = Math.max(1, Math.ceil((this.env.WORKER_HEARTBEAT_INTERVAL_MS + this.env.HEALTH_CACHE_MS) / 1000));
     throw new ApiError(ErrorCode.ModelUnavailable, `No GPU worker has the files of model ${model} right now; retry later`, { model }, { 'Retry-After': String(retryAfterS) });
+  }
+
+  /** 503 queue_full past QUEUE_MAX_WAITING waiting jobs (every model's queue counted). */
+  private async refuseWhenQueueFull(): Promise<void> {
+    const waiting = await this.lifecycle.waitingCount();
+    if (waiting >= this.env.QUEUE_MAX_WAITING) {
+      throw new ApiError(ErrorCode.QueueFull, 'Too many jobs are waiting; try again later', { waiting }, { 'Retry-After': '30' });
+    }
   }
 
   /**
