@@ -20,24 +20,26 @@
  *                      [--auth] [--log-level info] [--keep-logs]
  */
 const { join } = require('node:path');
-const { readdirSync, readFileSync, rmSync } = require('node:fs');
+const { spawn } = require('node:child_process');
+const { readdirSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
 const os = require('node:os');
 const Redis = require('ioredis');
 const H = require('./lib/harness');
+const P = require('../scripts/lib/processes');
 
 const ROUTES = ['live', 'get', 'submit', 'queued'];
 
 let args;
 try {
   args = H.parseArgs(process.argv.slice(2), {
-    seconds: 'number', connections: 'number', routes: 'string', 'cpu-prof': 'bool', auth: 'bool', 'log-level': 'string', 'keep-logs': 'bool', help: 'bool',
+    seconds: 'number', connections: 'number', routes: 'string', 'cpu-prof': 'bool', auth: 'bool', 'log-level': 'string', 'keep-logs': 'bool', 'no-floors': 'bool', help: 'bool',
   });
 } catch (e) {
   process.stderr.write(`${e.message}\n`);
   process.exit(2);
 }
 if (args.help) {
-  process.stdout.write('node bench/edge.js [--seconds 10] [--connections 32] [--routes live,get,submit,queued] [--cpu-prof] [--auth] [--log-level info] [--keep-logs]\n');
+  process.stdout.write('node bench/edge.js [--seconds 10] [--connections 32] [--routes live,get,submit,queued] [--cpu-prof] [--auth] [--log-level info] [--keep-logs] [--no-floors]\n');
   process.exit(0);
 }
 const SECONDS = args.seconds ?? 10;
@@ -97,6 +99,31 @@ function summarizeProfile(file, top = 20) {
   return lines.join('\n');
 }
 
+/** Which floor (bench/lib/edge-floor.js) a route is read against. */
+const FLOOR_OF = { live: ['bare'], get: ['bare', 'get', 'nest', 'nest-fastify'], queued: ['bare', 'get', 'nest', 'nest-fastify'], submit: ['bare', 'submit'] };
+
+/** Starts a floor server as its own process, answering `answer` (the API's own answer for the route). */
+async function startFloor(kind, redisUrl, answer, runDir) {
+  const port = await H.freePort();
+  const file = join(runDir, `floor-${kind}.json`);
+  writeFileSync(file, answer);
+  const child = P.track(spawn(process.execPath, [join(__dirname, 'lib', 'edge-floor.js'), kind, String(port), redisUrl, file], { stdio: ['ignore', 'pipe', 'inherit'] }));
+  await new Promise((resolve, reject) => {
+    child.stdout.once('data', resolve);
+    child.once('exit', (code) => reject(new Error(`the ${kind} floor exited with ${code}`)));
+  });
+  return { url: `http://${H.HOST}:${port}/`, pid: child.pid, stop: () => P.stopChild(child, 'SIGTERM', 5_000) };
+}
+
+/** autocannon against a target, with the serving process's CPU time per request. */
+async function measure(target, pid, headers) {
+  await H.cannon({ url: target.url, method: target.method, body: target.body, headers, connections: CONNECTIONS, duration: 1 });
+  const cpu0 = H.cpuSeconds(pid);
+  const res = await H.cannon({ url: target.url, method: target.method, body: target.body, headers, connections: CONNECTIONS, duration: SECONDS });
+  const cpuUs = ((H.cpuSeconds(pid) - cpu0) * 1e6) / Math.max(1, res.requests.total);
+  return { res, cpuUs, rps: res.requests.total / (res.duration || 1) };
+}
+
 async function main() {
   H.requireBuild(['api', 'worker', 'sim', 'keys']);
   const runDir = H.makeRunDir('edge');
@@ -135,21 +162,42 @@ async function main() {
       queued: { title: 'GET …/jobs/{id} (queued)', url: `${api.url}/api/v1/images/jobs/${queued.body.id}` },
     };
     const lines = ['', `HTTP EDGE (autocannon -c ${CONNECTIONS}, ${SECONDS} s per route; API CPU from /proc; Redis: sent = MONITOR, executed = INFO commandstats)`];
+    const answers = { live: undefined, get: done.bytes, queued: queued.bytes, submit: queued.bytes };
+    const floors = [];
     for (const name of SELECTED) {
       const t = targets[name];
-      // A short warm-up so the JIT and the connection pools are hot before the figures count.
-      await H.cannon({ url: t.url, method: t.method, body: t.body, headers, connections: CONNECTIONS, duration: 1 });
+      // measure() warms up first, so the JIT and the connection pools are hot before the figures count.
       const before = await H.redisCommandStats(redisClient);
-      const cpu0 = H.cpuSeconds(api.pid);
-      const res = await H.cannon({ url: t.url, method: t.method, body: t.body, headers, connections: CONNECTIONS, duration: SECONDS });
-      const cpuUs = ((H.cpuSeconds(api.pid) - cpu0) * 1e6) / Math.max(1, res.requests.total);
+      const { res, cpuUs, rps } = await measure(t, api.pid, headers);
       const after = await H.redisCommandStats(redisClient);
       const per = H.commandsPerRequest(before, after, res.requests.total);
       const trips = await H.roundTripsPerRequest(redis.url, () => H.request(t.method ?? 'GET', t.url, { body: t.body && JSON.parse(t.body), headers }), 200);
       const detail = Object.entries(per.by).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ');
       lines.push(`${H.cannonLine(t.title, res)}   API CPU ${Number.isFinite(cpuUs) ? Math.round(cpuUs) : 'n/a'} µs/request`);
       lines.push(`${''.padEnd(34)} Redis: ${trips.total.toFixed(2)} commands sent/request (${trips.detail || 'none'}); ${per.total.toFixed(2)} executed incl. inside scripts (${detail || 'none'})`);
+      if (!args['no-floors']) {
+        // The same answer from a server with no framework: the bare machine, then the route's Redis work alone.
+        for (const kind of FLOOR_OF[name]) {
+          const floor = await startFloor(kind, redis.url, answers[name] ?? Buffer.from('{"status":"ok"}'), runDir);
+          try {
+            const m = await measure({ ...t, url: new URL(new URL(t.url).pathname, floor.url).toString() }, floor.pid, headers);
+            floors.push({ name, kind, ...m, api: { rps, cpuUs } });
+            lines.push(`${H.cannonLine(`  floor: ${kind}`, m.res)}   CPU ${Math.round(m.cpuUs)} µs/request`);
+          } finally {
+            await floor.stop();
+          }
+        }
+      }
       say(`${name} done`);
+    }
+    if (floors.length) {
+      lines.push('', 'floors: bare = node:http answering the same bytes; get = plus the job GET\'s Redis round trips (key check, rate-limit script, record);',
+        'nest = the get floor in a minimal NestJS app (no middleware, guard, pipe or logger), nest-fastify = the same on the Fastify adapter;',
+        'submit = plus the rate-limit script and BullMQ Queue.add.',
+        'What the API adds over its route\'s floors, per request:');
+      for (const f of floors.filter((x) => x.kind !== 'bare' || x.name === 'live')) {
+        lines.push(`  ${f.name.padEnd(7)} API ${Math.round(f.api.cpuUs)} µs vs ${f.kind} floor ${Math.round(f.cpuUs)} µs of CPU (+${Math.round(f.api.cpuUs - f.cpuUs)} µs); ${Math.round(f.api.rps)} vs ${Math.round(f.rps)} req/s`);
+      }
     }
     process.stdout.write(`${lines.join('\n')}\n`);
     if (args['cpu-prof']) {
