@@ -7,6 +7,8 @@ import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import { AllExceptionsFilter, bodyParserErrorHandler, requireJsonBody, sendError } from './common/all-exceptions.filter';
 import { requestIdMiddleware } from './common/request-id.middleware';
+import { ApiLogger } from './logging/logging.module';
+import { requestLogMiddleware } from './logging/request-log';
 import { routeMethodsOf } from './common/route-methods';
 import { apiValidationPipe } from './common/validation';
 import { mountQueueBoard } from './admin/queue-board';
@@ -49,6 +51,8 @@ export function setupApp(app: INestApplication, env: Env): void {
   // Liveness skips Express and Nest (health/liveness-fast-path.ts), with the same headers.
   installLivenessFastPath(app.getHttpServer() as Server, staticHeadersOf([helmetHeaders], '/health/live'), livenessObserver(app));
   express.use(requestIdMiddleware);
+  // The request's line and its child logger (request_id on every line logged while serving it).
+  express.use(requestLogMiddleware(app.get(ApiLogger, { strict: false }).root));
   express.use(httpMetricsMiddleware(app));
   // Bull Board at /admin/queues behind ADMIN_TOKEN (nothing mounted without it).
   mountQueueBoard(app, env);

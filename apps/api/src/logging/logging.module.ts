@@ -1,42 +1,12 @@
-import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { DynamicModule, Module, RequestMethod } from '@nestjs/common';
 import { LoggerModule } from 'nestjs-pino';
-import { pino, type DestinationStream } from 'pino';
-import type { Options } from 'pino-http';
+import { pino, type DestinationStream, type Logger } from 'pino';
 import { Env } from '@app/config';
 import { baseLogOptions } from '@app/health';
 
 /** Where the API's log lines go: stdout unless a test swaps the stream (overrideProvider). */
 export class LogDestination {
   constructor(readonly stream?: DestinationStream) {}
-}
-
-/** Probes and scrapes come every few seconds from every balancer: not worth a line each. */
-const QUIET_PATHS = /^\/(health(\/(live|ready))?|metrics)\/?(\?|$)/;
-
-export function pinoHttpOptions(env: Env): Options {
-  return {
-    ...baseLogOptions('api', env.LOG_LEVEL),
-    // request-id.middleware has set req.id (from X-Request-Id or new) before this runs.
-    genReqId: (req: IncomingMessage) => req.id ?? randomUUID(),
-    customAttributeKeys: { reqId: 'request_id', responseTime: 'duration_ms' },
-    // Every line logged while serving a request carries request_id; the closing line also req/res.
-    quietReqLogger: true,
-    // 500 is a bug or an outage; 502/503/504 are answers the API chose (job failed, Redis away, sync timeout).
-    customLogLevel: (_req: IncomingMessage, res: ServerResponse, err?: Error) =>
-      err || res.statusCode === 500 || res.statusCode > 504 ? 'error' : res.statusCode >= 500 ? 'warn' : 'info',
-    // pino-http invents an Error for every 5xx; keep the line short unless something was really thrown.
-    customErrorObject: (_req: IncomingMessage, res: ServerResponse, err: Error, val: Record<string, unknown>) =>
-      err.message === `failed with status code ${res.statusCode}` ? { ...val, err: undefined } : val,
-    serializers: {
-      req: (r: { method?: string; url?: string; remoteAddress?: string; headers?: Record<string, unknown> }) => ({
-        method: r.method, url: r.url, remote_address: r.remoteAddress, headers: r.headers,
-      }),
-      res: (r: { statusCode?: number }) => ({ status_code: r.statusCode }),
-    },
-    autoLogging: { ignore: (req: IncomingMessage) => QUIET_PATHS.test(req.url ?? '') },
-  };
 }
 
 /**
@@ -48,7 +18,17 @@ export function stdoutDestination(): DestinationStream {
   return pino.destination({ dest: 1, sync: false });
 }
 
-/** JSON lines through nestjs-pino; main.ts routes Nest's Logger to it (app.useLogger). */
+/** The API's root logger: every line goes through it (a request's through a child of it, see request-log.ts). */
+export class ApiLogger {
+  constructor(readonly root: Logger) {}
+}
+
+/**
+ * JSON lines through nestjs-pino; main.ts routes Nest's Logger to it (app.useLogger). The request
+ * line comes from requestLogMiddleware (installed by setupApp), whose per-request child logger
+ * nestjs-pino binds to the request (useExisting), so every line logged while serving it carries
+ * request_id.
+ */
 @Module({})
 export class LoggingModule {
   static forRoot(env: Env): DynamicModule {
@@ -56,10 +36,14 @@ export class LoggingModule {
       module: LoggingModule,
       imports: [
         LoggerModule.forRootAsync({
-          providers: [{ provide: LogDestination, useValue: new LogDestination() }],
-          inject: [LogDestination],
-          useFactory: (dest: LogDestination) => ({
-            pinoHttp: [pinoHttpOptions(env), dest.stream ?? stdoutDestination()],
+          providers: [
+            { provide: LogDestination, useValue: new LogDestination() },
+            { provide: ApiLogger, inject: [LogDestination], useFactory: (dest: LogDestination) => new ApiLogger(pino(baseLogOptions('api', env.LOG_LEVEL), dest.stream ?? stdoutDestination())) },
+          ],
+          inject: [ApiLogger],
+          useFactory: (logger: ApiLogger) => ({
+            pinoHttp: { logger: logger.root },
+            useExisting: true,
             forRoutes: [{ path: '{*splat}', method: RequestMethod.ALL }],
           }),
         }),
