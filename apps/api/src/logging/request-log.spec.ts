@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Writable } from 'node:stream';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { baseLogOptions } from '@app/health';
 import { requestLogLevel, requestLogMiddleware } from './request-log';
 
@@ -18,7 +18,7 @@ function capture() {
 }
 
 function exchange(url: string, headers: Record<string, string> = {}) {
-  const req = Object.assign(new EventEmitter(), { id: 'rid-1', method: 'GET', url, originalUrl: url, headers, socket: { remoteAddress: '127.0.0.1' } }) as unknown as IncomingMessage & { log?: unknown };
+  const req = Object.assign(new EventEmitter(), { id: 'rid-1', method: 'GET', url, originalUrl: url, headers, socket: { remoteAddress: '127.0.0.1' } }) as unknown as IncomingMessage & { id?: string; log?: Logger };
   const res = Object.assign(new EventEmitter(), { statusCode: 200, writableEnded: false }) as unknown as ServerResponse & { writableEnded: boolean };
   return { req, res };
 }
@@ -30,7 +30,7 @@ describe('requestLogMiddleware', () => {
     let nexted = false;
     requestLogMiddleware(root)(req, res, () => void (nexted = true));
     expect(nexted).toBe(true);
-    (req.log as { info: (o: object, m: string) => void }).info({ context: 'X' }, 'inside');
+    req.log?.info({ context: 'X' }, 'inside');
     (res as unknown as { writableEnded: boolean }).writableEnded = true;
     res.emit('finish');
     res.emit('close'); // once only
