@@ -24,12 +24,12 @@ const { randomUUID } = require('node:crypto');
 const Redis = require('ioredis');
 
 const [kind, port, redisUrl, answerFile] = process.argv.slice(2);
-const answer = readFileSync(answerFile);
 const KINDS = ['bare', 'get', 'submit', 'nest', 'nest-fastify'];
-if (!KINDS.includes(kind)) {
-  process.stderr.write(`edge-floor: kind must be one of ${KINDS.join(', ')}\n`);
+if (!KINDS.includes(kind) || !/^\d+$/.test(port ?? '') || !redisUrl || !answerFile) {
+  process.stderr.write(`usage: node bench/lib/edge-floor.js <${KINDS.join('|')}> <port> <redis-url> <answer-file>\n`);
   process.exit(2);
 }
+const answer = readFileSync(answerFile);
 
 // Same shape as the rate limiter's script: one counter per window, its TTL set by the first hit.
 const THROTTLE = `local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return {n, redis.call('PTTL', KEYS[1])}`;
