@@ -103,6 +103,11 @@ describe('images end to end (API → Redis → worker → ComfyUI simulator)', (
     expect(done.images).toHaveLength(1);
     expect(done.finished_at).not.toBeNull();
     expect(done.timings.execution_ms).toBeGreaterThan(0);
+    // The job's JSON keeps Express's weak ETag (only answers of over 1 MiB, images in base64, go without): a poll can revalidate.
+    const polled = await request(stack.url).get(`/api/v1/images/jobs/${id}`).expect(200);
+    const sha1 = createHash('sha1').update(polled.text, 'utf8').digest('base64').slice(0, 27);
+    expect(polled.headers.etag).toBe(`W/"${Buffer.byteLength(polled.text).toString(16)}-${sha1}"`);
+    await request(stack.url).get(`/api/v1/images/jobs/${id}`).set('If-None-Match', polled.headers.etag).expect(304);
     const img = await request(stack.url).get(`/api/v1/images/jobs/${id}/images/0`).buffer(true).expect(200);
     expect(img.headers['content-type']).toBe('image/png');
     expect(img.headers.etag).toBe(`"${done.images[0].sha256}"`);

@@ -6,6 +6,7 @@ import { json, raw, type Express, type Request, type Response } from 'express';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import { AllExceptionsFilter, bodyParserErrorHandler, requireJsonBody, sendError } from './common/all-exceptions.filter';
+import { ETAG_MAX_BYTES, weakEtagUpTo } from './common/etag';
 import { requestIdMiddleware } from './common/request-id.middleware';
 import { ApiLogger } from './logging/logging.module';
 import { requestLogMiddleware } from './logging/request-log';
@@ -45,6 +46,8 @@ export function setupApp(app: INestApplication, env: Env): void {
   const express = app as NestExpressApplication;
   express.set('trust proxy', 'loopback, linklocal, uniquelocal');
   express.disable('x-powered-by');
+  // Express's weak ETags, except on answers that carry images as base64 (see common/etag.ts).
+  express.set('etag', weakEtagUpTo(ETAG_MAX_BYTES));
   // helmet before every other middleware, so even early errors carry the security headers.
   const helmetHeaders = securityHeaders();
   express.use(helmetHeaders);
