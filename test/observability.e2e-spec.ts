@@ -122,6 +122,11 @@ describe('observability: /metrics, JSON logs with request ids, queue dashboard',
     const line = await waitFor(async () => lines.find((x) => x.request_id === made && x.msg === 'request completed'), 5_000, 'the line');
     expect((line.req as { headers: Record<string, string> }).headers.authorization).toBe('[redacted]');
     expect(raw).not.toContain('sk_never_in_logs_either');
+
+    // A body refused while it is read (before any route) still has its line.
+    await request(stack.url).post('/api/v1/images/jobs').set('X-Request-Id', 'obs-req-broken').set('Content-Type', 'application/json').send('{"prompt":').expect(400);
+    const broken = await waitFor(async () => lines.find((x) => x.request_id === 'obs-req-broken' && x.msg === 'request completed'), 5_000, 'the refused body line');
+    expect(broken).toMatchObject({ level: 'info', res: { status_code: 400 }, req: { method: 'POST', url: '/api/v1/images/jobs' } });
   });
 
   it('/metrics is Prometheus text; HTTP by route pattern, job counters and histograms move after a job', async () => {
