@@ -14,10 +14,13 @@
  * (MONITOR during 200 sequential requests; a script is one EVALSHA) and those Redis executes,
  * script internals included (INFO commandstats before and after). With --cpu-prof the API runs under `node --cpu-prof` and the
  * profile's self time is summed by package and by function at the end (the .cpuprofile is kept and
- * opens in Chrome DevTools).
+ * opens in Chrome DevTools). Beside each route the same answer is measured from floors
+ * (bench/lib/edge-floor.js: node:http alone, plus the route's Redis work, in a minimal Nest app on
+ * Express and on Fastify, BullMQ's add), each its own process, and the API's CPU over each is printed
+ * (--no-floors skips them).
  *
  *   node bench/edge.js [--seconds 10] [--connections 32] [--routes live,get,submit,queued] [--cpu-prof]
- *                      [--auth] [--log-level info] [--keep-logs]
+ *                      [--auth] [--log-level info] [--keep-logs] [--no-floors]
  */
 const { join } = require('node:path');
 const { spawn } = require('node:child_process');
