@@ -21,15 +21,18 @@ function harness(opts: { replicasToAck?: number; replicasConfirming?: number } =
   const events: JobEvent[] = [];
   const cancels: string[] = [];
   const webhooks: WebhookEventInput[] = [];
+  let recordReads = 0;
+  let pipelines = 0;
+  const listeners = new Map<string, (e: JobEvent) => void>();
   const store = {
     putRecord: async (id: string, r: Record<string, unknown>) => void (records.set(id, r), log.push(`record:${String(r.status)}`)),
-    getRecord: async (id: string) => records.get(id),
+    getRecord: async (id: string) => (recordReads++, records.get(id)),
     wasExpired: async () => false,
   } as unknown as ResultStore;
   const bus = {
     publish: async (e: JobEvent) => void (events.push(e), log.push(`event:${e.type === 'status' ? e.status : 'progress'}`)),
     requestCancel: async (id: string) => void cancels.push(id),
-    listen: () => () => undefined,
+    listen: (id: string, l: (e: JobEvent) => void) => (listeners.set(id, l), () => void listeners.delete(id)),
   } as unknown as JobEventBus;
   const enqueuer = { enqueue: async (e: WebhookEventInput) => (webhooks.push(e), log.push(`webhook:${e.event}`), 'msg') } as unknown as WebhookEnqueuer;
   const states = { read: async () => null } as unknown as WebhookStateStore;
@@ -68,6 +71,7 @@ function harness(opts: { replicasToAck?: number; replicasConfirming?: number } =
   } as unknown as Redis;
   // A pipeline of the same fakes, replied in order like ioredis's ([error, value] per command).
   (redis as unknown as { pipeline: () => unknown }).pipeline = () => {
+    pipelines++;
     const calls: Array<() => Promise<unknown>> = [];
     const p: Record<string, unknown> = {
       exec: async () => Promise.all(calls.map(async (c) => [null, await c()])),
@@ -98,7 +102,12 @@ function harness(opts: { replicasToAck?: number; replicasConfirming?: number } =
   const lifecycle = new JobLifecycle(env, new RedisKeys('t'), store, bus, enqueuer, states, redis, new GenerationQueues('m', new Map([['m', queue]]), []));
   const transitions: JobTransition[] = [];
   lifecycle.onTransition((t) => transitions.push(t));
-  return { lifecycle, log, records, flags, values, queueJobs, events, cancels, webhooks, transitions };
+  /** An event as the bus would deliver it from another process. */
+  const deliver = (e: JobEvent) => listeners.get(e.job_id)?.(e);
+  return {
+    lifecycle, log, records, flags, values, queueJobs, events, cancels, webhooks, transitions, deliver,
+    recordReads: () => recordReads, pipelines: () => pipelines,
+  };
 }
 
 const data = (o: Partial<GenerationJobData> = {}): GenerationJobData => ({
@@ -145,6 +154,24 @@ describe('JobLifecycle', () => {
   });
 
   beforeAll(() => Logger.overrideLogger(false));
+
+  it('a waiter wakes on the terminal event without reading again, and the job\'s queued snapshot is dropped', async () => {
+    const h = harness();
+    await h.lifecycle.enqueue('j1', data());
+    const ended = h.lifecycle.waitForEnd('j1', 10_000);
+    await new Promise((r) => setImmediate(r)); // the first look: not ended yet
+    const reads = h.recordReads();
+    const job = heldJob('j1', data());
+    await h.lifecycle.succeeded(job, 'http://c', { images: [], seed: 1, model: 'm', prompt_id: 'p', comfyui: 'http://c', timings: { queue_ms: 1, execution_ms: 2, total_ms: 3 } });
+    h.deliver(h.events[h.events.length - 1]); // the worker's end, as another process publishes it
+    await expect(ended).resolves.toBe(true);
+    expect(h.recordReads()).toBe(reads);
+    // The snapshot kept for the submission's own answer would cost a queue pipeline first: the record answers at once.
+    const pipelinesBefore = h.pipelines();
+    const read = await h.lifecycle.read('j1');
+    expect(read).toMatchObject({ found: true, view: { status: 'succeeded' } });
+    expect(h.pipelines()).toBe(pipelinesBefore);
+  });
 
   it('enqueue puts the job on the queue and tells the process it is queued', async () => {
     const h = harness();

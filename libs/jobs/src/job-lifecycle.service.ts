@@ -222,6 +222,8 @@ export class JobLifecycle {
       const finish = (v: boolean) => {
         if (done) return;
         done = true;
+        // An ended job's queued snapshot (kept for the submission's own answer) can only be stale now.
+        if (v) this.fresh.delete(jobId);
         stop();
         clearTimeout(deadline);
         clearInterval(poll);
@@ -237,8 +239,9 @@ export class JobLifecycle {
           // Redis blinking: the deadline still ends the wait.
         }
       };
+      // The terminal event is published once the record is on file (see end()): believed without a read.
       const stop = this.bus.listen(jobId, (e) => {
-        if (e.type === 'status' && isTerminal(e.status)) void check();
+        if (e.type === 'status' && isTerminal(e.status)) finish(true);
       });
       const deadline = setTimeout(() => finish(false), timeoutMs);
       const poll = setInterval(() => void check(), 1_000);
