@@ -4,7 +4,7 @@ import { ComfyUiClientFactory } from '@app/comfyui';
 import { ConfigModule, Env } from '@app/config';
 import { QueueName } from '@app/queue';
 import type { Redis } from 'ioredis';
-import { StorageModule } from '@app/storage';
+import { REDIS_CLIENT, StorageModule } from '@app/storage';
 import { webhookHostResolverProvider } from '@app/webhooks';
 import { WorkflowsModule } from '@app/workflows';
 import { JobsModule } from '@app/jobs';
@@ -26,7 +26,6 @@ import { PlaygroundModule } from './playground/playground.module';
 import { SignedImagesController } from './jobs/signed-images.controller';
 import { SignedLinks } from './jobs/signed-links.service';
 import { OPENAI_CONTROLLERS, OPENAI_PROVIDERS } from './openai';
-import { QUEUE_REDIS_CLIENT, QueueConnectionModule } from './queue-connection.module';
 
 @Module({})
 export class ApiModule {
@@ -38,12 +37,11 @@ export class ApiModule {
         WorkflowsModule,
         StorageModule.forRoot(),
         // Fail fast while Redis is away (503), instead of queueing commands and hanging requests.
-        // The API's queues only add and read: they share one fail-fast client of their own. BullMQ never
+        // The API's queues only add and read: they share the process's fail-fast client. BullMQ never
         // QUITs a shared connection, so closing a queue while Redis is away cannot fail the shutdown
-        // (ioredis refuses QUIT on a reconnecting fail-fast connection); QueueConnectionModule closes it.
+        // (ioredis refuses QUIT on a reconnecting fail-fast connection); StorageModule closes the client.
         BullModule.forRootAsync({
-          imports: [QueueConnectionModule],
-          inject: [QUEUE_REDIS_CLIENT],
+          inject: [REDIS_CLIENT],
           useFactory: (client: Redis) => ({ connection: client, prefix: env.QUEUE_PREFIX }),
         }),
         BullModule.registerQueue({ name: QueueName.Generation }),

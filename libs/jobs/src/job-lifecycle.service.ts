@@ -119,14 +119,8 @@ export class JobLifecycle {
     this.remember(jobId, data.params.model);
     if (job) this.rememberFresh(job);
     this.emit({ kind: 'queued', jobId, model: data.params.model, at: data.submitted_at });
-    // WAIT covers the writes of the connection it runs on: the queue's client, which made the add, and
-    // (when the queues have a connection of their own, as in the API) the shared one, which wrote the
-    // owner's list, the idempotency claim and the quota slot. Both side by side.
-    if (this.env.replicasToAck > 0) {
-      const queueClient = (await queue.getBackend().client) as unknown as Redis;
-      const clients = queueClient === this.redis ? [queueClient] : [queueClient, this.redis];
-      await Promise.all(clients.map((client) => this.replicated(client, 1, jobId)));
-    }
+    // WAIT covers the writes of the connection it runs on: the queue's own client, which made the add.
+    if (this.env.replicasToAck > 0) await this.replicated((await queue.getBackend().client) as unknown as Pick<Redis, 'wait'>, 1, jobId);
   }
 
   async read(jobId: string): Promise<ReadResult> {

@@ -3,7 +3,7 @@ import { FactoryProvider, Inject, Injectable, Logger, OnApplicationShutdown } fr
 import Redis from 'ioredis';
 import { redisClient, redisDependency, type RedisEnv, watchRedisClient } from '@app/queue';
 
-/** The process's general-purpose ioredis connection (BullMQ keeps its own: the worker's by options, the API's QUEUE_REDIS_CLIENT). */
+/** The process's one general-purpose ioredis connection (BullMQ keeps its own). */
 export const REDIS_CLIENT = Symbol('REDIS_CLIENT');
 
 export function createRedisClient(env: RedisEnv): Redis {
