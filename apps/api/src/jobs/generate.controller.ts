@@ -5,7 +5,7 @@ import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import { JobTimings } from '@app/queue';
 import { WorkflowRegistry } from '@app/workflows';
-import { ApiError, STATUS_BY_CODE } from '../common/api-error';
+import { ApiError } from '../common/api-error';
 import { RateLimitAs } from '../rate-limit/rate-limit-kind';
 import { ApiErrors, JOB_FAILURE_CODES } from '../docs/api-errors';
 import { GENERATION_EXAMPLES } from '../docs/request-examples';
@@ -82,13 +82,7 @@ export class GenerateController {
       throw new ApiError(ErrorCode.SyncTimeout, `The image is not ready after ${this.env.SYNC_TIMEOUT_MS} ms; poll the job`, { job_id: jobId, job_url: location });
     }
     // One read of the job: the resource and the images come from the same view.
-    const view = await this.jobs.view(jobId, caller);
-    const resource = this.jobs.render(view, base);
-    if (resource.status !== 'succeeded') {
-      const error = resource.error ?? { code: ErrorCode.InternalError, message: 'The job failed' };
-      const code = STATUS_BY_CODE[error.code] ? error.code : ErrorCode.InternalError;
-      throw new ApiError(code, error.message, { job_id: jobId, job_url: location });
-    }
+    const { view, resource } = await this.jobs.succeeded(jobId, caller, base, { job_id: jobId, job_url: location });
     const fetched = await Promise.all(resource.images.map((link) => this.jobs.imageOfView(view, link.index)));
     const images = resource.images.map((link, i) => ({
       image_url: new DataUrl(fetched[i].contentType, fetched[i].bytes),

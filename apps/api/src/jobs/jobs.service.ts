@@ -7,7 +7,7 @@ import { isTerminal, JobLifecycle, type JobView, renderJobResource, resultCacheK
 import { DEFAULT_WEBHOOK_EVENTS, type GenerationJobData, type GenerationParams, type JobResource, type StoredImageRef } from '@app/queue';
 import { type ImageStream, ResultStore } from '@app/storage';
 import { WorkflowRegistry } from '@app/workflows';
-import { ApiError, STORAGE_FULL_RETRY_AFTER_S } from '../common/api-error';
+import { ApiError, STATUS_BY_CODE, STORAGE_FULL_RETRY_AFTER_S } from '../common/api-error';
 import { RedisMemoryProbe } from '../metrics/redis-memory';
 import { ContentPolicy, enforceContentPolicy } from '../policy/content-policy';
 import { JobQuota } from '../rate-limit/job-quota.service';
@@ -249,6 +249,21 @@ export class JobsService {
     if (waitMs <= 0 || isTerminal(view.status)) return this.render(view, base);
     await this.lifecycle.waitForEnd(jobId, waitMs, signal);
     return this.get(jobId, caller, base);
+  }
+
+  /**
+   * An ended job, for the answers that carry its images (the sync route, OpenAI's): its resource and the
+   * view it was rendered from (one read, handed to imageOfView). A job that did not succeed answers with
+   * its own failure (502 comfyui_*, 409 canceled…; a code the API does not know as 500), with `details`.
+   */
+  async succeeded(jobId: string, caller: Caller, base: string, details: Record<string, unknown>): Promise<{ view: JobView; resource: JobResource }> {
+    const view = await this.view(jobId, caller);
+    const resource = this.render(view, base);
+    if (resource.status !== 'succeeded') {
+      const error = resource.error ?? { code: ErrorCode.InternalError, message: 'The job failed' };
+      throw new ApiError(STATUS_BY_CODE[error.code] ? error.code : ErrorCode.InternalError, error.message, details);
+    }
+    return { view, resource };
   }
 
   /** The whole image, for answers that embed it (data URLs, b64_json), from a view the caller already read (and may see). */

@@ -4,7 +4,7 @@ import { DomainError, ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import { inspectInputImage, sniffImageType } from '@app/storage';
 import { WorkflowRegistry } from '@app/workflows';
-import { ApiError, STATUS_BY_CODE } from '../common/api-error';
+import { ApiError } from '../common/api-error';
 import { CreateJobDto } from '../jobs/dto/create-job.dto';
 import { canonical, IdempotencyService } from '../jobs/idempotency.service';
 import { type Caller, JobsService } from '../jobs/jobs.service';
@@ -135,12 +135,7 @@ export class OpenAiImagesService {
         { 'Retry-After': '1' },
       );
     }
-    const view = await this.jobs.view(jobId, caller);
-    const resource = this.jobs.render(view, base);
-    if (resource.status !== 'succeeded') {
-      const error = resource.error ?? { code: ErrorCode.InternalError, message: 'The job failed' };
-      throw new ApiError(STATUS_BY_CODE[error.code] ? error.code : ErrorCode.InternalError, error.message, { job_id: jobId });
-    }
+    const { view, resource } = await this.jobs.succeeded(jobId, caller, base, { job_id: jobId });
     // One read of the job serves the answer and its images; b64 images are fetched side by side.
     const data: OpenAiImagesResponseDto['data'] =
       dto.response_format === 'url'
