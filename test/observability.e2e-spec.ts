@@ -127,6 +127,9 @@ describe('observability: /metrics, JSON logs with request ids, queue dashboard',
     await request(stack.url).post('/api/v1/images/jobs').set('X-Request-Id', 'obs-req-broken').set('Content-Type', 'application/json').send('{"prompt":').expect(400);
     const broken = await waitFor(async () => lines.find((x) => x.request_id === 'obs-req-broken' && x.msg === 'request completed'), 5_000, 'the refused body line');
     expect(broken).toMatchObject({ level: 'info', res: { status_code: 400 }, req: { method: 'POST', url: '/api/v1/images/jobs' } });
+    await request(stack.url).post('/api/v1/models').set('X-Request-Id', 'obs-req-large').send({ pad: 'x'.repeat(100 * 1024) }).expect(413);
+    const large = await waitFor(async () => lines.find((x) => x.request_id === 'obs-req-large' && x.msg === 'request completed'), 5_000, 'the too-large body line');
+    expect(large).toMatchObject({ res: { status_code: 413 }, req: { method: 'POST', url: '/api/v1/models' } });
   });
 
   it('/metrics is Prometheus text; HTTP by route pattern, job counters and histograms move after a job', async () => {
