@@ -4,6 +4,8 @@ import type { Logger } from 'pino';
 /** Probes and scrapes come every few seconds from every balancer: not worth a line each. */
 export const QUIET_PATHS = /^\/(health(\/(live|ready))?|metrics)\/?(\?|$)/;
 
+const ENDS = ['finish', 'close', 'error'] as const;
+
 type LoggedRequest = IncomingMessage & { id?: string; originalUrl?: string; log?: Logger };
 
 /** 500 is a bug or an outage; 502/503/504 are answers the API chose (job failed, Redis away, sync timeout). */
@@ -26,10 +28,9 @@ export function requestLogMiddleware(root: Logger) {
     req.log = log;
     if (QUIET_PATHS.test(req.url ?? '')) return next();
     const started = Date.now();
+    // One listener for the three ends ('finish' and 'close' pass nothing, 'error' its error), gone after the first.
     const done = (err?: Error) => {
-      res.off('finish', onFinish);
-      res.off('close', onClose);
-      res.off('error', done);
+      for (const event of ENDS) res.off(event, done);
       const status = res.statusCode;
       const level = requestLogLevel(status, err);
       const line: Record<string, unknown> = {
@@ -42,11 +43,7 @@ export function requestLogMiddleware(root: Logger) {
       const msg = err || status >= 500 ? 'request errored' : res.writableEnded ? 'request completed' : 'request aborted';
       log[level](line, msg);
     };
-    const onFinish = () => done();
-    const onClose = () => done();
-    res.on('finish', onFinish);
-    res.on('close', onClose);
-    res.on('error', done);
+    for (const event of ENDS) res.on(event, done);
     next();
   };
 }
