@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { DataUrl, jsonWithDataUrls } from './json-with-data-urls';
+import { DataUrl, jsonWithDataUrls, writeBase64 } from './json-with-data-urls';
 
 const asString = (u: DataUrl) => `data:${u.contentType};base64,${u.bytes.toString('base64')}`;
 
@@ -31,5 +31,16 @@ describe('jsonWithDataUrls', () => {
     const odd = new DataUrl('image/x"y\\z', Buffer.alloc(0));
     expect(jsonWithDataUrls({ u: odd, n: [1, 'x'] }).toString('utf8')).toBe(JSON.stringify({ u: asString(odd), n: [1, 'x'] }));
     expect(jsonWithDataUrls({ a: 1, s: 'data:image/png;base64,AA==' }).toString('utf8')).toBe('{"a":1,"s":"data:image/png;base64,AA=="}');
+  });
+
+  it('writes base64 slice by slice exactly as one whole encoding, at every slice boundary', () => {
+    const slice = 3 * 8192;
+    for (const n of [0, 1, 2, 3, 4, slice - 1, slice, slice + 1, slice + 2, 2 * slice + 2, 5 * slice + 1]) {
+      const bytes = randomBytes(n);
+      const whole = bytes.toString('base64');
+      const out = Buffer.alloc(whole.length + 3, '#');
+      expect(writeBase64(bytes, out, 2)).toBe(2 + whole.length);
+      expect(out.toString('latin1')).toBe(`##${whole}#`);
+    }
   });
 });

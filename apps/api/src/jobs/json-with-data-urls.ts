@@ -26,11 +26,11 @@ export function jsonWithDataUrls(value: unknown): Buffer {
   });
   if (!urls.length) return Buffer.from(text, 'utf8');
   // The type is stringified like any string (escapes included); base64 is plain ASCII, one byte a character.
-  const encoded = urls.map((u) => ({ head: JSON.stringify(`data:${u.contentType};base64,`).slice(1, -1), base64: u.bytes.toString('base64') }));
+  const encoded = urls.map((u) => ({ head: JSON.stringify(`data:${u.contentType};base64,`).slice(1, -1), bytes: u.bytes, base64Length: 4 * Math.ceil(u.bytes.length / 3) }));
   // split with a capture group alternates text and the captured index: text, i, text, i, …, text.
   const parts = text.split(new RegExp(`${nonce}:(\\d+)`));
   const pieces = parts.map((p, n) => (n % 2 ? encoded[Number(p)] : p));
-  const size = pieces.reduce((a, p) => a + (typeof p === 'string' ? Buffer.byteLength(p, 'utf8') : Buffer.byteLength(p.head, 'utf8') + p.base64.length), 0);
+  const size = pieces.reduce((a, p) => a + (typeof p === 'string' ? Buffer.byteLength(p, 'utf8') : Buffer.byteLength(p.head, 'utf8') + p.base64Length), 0);
   // One allocation, each piece written straight into it: no intermediate buffers of the megabytes.
   const out = Buffer.allocUnsafe(size);
   let at = 0;
@@ -38,9 +38,24 @@ export function jsonWithDataUrls(value: unknown): Buffer {
     if (typeof p === 'string') at += out.write(p, at, 'utf8');
     else {
       at += out.write(p.head, at, 'utf8');
-      at += out.write(p.base64, at, 'latin1');
+      at = writeBase64(p.bytes, out, at);
     }
   }
   if (at !== size) throw new Error(`jsonWithDataUrls wrote ${at} of ${size} bytes`);
   return out;
+}
+
+/**
+ * Base64 of whole 3-byte groups concatenates: slice by slice, each slice's text is short-lived and
+ * small (young-generation strings, swept cheaply) where one string of the whole image would be
+ * megabytes in V8's old space — and a full mark-compact per answer (measured: one per 1328² answer,
+ * 3–35 ms of the event loop) once the API's old space crossed its limit.
+ */
+const BASE64_SLICE = 3 * 8192;
+
+export function writeBase64(bytes: Buffer, out: Buffer, at: number): number {
+  for (let i = 0; i < bytes.length; i += BASE64_SLICE) {
+    at += out.write(bytes.subarray(i, i + BASE64_SLICE).toString('base64'), at, 'latin1');
+  }
+  return at;
 }
