@@ -13,7 +13,7 @@ import { GenerateImageDto } from './dto/generate-image.dto';
 import { GenerateImageResponseDto } from './dto/generate-image-response.dto';
 import { SUBMIT_CODES } from './jobs.controller';
 import { JobsService } from './jobs.service';
-import { DataUrl, jsonWithDataUrls } from './json-with-data-urls';
+import { DataUrl, sendJsonWithImages } from './json-with-data-urls';
 import { ApiRequest, callerOf, requestBase } from './request-context';
 
 export interface GeneratedImage {
@@ -69,7 +69,7 @@ export class GenerateController {
   @ApiOkResponse({ type: GenerateImageResponseDto, description: 'image_url is a data: URL of the first image (PNG unless output_format says otherwise); images[] has every image of num_images' })
   // A job that fails answers with its own code (502 comfyui_*, 409 canceled); 504 sync_timeout carries job_id and job_url in details.
   @ApiErrors(...SUBMIT_CODES, ErrorCode.NoCapacity, ErrorCode.SyncTimeout, ...JOB_FAILURE_CODES)
-  // @Res() without passthrough: the answer is sent below as bytes (see jsonWithDataUrls); a throw still reaches the filters.
+  // @Res() without passthrough: the answer is sent below as bytes (see sendJsonWithImages); a throw still reaches the filters.
   async generate(@Body() dto: GenerateImageDto, @Req() req: ApiRequest, @Res() res: Response): Promise<void> {
     const caller = callerOf(req);
     const base = requestBase(req);
@@ -106,10 +106,7 @@ export class GenerateController {
       job_id: jobId,
       timings: resource.timings,
     };
-    // What res.json would send (the same bytes, Content-Type and Content-Length), built without a JSON pass over the base64.
-    // No ETag: an answer to a POST is never revalidated, and Express's would hash megabytes (SHA-1) on every image.
-    const body = jsonWithDataUrls(answer);
-    res.status(200).set('Content-Type', 'application/json').setHeader('Content-Length', body.length);
-    res.end(body);
+    // What res.json would send, built without a JSON pass over the base64.
+    sendJsonWithImages(res, 200, answer);
   }
 }

@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { DataUrl, jsonWithDataUrls, writeBase64 } from './json-with-data-urls';
+import { Base64, DataUrl, jsonWithDataUrls, writeBase64 } from './json-with-data-urls';
 
 const asString = (u: DataUrl) => `data:${u.contentType};base64,${u.bytes.toString('base64')}`;
 
 /** The value with each DataUrl replaced by its string: what a plain JSON.stringify would have been given. */
 function plain(v: unknown): unknown {
   if (v instanceof DataUrl) return asString(v);
+  if (v instanceof Base64) return v.bytes.toString('base64');
   if (Array.isArray(v)) return v.map(plain);
   if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
   return v;
@@ -25,6 +26,14 @@ describe('jsonWithDataUrls', () => {
     const parsed = JSON.parse(out.toString('utf8')) as { image_url: string; images: { image_url: string }[] };
     expect(Buffer.from(parsed.images[1].image_url.split(',')[1], 'base64').equals(b.bytes)).toBe(true);
     expect(parsed.image_url).toBe(parsed.images[0].image_url);
+  });
+
+  it('writes a Base64 as the plain base64 string (b64_json), beside data URLs', () => {
+    const img = new Base64(randomBytes(70_001));
+    const value = { created: 1, data: [{ b64_json: img, revised_prompt: null }, { url: 'https://x.test/a?b=1&c="2"', revised_prompt: null }], u: new DataUrl('image/png', randomBytes(5)) };
+    const out = jsonWithDataUrls(value);
+    expect(out.equals(Buffer.from(JSON.stringify(plain(value)), 'utf8'))).toBe(true);
+    expect(Buffer.from((JSON.parse(out.toString('utf8')) as { data: { b64_json: string }[] }).data[0].b64_json, 'base64').equals(img.bytes)).toBe(true);
   });
 
   it('escapes a content type like any string, keeps empty images and plain values', () => {

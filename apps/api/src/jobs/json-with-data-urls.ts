@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Response } from 'express';
 
 /** An image to appear in a JSON answer as a `data:<type>;base64,…` URL string. */
 export class DataUrl {
@@ -6,10 +7,22 @@ export class DataUrl {
     readonly contentType: string,
     readonly bytes: Buffer,
   ) {}
+
+  get prefix(): string {
+    return `data:${this.contentType};base64,`;
+  }
+}
+
+/** An image to appear in a JSON answer as its plain base64 string (OpenAI's b64_json). */
+export class Base64 {
+  readonly prefix = '';
+
+  constructor(readonly bytes: Buffer) {}
 }
 
 /**
- * The UTF-8 bytes of `JSON.stringify(value)` with every DataUrl written as its data: URL string —
+ * The UTF-8 bytes of `JSON.stringify(value)` with every DataUrl written as its data: URL string (and
+ * every Base64 as its base64 string) —
  * the very bytes a plain stringify of those strings would give — built without running JSON over
  * the megabytes of base64 (which needs no escaping) and without a second whole-text copy: the small
  * rest is stringified with a placeholder per URL, and each URL's bytes are made once however often
@@ -17,16 +30,16 @@ export class DataUrl {
  */
 export function jsonWithDataUrls(value: unknown): Buffer {
   const nonce = randomUUID();
-  const urls: DataUrl[] = [];
+  const urls: (DataUrl | Base64)[] = [];
   const text = JSON.stringify(value, (_key, v: unknown) => {
-    if (!(v instanceof DataUrl)) return v;
+    if (!(v instanceof DataUrl || v instanceof Base64)) return v;
     let i = urls.indexOf(v);
     if (i < 0) i = urls.push(v) - 1;
     return `${nonce}:${i}`;
   });
   if (!urls.length) return Buffer.from(text, 'utf8');
   // The type is stringified like any string (escapes included); base64 is plain ASCII, one byte a character.
-  const encoded = urls.map((u) => ({ head: JSON.stringify(`data:${u.contentType};base64,`).slice(1, -1), bytes: u.bytes, base64Length: 4 * Math.ceil(u.bytes.length / 3) }));
+  const encoded = urls.map((u) => ({ head: JSON.stringify(u.prefix).slice(1, -1), bytes: u.bytes, base64Length: 4 * Math.ceil(u.bytes.length / 3) }));
   // split with a capture group alternates text and the captured index: text, i, text, i, …, text.
   const parts = text.split(new RegExp(`${nonce}:(\\d+)`));
   const pieces = parts.map((p, n) => (n % 2 ? encoded[Number(p)] : p));
@@ -43,6 +56,16 @@ export function jsonWithDataUrls(value: unknown): Buffer {
   }
   if (at !== size) throw new Error(`jsonWithDataUrls wrote ${at} of ${size} bytes`);
   return out;
+}
+
+/**
+ * Sends such an answer as res.json would (same bytes, Content-Type and Content-Length), without
+ * Express's ETag: an answer to a POST is never revalidated, and the ETag would hash megabytes.
+ */
+export function sendJsonWithImages(res: Response, status: number, value: unknown): void {
+  const body = jsonWithDataUrls(value);
+  res.status(status).set('Content-Type', 'application/json').setHeader('Content-Length', body.length);
+  res.end(body);
 }
 
 /**

@@ -6,6 +6,7 @@ import {
 } from '@nestjs/swagger';
 import { DomainError, ErrorCode } from '@app/common';
 import { apiValidationPipe } from '../common/validation';
+import { sendJsonWithImages } from '../jobs/json-with-data-urls';
 import { ApiRequest, callerOf, requestBase } from '../jobs/request-context';
 import { RateLimitAs } from '../rate-limit/rate-limit-kind';
 import { parseMultipart } from '../uploads/multipart';
@@ -68,13 +69,14 @@ export class OpenAiImagesController {
   @ApiBadRequestResponse({ type: OpenAiErrorDto, description: '`validation_failed` (param names the field; an unsupported size lists the supported ones), `not_supported` (stream)' })
   @ApiNotFoundResponse({ type: OpenAiErrorDto, description: '`model_not_found`' })
   @ApiUnprocessableEntityResponse({ type: OpenAiErrorDto, description: '`content_policy`, `idempotency_key_reused`' })
-  generations(
+  // @Res() without passthrough: the answer is sent as bytes (sendJsonWithImages: no JSON pass over the base64); a throw still reaches the filter.
+  async generations(
     @Body() dto: OpenAiGenerateImageDto,
     @Req() req: ApiRequest,
-    @Res({ passthrough: true }) res: Response,
+    @Res() res: Response,
     @Headers('idempotency-key') idempotencyKey?: string,
-  ): Promise<OpenAiImagesResponseDto> {
-    return this.images.generate(dto, callerOf(req), requestBase(req), idempotencyKey, jobHeader(res));
+  ): Promise<void> {
+    sendJsonWithImages(res, 200, await this.images.generate(dto, callerOf(req), requestBase(req), idempotencyKey, jobHeader(res)));
   }
 
   @Post('edits')
@@ -106,7 +108,7 @@ export class OpenAiImagesController {
   @ApiNotFoundResponse({ type: OpenAiErrorDto, description: '`model_not_found`' })
   @ApiPayloadTooLargeResponse({ type: OpenAiErrorDto, description: '`image_too_large`, `payload_too_large`' })
   @ApiUnprocessableEntityResponse({ type: OpenAiErrorDto, description: '`mask_size_mismatch`, `content_policy`, `idempotency_key_reused`' })
-  async edits(@Req() req: ApiRequest, @Res({ passthrough: true }) res: Response, @Headers('idempotency-key') idempotencyKey?: string): Promise<OpenAiImagesResponseDto> {
+  async edits(@Req() req: ApiRequest, @Res() res: Response, @Headers('idempotency-key') idempotencyKey?: string): Promise<void> {
     if (!req.is('multipart/form-data')) {
       throw new DomainError(ErrorCode.UnsupportedMediaType, 'The body must be multipart/form-data with the file in the field "image"');
     }
@@ -124,7 +126,7 @@ export class OpenAiImagesController {
     }
     if (masks.length > 1) throw new DomainError(ErrorCode.ValidationFailed, 'mask is given twice', [{ field: 'mask', message: 'mask is given twice' }]);
     const dto = (await apiValidationPipe().transform(formFields(parts), { type: 'body', metatype: OpenAiEditImageDto })) as OpenAiEditImageDto;
-    return this.images.edit(dto, { image: images[0].data, mask: masks[0]?.data }, callerOf(req), requestBase(req), idempotencyKey, jobHeader(res));
+    sendJsonWithImages(res, 200, await this.images.edit(dto, { image: images[0].data, mask: masks[0]?.data }, callerOf(req), requestBase(req), idempotencyKey, jobHeader(res)));
   }
 
   @Post('variations')

@@ -8,8 +8,12 @@ import { ApiError } from '../common/api-error';
 import { CreateJobDto } from '../jobs/dto/create-job.dto';
 import { canonical, IdempotencyService } from '../jobs/idempotency.service';
 import { type Caller, JobsService } from '../jobs/jobs.service';
+import { Base64 } from '../jobs/json-with-data-urls';
 import type { OpenAiEditImageDto, OpenAiGenerateImageDto, OpenAiImageOptionsDto } from './dto/openai-image-request.dto';
-import type { OpenAiImagesResponseDto } from './dto/openai-responses.dto';
+import type { OpenAiImageDataDto, OpenAiImagesResponseDto } from './dto/openai-responses.dto';
+
+/** The answer as built: each b64_json a Base64, sent as its string (see sendJsonWithImages). */
+export type OpenAiImagesAnswer = Omit<OpenAiImagesResponseDto, 'data'> & { data: (Omit<OpenAiImageDataDto, 'b64_json'> & { b64_json?: Base64 })[] };
 import { fieldProblem, maskFromOpenAi, openAiSize, openAiSteps } from './openai-mapping';
 
 export type OpenAiRoute = 'generations' | 'edits';
@@ -45,14 +49,14 @@ export class OpenAiImagesService {
   ) {}
 
   /** `onJob` learns the job id as soon as it is known (the X-Job-Id header). */
-  async generate(dto: OpenAiGenerateImageDto, caller: Caller, base: string, idempotencyKey: string | undefined, onJob: (jobId: string) => void): Promise<OpenAiImagesResponseDto> {
+  async generate(dto: OpenAiGenerateImageDto, caller: Caller, base: string, idempotencyKey: string | undefined, onJob: (jobId: string) => void): Promise<OpenAiImagesAnswer> {
     const native = this.toNative(dto);
     const jobId = await this.runOnce('generations', { ...dto }, native, caller, base, idempotencyKey);
     onJob(jobId);
     return this.respond(jobId, dto, caller, base);
   }
 
-  async edit(dto: OpenAiEditImageDto, files: OpenAiEditFiles, caller: Caller, base: string, idempotencyKey: string | undefined, onJob: (jobId: string) => void): Promise<OpenAiImagesResponseDto> {
+  async edit(dto: OpenAiEditImageDto, files: OpenAiEditFiles, caller: Caller, base: string, idempotencyKey: string | undefined, onJob: (jobId: string) => void): Promise<OpenAiImagesAnswer> {
     let mask: Buffer | undefined;
     if (files.mask) {
       // The same checks as every input (type sniffed, decoded, size caps) before the mask is read.
@@ -126,7 +130,7 @@ export class OpenAiImagesService {
     return newJobId;
   }
 
-  private async respond(jobId: string, dto: OpenAiImageOptionsDto, caller: Caller, base: string): Promise<OpenAiImagesResponseDto> {
+  private async respond(jobId: string, dto: OpenAiImageOptionsDto, caller: Caller, base: string): Promise<OpenAiImagesAnswer> {
     if (!(await this.jobs.waitForEnd(jobId, this.env.SYNC_TIMEOUT_MS))) {
       throw new ApiError(
         ErrorCode.SyncTimeout,
@@ -137,10 +141,10 @@ export class OpenAiImagesService {
     }
     const { view, resource } = await this.jobs.succeeded(jobId, caller, base, { job_id: jobId });
     // One read of the job serves the answer and its images; b64 images are fetched side by side.
-    const data: OpenAiImagesResponseDto['data'] =
+    const data: OpenAiImagesAnswer['data'] =
       dto.response_format === 'url'
         ? resource.images.map((link) => ({ url: link.signed_url ?? link.url, revised_prompt: null }))
-        : await Promise.all(resource.images.map(async (link) => ({ b64_json: (await this.jobs.imageOfView(view, link.index)).bytes.toString('base64'), revised_prompt: null })));
+        : await Promise.all(resource.images.map(async (link) => ({ b64_json: new Base64((await this.jobs.imageOfView(view, link.index)).bytes), revised_prompt: null })));
     if (!data.length) throw new ApiError(ErrorCode.InternalError, 'The job succeeded without an image', { job_id: jobId });
     const first = resource.images[0];
     return {
