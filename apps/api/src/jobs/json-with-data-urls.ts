@@ -71,8 +71,9 @@ export function sendJsonWithImages(res: Response, status: number, value: unknown
 /**
  * Base64 of whole 3-byte groups concatenates: slice by slice, each slice's text is short-lived and
  * small (young-generation strings, swept cheaply) where one string of the whole image would be
- * megabytes in V8's old space — and a full mark-compact per answer (measured: one per 1328² answer,
- * 3–35 ms of the event loop) once the API's old space crossed its limit.
+ * megabytes in V8's large-object space, counted against the old generation's limit. That limit, not
+ * this string alone, is what started a full mark-compact per 1328² answer: see NODE_FLAGS in
+ * scripts/lib/processes.js.
  */
 const BASE64_SLICE = 3 * 8192;
 
