@@ -28,7 +28,7 @@ const ENTRY = Object.freeze({
 // 1328² image started a full mark-compact whose incremental steps (3-35 ms) ran inside the next
 // request or job. A 256 MB initial old space lets garbage gather instead (measured over 63 sync
 // answers of 1328²: API 3 mark-compacts instead of ~30, worker 1 instead of ~37; the worker's prompt
-// end → record p90 41 → 18 ms); the limit still adapts.
+// end → record p90 41 → 18 ms). V8 still collects when the old space nears its limit.
 const HEAP_ROOM = '--initial-old-space-size=256';
 const NODE_FLAGS = Object.freeze({ api: [HEAP_ROOM], worker: [HEAP_ROOM] });
 

@@ -11,10 +11,10 @@ import { type Caller, JobsService } from '../jobs/jobs.service';
 import { Base64 } from '../jobs/json-with-data-urls';
 import type { OpenAiEditImageDto, OpenAiGenerateImageDto, OpenAiImageOptionsDto } from './dto/openai-image-request.dto';
 import type { OpenAiImageDataDto, OpenAiImagesResponseDto } from './dto/openai-responses.dto';
+import { fieldProblem, maskFromOpenAi, openAiSize, openAiSteps } from './openai-mapping';
 
 /** The answer as built: each b64_json a Base64, sent as its string (see sendJsonWithImages). */
 export type OpenAiImagesAnswer = Omit<OpenAiImagesResponseDto, 'data'> & { data: (Omit<OpenAiImageDataDto, 'b64_json'> & { b64_json?: Base64 })[] };
-import { fieldProblem, maskFromOpenAi, openAiSize, openAiSteps } from './openai-mapping';
 
 export type OpenAiRoute = 'generations' | 'edits';
 
