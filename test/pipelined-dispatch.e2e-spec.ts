@@ -246,4 +246,34 @@ describe('pipelined dispatch: worker processes (graceful shutdown, SIGKILL)', ()
     expect(ran.filter((id) => id === running)).toHaveLength(1);
     expect(ran.filter((id) => id === pending)).toHaveLength(1);
   });
+
+  it('(f) a worker restarted after SIGKILL counts the prompts it finds in ComfyUI\'s queue: new jobs wait for their seats, never more than one prompt waiting', async () => {
+    const sim = stack.sims[0];
+    const before = sim.stats();
+    const w1 = worker();
+    const a = await submit(stack.url, body(16, { seed: 6001 }));
+    const b = await submit(stack.url, body(16, { seed: 6002 }));
+    const { running, pending } = await heldPrompt(sim.url);
+    w1.child.kill('SIGKILL');
+    await w1.exited;
+    // Submitted while no worker is up: the restarted worker takes them before a and b come back
+    // (their locks have to expire first), while a's and b's prompts are still in ComfyUI's queue.
+    const c = await submit(stack.url, body(4, { seed: 6003 }));
+    const d = await submit(stack.url, body(4, { seed: 6004 }));
+    const watch = await watchQueue(sim.url);
+    try {
+      worker();
+      await Promise.all([a, b, c, d].map((id) => until(stack.url, id, (j) => j.status === 'succeeded', `${id} after the restart`)));
+    } finally {
+      await watch.close();
+    }
+    // The earlier worker's two prompts held both seats: c and d went in one at a time as they left.
+    expect(watch.values.length).toBeGreaterThan(0);
+    expect(Math.max(...watch.values)).toBeLessThanOrEqual(2);
+    const after = sim.stats();
+    expect(after.executed - before.executed).toBe(4);
+    const ran = after.executedPromptIds.slice(before.executedPromptIds.length);
+    expect(ran.filter((id) => id === running)).toHaveLength(1);
+    expect(ran.filter((id) => id === pending)).toHaveLength(1);
+  });
 });

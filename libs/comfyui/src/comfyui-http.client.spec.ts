@@ -674,10 +674,13 @@ describe('ComfyUiHttpClient', () => {
     await c.submit(GRAPH, { promptId });
     expect(await c.outcome(promptId)).toBeUndefined();
     expect(await c.locate(promptId)).toBe('pending');
+    expect(await c.queuedPromptIds()).toEqual([promptId]);
     fake.begin(promptId, false);
     expect(await c.locate(promptId)).toBe('running');
+    expect(await c.queuedPromptIds()).toEqual([promptId]);
     await fake.succeed(promptId, false);
     expect(await c.locate(promptId)).toBe('done');
+    expect(await c.queuedPromptIds()).toEqual([]);
     expect(await c.locate(randomUUID())).toBe('unknown');
     const out = await c.outcome(promptId);
     expect(out?.images.map((i) => i.type)).toEqual(['output']);
@@ -756,6 +759,7 @@ describe('ComfyUiHttpClient', () => {
     await c.free();
     expect(fake.bodies).toContainEqual({ unload_models: true, free_memory: true });
     expect(await c.queueRemaining()).toBe(0);
+    expect(await c.queuedPromptIds()).toEqual([]);
     expect(fake.requests.every((r) => !r.includes('/comfy'))).toBe(true);
   });
 

@@ -249,6 +249,11 @@ export class ComfyUiHttpClient extends ComfyUiClient {
     return isFailedEntry(entry) ? 'failed' : 'done';
   }
 
+  async queuedPromptIds(signal?: AbortSignal): Promise<string[]> {
+    const q = await this.fetchQueue(signal);
+    return [...q.running, ...q.pending];
+  }
+
   async outcome(promptId: string, signal?: AbortSignal): Promise<PromptOutcome | undefined> {
     const entry = await this.fetchHistory(promptId, signal);
     if (!entry) return undefined;

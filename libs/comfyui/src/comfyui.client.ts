@@ -35,6 +35,8 @@ export abstract class ComfyUiClient {
   abstract wait(promptId: string, opts: WaitOptions): Promise<PromptOutcome>;
   /** Where the prompt stands now (one /queue + /history look); throws ComfyUnavailableError if unreachable. */
   abstract locate(promptId: string, signal?: AbortSignal): Promise<PromptLocation>;
+  /** GET /queue: the ids of the prompts ComfyUI is running and of those waiting in its queue. */
+  abstract queuedPromptIds(signal?: AbortSignal): Promise<string[]>;
   /** Outcome of a finished prompt from /history, or undefined when history has no entry. */
   abstract outcome(promptId: string, signal?: AbortSignal): Promise<PromptOutcome | undefined>;
   /** GET /view: the bytes of one output. */

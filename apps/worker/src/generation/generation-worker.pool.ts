@@ -23,10 +23,14 @@ export interface Slot {
   /** Last answer of the availability monitor: false while ComfyUI does not answer. */
   comfyUp: boolean;
   monitor?: NodeJS.Timeout;
+  /** Polls ComfyUI's queue while prompts an earlier worker left there hold seats. */
+  leftovers?: NodeJS.Timeout;
 }
 
 /** How often each slot asks its ComfyUI whether it answers (cheap: GET /system_stats). */
 const MONITOR_MS = 1_000;
+/** How often ComfyUI's queue is read while an earlier worker's prompts hold seats in it. */
+const LEFTOVER_POLL_MS = 200;
 
 /**
  * One slot per ComfyUI in COMFYUI_URLS: a GPU runs one prompt at a time. A slot consumes the
@@ -226,6 +230,7 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
     const before = slot.models;
     slot.models = models;
     if (!before || before.join() !== models.join()) this.logger.log({ comfyui: url, msg: 'serving models', models });
+    if (before === null) await this.seatLeftovers(slot);
     if (!models.length) this.logger.warn({ comfyui: url, msg: 'ComfyUI has the files of no model: taking no jobs' });
     if (this.readiness.warmUpEnabled && models.length) {
       slot.warming = true;
@@ -256,6 +261,31 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
     this.logger.log({ comfyui: url, msg: before === null ? 'ComfyUI answers: taking jobs' : 'ComfyUI is back: resuming' });
   }
 
+  /**
+   * Prompts already in ComfyUI's queue when this worker first reaches it were left there by an
+   * earlier worker of this slot (killed or restarted with its prompts in flight): ComfyUI runs them
+   * anyway, and their jobs come back through BullMQ's stalled check and re-attach to them. Until
+   * they leave ComfyUI's queue they hold seats, so a restarted worker does not stack new prompts on
+   * top of them (never more than one waiting, as in normal running). If the queue cannot be read,
+   * the seats are given back (as before this check: at worst a brief overfill, never a stall).
+   */
+  private async seatLeftovers(slot: Slot): Promise<void> {
+    const url = slot.comfy.baseUrl;
+    const ids = await slot.comfy.queuedPromptIds().catch(() => [] as string[]);
+    let held = slot.gate.occupy(ids.length);
+    if (!held) return;
+    this.logger.log({ comfyui: url, msg: "ComfyUI's queue holds prompts of an earlier worker: they keep their seats until they end", prompts: ids.length });
+    const remaining = new Set(ids);
+    const poll = async () => {
+      slot.leftovers = undefined;
+      const now = this.closing ? [] : await slot.comfy.queuedPromptIds().catch(() => [] as string[]);
+      for (const id of remaining) if (!now.includes(id)) remaining.delete(id);
+      for (; held > remaining.size; held--) slot.gate.release();
+      if (held > 0) slot.leftovers = setTimeout(() => void poll(), LEFTOVER_POLL_MS);
+    };
+    slot.leftovers = setTimeout(() => void poll(), LEFTOVER_POLL_MS);
+  }
+
   private async listenForCancels(): Promise<void> {
     await this.lifecycle
       .onCancelRequest((jobId) => {
@@ -271,7 +301,10 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
   async onApplicationShutdown(): Promise<void> {
     this.closing = true;
     this.shutdown.abort();
-    for (const s of this.slots) clearInterval(s.monitor);
+    for (const s of this.slots) {
+      clearInterval(s.monitor);
+      clearTimeout(s.leftovers);
+    }
     const grace = this.env.WORKER_SHUTDOWN_GRACE_MS;
     // Stop taking jobs first (close() marks a worker closing at once, so no job is fetched after).
     const closings = new Map(this.workers.map((w) => [w, w.close()] as const));

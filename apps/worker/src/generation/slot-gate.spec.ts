@@ -54,6 +54,23 @@ describe('SlotGate with two seats (pipelined dispatch)', () => {
     expect(gate.inUse).toBe(0);
   });
 
+  it('occupy takes only the free seats, and each comes back with release', async () => {
+    const gate = new SlotGate(2);
+    expect(await gate.acquire(new AbortController().signal)).toBe(true);
+    expect(gate.occupy(3)).toBe(1);
+    expect(gate.occupy(1)).toBe(0);
+    expect(gate.inUse).toBe(2);
+    let next = false;
+    const p = gate.acquire(new AbortController().signal).then((held) => (next = held));
+    gate.release();
+    await p;
+    expect(next).toBe(true);
+    gate.release();
+    gate.release();
+    expect(gate.inUse).toBe(0);
+    expect(gate.occupy(-1)).toBe(0);
+  });
+
   it('refuses a seat count that is not a positive integer', () => {
     expect(() => new SlotGate(0)).toThrow(RangeError);
     expect(() => new SlotGate(1.5)).toThrow(RangeError);

@@ -46,6 +46,16 @@ export class SlotGate {
     });
   }
 
+  /**
+   * Takes up to `n` free seats at once, for prompts this gate did not give out (see the pool's
+   * leftovers); answers how many it took. Each is given back with release().
+   */
+  occupy(n: number): number {
+    const taken = Math.max(0, Math.min(n, this.seats - this.held));
+    this.held += taken;
+    return taken;
+  }
+
   /** Gives a seat back: the first waiter takes it over. */
   release(): void {
     const next = this.waiters.shift();
