@@ -11,7 +11,10 @@ import { FAST_STALL_ENV, workerProcesses } from './support/processes';
 import { TestKeys } from './support/security';
 import { Stack, waitFor } from './support/stack';
 
-type Job = { id: string; status: string; attempts: number; queue_position: number | null; started_at: string | null; error: { code: string } | null };
+type Job = {
+  id: string; status: string; attempts: number; queue_position: number | null; created_at: string; started_at: string | null; finished_at: string | null;
+  error: { code: string } | null; timings: { queue_ms: number; execution_ms: number; total_ms: number } | null;
+};
 type History = Record<string, { prompt: [number, string, ...unknown[]]; status: { messages: Array<[string, { timestamp: number }]> } }>;
 
 const body = (steps: number, extra: object = {}) => ({ prompt: 'pipelined', width: 256, height: 256, num_inference_steps: steps, ...extra });
@@ -104,7 +107,14 @@ describe('pipelined dispatch on one ComfyUI (in-process worker)', () => {
       const positions = views.filter((v) => v.status === 'queued').map((v) => v.queue_position);
       expect(new Set(positions).size).toBe(positions.length);
 
-      await Promise.all(ids.map((id) => until(stack.url, id, (j) => j.status === 'succeeded', 'all four succeeded')));
+      const done = await Promise.all(ids.map((id) => until(stack.url, id, (j) => j.status === 'succeeded', 'all four succeeded')));
+      // A held job was queued until its prompt started: its wait in ComfyUI's queue is queue_ms, not
+      // execution_ms (each is within a few ms of the job's own created/started/finished times).
+      for (const j of done) {
+        const [created, started, finished] = [j.created_at, j.started_at, j.finished_at].map((t) => Date.parse(t as string));
+        expect(Math.abs(j.timings!.queue_ms - (started - created))).toBeLessThanOrEqual(50);
+        expect(j.timings!.execution_ms).toBeLessThanOrEqual(finished - started + 50);
+      }
       await waitFor(async () => (watch.values.at(-1) === 0 ? true : undefined), 5_000, 'the queue to empty');
     } finally {
       await watch.close();

@@ -357,13 +357,13 @@ export class JobLifecycle {
    * ComfyUI started executing the job's prompt (its execution_start, or a look that found it
    * running): the job is running from now on. Before this it is queued, even when held by a worker.
    */
-  async started(job: GenerationJob, comfyui: string): Promise<void> {
+  /** ComfyUI started the job's prompt at `at` (the GPU's turn: a held job was queued until then). */
+  async started(job: GenerationJob, comfyui: string, at = Date.now()): Promise<void> {
     const jobId = job.id as string;
-    const at = Date.now();
     const p = this.currentProgress(job);
     await job.updateProgress({ ...p, held: undefined, started_at: at } satisfies GenerationProgress);
     await this.bus.publish({ type: 'status', job_id: jobId, status: 'running', at });
-    this.emit({ kind: 'running', jobId, model: job.data.params.model, at, comfyui, attempt: job.attemptsMade + 1, queueMs: Math.max(0, (job.processedOn ?? at) - job.data.submitted_at) });
+    this.emit({ kind: 'running', jobId, model: job.data.params.model, at, comfyui, attempt: job.attemptsMade + 1, queueMs: Math.max(0, at - job.data.submitted_at) });
     if (WebhookEnqueuer.wants(job.data.webhook, 'running')) {
       const view = this.heldView(job, 'running', at);
       await this.enqueueWebhook(job.data, 'running', at, renderJobResource(view, this.linkBase(job.data), this.linkSigner(this.linkBase(job.data))));

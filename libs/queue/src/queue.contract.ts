@@ -99,11 +99,11 @@ export interface StoredImageRef {
 }
 
 export interface JobTimings {
-  /** accepted → a worker took it (last attempt). */
+  /** accepted → ComfyUI started its prompt (last attempt; a prompt held in ComfyUI's queue is still queued). */
   queue_ms: number;
   /** ComfyUI execution as ComfyUI timed it (execution_start → execution_success), when known. */
   comfyui_ms?: number;
-  /** submit to ComfyUI → outputs stored. */
+  /** ComfyUI started the prompt → outputs stored. */
   execution_ms: number;
   /** accepted → result recorded. */
   total_ms: number;

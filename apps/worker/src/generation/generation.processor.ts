@@ -56,12 +56,15 @@ export class GenerationProcessor {
     let promptId: string | undefined;
     // The job runs from ComfyUI's execution_start on (a held prompt waits behind another first).
     let started = false;
+    // When ComfyUI started the prompt, as seen here; unknown for a prompt found finished on re-attach.
+    let startedAt: number | undefined;
     let recordingStart: Promise<void> | undefined;
-    const markStarted = () => {
+    const markStarted = (at?: number) => {
       if (started) return;
       started = true;
+      startedAt = at;
       hooks.onStarted?.();
-      recordingStart = this.lifecycle.started(job, comfy.baseUrl).catch((e: Error) => {
+      recordingStart = this.lifecycle.started(job, comfy.baseUrl, at).catch((e: Error) => {
         this.logger.warn({ job_id: jobId, msg: 'could not record the start', error: e.message });
       });
     };
@@ -92,7 +95,7 @@ export class GenerationProcessor {
       outcome ??= await comfy.wait(pid, {
         signal,
         idleTimeoutMs: this.env.COMFYUI_IDLE_TIMEOUT_MS,
-        onStart: markStarted,
+        onStart: () => markStarted(Date.now()),
         onProgress: (p) => {
           // Sampling steps: the node whose max equals the step count (loaders report 0..1).
           if (p.max !== params.num_inference_steps && p.max <= 1) return;
@@ -115,9 +118,10 @@ export class GenerationProcessor {
         prompt_id: pid,
         comfyui: comfy.baseUrl,
         timings: {
-          queue_ms: Math.max(0, (job.processedOn ?? takenAt) - job.data.submitted_at),
+          // Queued until the GPU's turn (a held job waits in ComfyUI's queue behind the running one).
+          queue_ms: Math.max(0, (startedAt ?? job.processedOn ?? takenAt) - job.data.submitted_at),
           comfyui_ms: outcome.executionMs,
-          execution_ms: finishedAt - submitAt,
+          execution_ms: finishedAt - (startedAt ?? submitAt),
           total_ms: finishedAt - job.data.submitted_at,
         },
       };

@@ -44,8 +44,8 @@ export class WorkerMetrics implements OnApplicationBootstrap {
       registers,
     });
     const histogram = (name: string, help: string) => new Histogram({ name, help, labelNames: ['model'], buckets: DURATION_BUCKETS, registers });
-    this.queueWait = histogram('fictures_job_queue_wait_seconds', 'From submission to a worker taking the job (first attempt)');
-    this.execution = histogram('fictures_job_execution_seconds', 'From submitting the prompt to ComfyUI to the outputs being stored (succeeded jobs)');
+    this.queueWait = histogram('fictures_job_queue_wait_seconds', 'From submission to the first attempt\'s prompt starting on the GPU');
+    this.execution = histogram('fictures_job_execution_seconds', 'From the prompt starting on the GPU to the outputs being stored (succeeded jobs)');
     this.total = histogram('fictures_job_total_seconds', 'From submission to the result being recorded (succeeded jobs)');
     this.warmUp = new Histogram({
       name: 'fictures_warmup_seconds',

@@ -503,7 +503,7 @@ export interface components {
         };
         JobTimingsDto: {
             /**
-             * @description accepted → a worker took it (last attempt)
+             * @description accepted → its prompt started on the GPU (last attempt; a job held in ComfyUI's queue is still queued)
              * @example 12
              */
             queue_ms: number;
@@ -513,7 +513,7 @@ export interface components {
              */
             comfyui_ms?: number;
             /**
-             * @description submit to ComfyUI → outputs stored
+             * @description prompt started on the GPU → outputs stored
              * @example 2395
              */
             execution_ms: number;

@@ -30,9 +30,9 @@ export class JobProgressDto {
 }
 
 export class JobTimingsDto {
-  @ApiProperty({ example: 12, description: 'accepted → a worker took it (last attempt)' }) queue_ms: number;
+  @ApiProperty({ example: 12, description: 'accepted → its prompt started on the GPU (last attempt; a job held in ComfyUI\'s queue is still queued)' }) queue_ms: number;
   @ApiPropertyOptional({ example: 2310, description: 'execution as ComfyUI timed it, when known' }) comfyui_ms?: number;
-  @ApiProperty({ example: 2395, description: 'submit to ComfyUI → outputs stored' }) execution_ms: number;
+  @ApiProperty({ example: 2395, description: 'prompt started on the GPU → outputs stored' }) execution_ms: number;
   @ApiProperty({ example: 2412, description: 'accepted → result recorded' }) total_ms: number;
 }
 
