@@ -355,9 +355,9 @@ export class JobLifecycle {
 
   /**
    * ComfyUI started executing the job's prompt (its execution_start, or a look that found it
-   * running): the job is running from now on. Before this it is queued, even when held by a worker.
+   * running) at `at`: the job is running from now on. Before this it is queued, even when held by a
+   * worker, so its queue time runs until then.
    */
-  /** ComfyUI started the job's prompt at `at` (the GPU's turn: a held job was queued until then). */
   async started(job: GenerationJob, comfyui: string, at = Date.now()): Promise<void> {
     const jobId = job.id as string;
     const p = this.currentProgress(job);
