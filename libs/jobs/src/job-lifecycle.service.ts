@@ -4,7 +4,7 @@ import type Redis from 'ioredis';
 import { Env } from '@app/config';
 import {
   type GenerationJob, type GenerationJobData, generationJobOptions, type GenerationProgress, type GenerationResult, type JobError,
-  type JobEvent, JobName, type JobResource, logQueueErrors, RedisKeys, type WebhookEvent, decodeFailure, confirmReplicated, ReplicationUnconfirmedError,
+  type JobEvent, JobName, type JobResource, logQueueErrors, RedisKeys, type WebhookEvent, decodeFailure, confirmReplicated, markWrites, ReplicationUnconfirmedError, type WriteMark,
 } from '@app/queue';
 import { DomainError, ErrorCode } from '@app/common';
 import { REDIS_CLIENT, ResultStore, retryWhileStorageFull } from '@app/storage';
@@ -65,6 +65,8 @@ export class JobLifecycle {
   private readonly modelOf = new Map<string, string>();
   /** Jobs this process has just added, for the submission's own answer (see freshView). */
   private readonly fresh = new Map<string, { job: GenerationJob; at: number }>();
+  /** Per attempt (the job object its worker holds): where the attempt's writes went before it stored any. */
+  private readonly attemptMarks = new WeakMap<GenerationJob, WriteMark>();
 
   constructor(
     private readonly env: Env,
@@ -109,8 +111,13 @@ export class JobLifecycle {
    * replication_unconfirmed when they do not in time. The job exists then and will run; a retry with
    * the same Idempotency-Key answers it.
    */
-  async enqueue(jobId: string, data: GenerationJobData, priority?: number): Promise<void> {
+  async enqueue(jobId: string, data: GenerationJobData, priority?: number, writesSince?: WriteMark): Promise<void> {
     const queue = this.queues.forModel(data.params.model);
+    // WAIT covers the writes of the connection it runs on: the queue's own client, which makes the
+    // add (and, in the API, made the Idempotency-Key claim of `writesSince` before it).
+    const client = this.env.replicasToAck > 0 ? ((await queue.getBackend().client) as unknown as Pick<Redis, 'wait'>) : undefined;
+    const own = client ? await markWrites(client, this.keys.prefix) : undefined;
+    const mark = own && writesSince?.connection === own.connection ? writesSince : own;
     const job = await queue.add(
       JobName.Generate,
       data,
@@ -119,8 +126,7 @@ export class JobLifecycle {
     this.remember(jobId, data.params.model);
     if (job) this.rememberFresh(job);
     this.emit({ kind: 'queued', jobId, model: data.params.model, at: data.submitted_at });
-    // WAIT covers the writes of the connection it runs on: the queue's own client, which made the add.
-    if (this.env.replicasToAck > 0) await this.replicated((await queue.getBackend().client) as unknown as Pick<Redis, 'wait'>, 1, jobId);
+    if (client) await this.replicated(client, 1, jobId, mark);
   }
 
   async read(jobId: string): Promise<ReadResult> {
@@ -350,6 +356,8 @@ export class JobLifecycle {
     const fresh: GenerationProgress = o.running
       ? { ...p, prompt_id: promptId, comfyui, held: undefined }
       : { step: 0, total_steps: job.data.params.num_inference_steps, fraction: 0, prompt_id: promptId, comfyui, held: o.held ? true : undefined };
+    // Before the attempt stores anything: the WAIT after its record must cover its images too.
+    if (this.env.replicasToAck > 0) this.attemptMarks.set(job, await markWrites(this.redis, this.keys.prefix));
     await job.updateProgress(fresh);
   }
 
@@ -389,7 +397,7 @@ export class JobLifecycle {
   async succeeded(job: GenerationJob, comfyui: string, result: GenerationResult): Promise<void> {
     const steps = job.data.params.num_inference_steps;
     const record = this.terminal(job, 'succeeded', { result, progress: { step: steps, total_steps: steps } });
-    await this.end(record, comfyui);
+    await this.end(record, comfyui, undefined, WORKER_ACK_TRIES, this.attemptMarks.get(job));
     if (job.data.cache_key) await this.indexResult(job.data.cache_key, record);
   }
 
@@ -480,13 +488,14 @@ export class JobLifecycle {
    * Record first (readers trust it), then the event and the webhook, side by side: both only
    * follow the record, and waiting for one before sending the other is a Redis round trip per job.
    */
-  private async end(record: TerminalRecord, comfyui: string | undefined, requestId?: string, ackTries = WORKER_ACK_TRIES): Promise<void> {
+  private async end(record: TerminalRecord, comfyui: string | undefined, requestId?: string, ackTries = WORKER_ACK_TRIES, since?: WriteMark): Promise<void> {
     const jobId = record.id;
+    const mark = since ?? (this.env.replicasToAck > 0 ? await markWrites(this.redis, this.keys.prefix) : undefined);
     // A Redis at maxmemory may get room back within moments (another job's images released): a few quick tries.
     await retryWhileStorageFull(() => this.store.putRecord(jobId, record as unknown as Record<string, unknown>));
     // The record (and the images stored before it, on the same connection) on the replicas before
     // anyone is told the job ended: a failover right after must not forget a reported result.
-    await this.replicated(this.redis, ackTries, jobId);
+    await this.replicated(this.redis, ackTries, jobId, mark);
     const published = this.bus.publish({ type: 'status', job_id: jobId, status: record.status, at: record.finished_at });
     this.emit({
       kind: 'ended', jobId, model: record.data.params.model, at: record.finished_at, status: record.status, comfyui, code: record.error?.code,
@@ -505,16 +514,17 @@ export class JobLifecycle {
   }
 
   /** WAIT for REDIS_MIN_REPLICAS_ACK replicas, `tries` times at most; replication_unconfirmed when they never confirm. */
-  private async replicated(client: Pick<Redis, 'wait'>, tries: number, jobId: string): Promise<void> {
+  private async replicated(client: Pick<Redis, 'wait'>, tries: number, jobId: string, since?: WriteMark): Promise<void> {
     const wanted = this.env.replicasToAck;
     if (!(wanted > 0)) return; // also an Env built by hand (tests) without the getter
     for (let i = 1; ; i++) {
       try {
-        await confirmReplicated(client, wanted, this.env.REDIS_REPLICA_ACK_TIMEOUT_MS, this.keys.prefix);
+        await confirmReplicated(client, wanted, this.env.REDIS_REPLICA_ACK_TIMEOUT_MS, this.keys.prefix, since);
         return;
       } catch (e) {
         if (!(e instanceof ReplicationUnconfirmedError)) throw e;
-        if (i >= tries) throw new DomainError(ErrorCode.ReplicationUnconfirmed, 'The job store could not confirm the write on its replicas in time; retry shortly with the same Idempotency-Key', { job_id: jobId, replicas_wanted: e.wanted, replicas_confirmed: e.confirmed });
+        // Another connection since the writes: no later WAIT can vouch for them either.
+        if (i >= tries || e.reconnected) throw new DomainError(ErrorCode.ReplicationUnconfirmed, 'The job store could not confirm the write on its replicas in time; retry shortly with the same Idempotency-Key', { job_id: jobId, replicas_wanted: e.wanted, replicas_confirmed: e.confirmed });
       }
     }
   }

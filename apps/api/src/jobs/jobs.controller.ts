@@ -113,7 +113,7 @@ export class JobsController {
         return resource;
       }
       try {
-        jobId = await this.jobs.submit(dto, caller, { webhookUrl, jobId, requestBase: base });
+        jobId = await this.jobs.submit(dto, caller, { webhookUrl, jobId, requestBase: base, writesSince: claim.writesSince });
       } catch (e) {
         // Bad input or Redis trouble: the key stays free, nothing changed. Unconfirmed replication: the
         // job exists, so the key keeps pointing at it and the client's retry answers that job.

@@ -4,7 +4,7 @@ import { DomainError, ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import { FleetMonitor } from '@app/health';
 import { isTerminal, JobLifecycle, type JobView, renderJobResource, resultCacheKey } from '@app/jobs';
-import { DEFAULT_WEBHOOK_EVENTS, type GenerationJobData, type GenerationParams, type JobResource, type StoredImageRef } from '@app/queue';
+import { DEFAULT_WEBHOOK_EVENTS, type GenerationJobData, type GenerationParams, type JobResource, type StoredImageRef, type WriteMark } from '@app/queue';
 import { type ImageStream, ResultStore } from '@app/storage';
 import { WorkflowRegistry } from '@app/workflows';
 import { ApiError, STATUS_BY_CODE, STORAGE_FULL_RETRY_AFTER_S } from '../common/api-error';
@@ -54,7 +54,8 @@ export class JobsService {
    * `requireCapacity` (the synchronous route): refuse with 503 no_capacity when no live worker can
    * run the model now, after validation, the policy and the cache (a cached answer needs no GPU).
    */
-  async submit(dto: CreateJobDto, caller: Caller, opts: { webhookUrl?: string; jobId?: string; requestBase: string; requireCapacity?: boolean }): Promise<string> {
+  /** `writesSince`: the Idempotency-Key claim's mark (see IdempotencyClaim), for the job's WAIT to cover the claim. */
+  async submit(dto: CreateJobDto, caller: Caller, opts: { webhookUrl?: string; jobId?: string; requestBase: string; requireCapacity?: boolean; writesSince?: WriteMark }): Promise<string> {
     // An edit's image and mask are checked (decoded, sized, URL judged) before anything is written.
     const edit = await this.inputImages.resolve(dto, caller.owner);
     const params = this.workflows.resolve(edit ? { ...dto, mode: edit.mode, input_size: edit.inputSize } : dto);
@@ -86,7 +87,7 @@ export class JobsService {
     // A slot of the key's quota first (429 quota_exceeded), given back if the job never gets queued.
     await this.quota?.reserve(caller, jobId);
     try {
-      await this.lifecycle.enqueue(jobId, data, caller.priority);
+      await this.lifecycle.enqueue(jobId, data, caller.priority, opts.writesSince);
     } catch (e) {
       // replication_unconfirmed: the job is queued (only its copy on the replicas is in doubt), so it keeps its slot.
       if (isReplicationUnconfirmed(e)) await this.quota?.confirm(caller, jobId);

@@ -121,7 +121,7 @@ export class OpenAiImagesService {
       return claim.jobId;
     }
     try {
-      await this.jobs.submit(native, caller, { jobId: newJobId, requestBase: base, requireCapacity: true });
+      await this.jobs.submit(native, caller, { jobId: newJobId, requestBase: base, requireCapacity: true, writesSince: claim?.writesSince });
     } catch (e) {
       await claim?.release();
       throw e;
