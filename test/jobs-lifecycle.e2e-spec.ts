@@ -242,6 +242,26 @@ describe('back-pressure, retention, idempotency', () => {
     expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
   });
 
+  it('QUEUE_MAX_WAITING is exact for one API instance, though far below it the count is reused for a moment', async () => {
+    const limited = await Stack.start({ comfyui: 1, worker: false, env: { QUEUE_MAX_WAITING: '20' } });
+    try {
+      const statuses: number[] = [];
+      const ids: string[] = [];
+      for (let i = 0; i < 24; i++) {
+        const res = await request(limited.url).post('/api/v1/images/jobs').send(small({ seed: 100 + i }));
+        statuses.push(res.status);
+        if (res.status === 202) ids.push(res.body.id as string);
+      }
+      expect(statuses).toEqual([...Array(20).fill(202), ...Array(4).fill(503)]);
+      // Room again (a job canceled while waiting): the next submission sees it at once.
+      await request(limited.url).delete(`/api/v1/images/jobs/${ids[0]}`).expect(200);
+      await request(limited.url).post('/api/v1/images/jobs').send(small({ seed: 200 })).expect(202);
+      await request(limited.url).post('/api/v1/images/jobs').send(small({ seed: 201 })).expect(503);
+    } finally {
+      await limited.close();
+    }
+  });
+
   it('Idempotency-Key: concurrent duplicates give exactly one job; another body is 422', async () => {
     const idem = await Stack.start({ comfyui: 1, worker: false });
     try {
