@@ -41,16 +41,9 @@ function harness(opts: { replicasToAck?: number; replicasConfirming?: number } =
   const zsets = new Map<string, Map<string, number>>();
   const zset = (k: string) => zsets.get(k) ?? zsets.set(k, new Map()).get(k)!;
   const redis = {
-    multi: () => {
-      const ops: Array<() => void> = [];
-      const tx = {
-        zadd: (k: string, score: number, member: string) => (ops.push(() => zset(k).set(member, score)), tx),
-        zremrangebyscore: (k: string, _min: string, max: number) => (ops.push(() => [...zset(k)].forEach(([m, sc]) => sc <= max && zset(k).delete(m))), tx),
-        expire: () => tx,
-        exec: async () => ops.map((op) => (op(), [null, 1])),
-      };
-      return tx;
-    },
+    zadd: async (k: string, score: number, member: string) => (zset(k).set(member, score), 1),
+    zremrangebyscore: async (k: string, _min: string, max: number) => [...zset(k)].filter(([m, sc]) => sc <= max && zset(k).delete(m)).length,
+    expire: async () => 1,
     zrevrangebyscore: async (k: string, max: string, _min: string, _w: string, _l: string, offset: number, count: number) => {
       // As Redis: max inclusive unless `(`; highest score first, equal scores in reverse lexicographic order.
       const top = max === '+inf' ? Infinity : Number(max.replace('(', ''));
