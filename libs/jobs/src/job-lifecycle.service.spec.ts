@@ -22,7 +22,8 @@ function harness(opts: { replicasToAck?: number; replicasConfirming?: number } =
   const cancels: string[] = [];
   const webhooks: WebhookEventInput[] = [];
   let recordReads = 0;
-  let pipelines = 0;
+  /** Reads of a queued job's place (its score in the priority set): what the submission's own answer costs. */
+  let placeReads = 0;
   const listeners = new Map<string, (e: JobEvent) => void>();
   const store = {
     putRecord: async (id: string, r: Record<string, unknown>) => void (records.set(id, r), log.push(`record:${String(r.status)}`)),
@@ -60,23 +61,10 @@ function harness(opts: { replicasToAck?: number; replicasConfirming?: number } =
     zcard: async () => 0,
     zrank: async () => null,
     lrange: async () => [],
+    zscore: async () => (placeReads++, null),
+    hget: async () => null,
     wait: async () => (log.push('wait'), opts.replicasConfirming ?? 0),
   } as unknown as Redis;
-  // A pipeline of the same fakes, replied in order like ioredis's ([error, value] per command).
-  (redis as unknown as { pipeline: () => unknown }).pipeline = () => {
-    pipelines++;
-    const calls: Array<() => Promise<unknown>> = [];
-    const p: Record<string, unknown> = {
-      exec: async () => Promise.all(calls.map(async (c) => [null, await c()])),
-    };
-    for (const name of ['exists', 'llen', 'lpos', 'zcard', 'zrank', 'zscore', 'lrange']) {
-      p[name] = (...a: unknown[]) => {
-        calls.push(() => (redis as unknown as Record<string, (...x: unknown[]) => Promise<unknown>>)[name](...a));
-        return p;
-      };
-    }
-    return p;
-  };
   const queue = Object.assign(new EventEmitter(), {
     add: async (_n: string, data: GenerationJobData, o: { jobId: string }) => void queueJobs.set(o.jobId, { state: 'waiting', data }),
     remove: async (id: string) => (queueJobs.get(id)?.state === 'waiting' ? (queueJobs.delete(id), 1) : 0),
@@ -99,7 +87,7 @@ function harness(opts: { replicasToAck?: number; replicasConfirming?: number } =
   const deliver = (e: JobEvent) => listeners.get(e.job_id)?.(e);
   return {
     lifecycle, log, records, flags, values, queueJobs, events, cancels, webhooks, transitions, deliver,
-    recordReads: () => recordReads, pipelines: () => pipelines,
+    recordReads: () => recordReads, placeReads: () => placeReads,
   };
 }
 
@@ -159,11 +147,11 @@ describe('JobLifecycle', () => {
     h.deliver(h.events[h.events.length - 1]); // the worker's end, as another process publishes it
     await expect(ended).resolves.toBe(true);
     expect(h.recordReads()).toBe(reads);
-    // The snapshot kept for the submission's own answer would cost a queue pipeline first: the record answers at once.
-    const pipelinesBefore = h.pipelines();
+    // The snapshot kept for the submission's own answer would cost a look at the queue first: the record answers at once.
+    const placeReadsBefore = h.placeReads();
     const read = await h.lifecycle.read('j1');
     expect(read).toMatchObject({ found: true, view: { status: 'succeeded' } });
-    expect(h.pipelines()).toBe(pipelinesBefore);
+    expect(h.placeReads()).toBe(placeReadsBefore);
   });
 
   it('enqueue puts the job on the queue and tells the process it is queued', async () => {

@@ -97,13 +97,13 @@ export class JobLifecycle {
 
   /**
    * Waiting jobs of every model: back-pressure is one budget for the deployment. The lengths of
-   * every queue's wait list, priority set and delayed set in one pipelined round trip (what
-   * getJobCounts would ask with one script per queue).
+   * every queue's wait list, priority set and delayed set, sent back to back in one round trip
+   * (what getJobCounts would ask with one script per queue).
    */
   async waitingCount(): Promise<number> {
-    const p = this.redis.pipeline();
-    for (const q of this.queues.all()) p.llen(q.toKey('wait')).zcard(q.toKey('prioritized')).zcard(q.toKey('delayed'));
-    return execPipeline(await p.exec()).reduce<number>((sum, n) => sum + Number(n ?? 0), 0);
+    const r = this.redis;
+    const counts = await Promise.all(this.queues.all().flatMap((q) => [r.llen(q.toKey('wait')), r.zcard(q.toKey('prioritized')), r.zcard(q.toKey('delayed'))]));
+    return counts.reduce((sum, n) => sum + n, 0);
   }
 
   /**
@@ -562,7 +562,7 @@ export class JobLifecycle {
   /**
    * The first read of a job this process has just added (the submission's own answer): BullMQ's
    * job object is in hand, so while the job still sits in its priority set, nothing has happened
-   * to it (no worker took it, no record, no progress) and one pipelined round trip gives its
+   * to it (no worker took it, no record, no progress) and one round trip gives its
    * place (behind any held job: see heldCount) and cancel flag, instead of record, state, job and
    * place one after the other. Once
    * taken, or past FRESH_MS, or not prioritized any more, the job is read in full as always.
@@ -575,9 +575,10 @@ export class JobLifecycle {
     const { job } = entry;
     const queue = this.queues.forModel(job.data.params.model);
     const prioritized = queue.toKey('prioritized');
-    const p = this.redis.pipeline().zscore(prioritized, jobId).llen(queue.toKey('wait')).zrank(prioritized, jobId).exists(this.keys.cancelFlag(jobId))
-      .lrange(queue.toKey('active'), 0, -1);
-    const [score, len, rank, flag, active] = execPipeline(await p.exec()) as [string | null, number, number | null, number, string[]];
+    const r = this.redis;
+    const [score, len, rank, flag, active] = await Promise.all([
+      r.zscore(prioritized, jobId), r.llen(queue.toKey('wait')), r.zrank(prioritized, jobId), r.exists(this.keys.cancelFlag(jobId)), r.lrange(queue.toKey('active'), 0, -1),
+    ]);
     if (score === null || rank === null || flag === 1) return undefined;
     const held = await this.heldCount(queue, active);
     const snapshot: QueueSnapshot = {
@@ -637,7 +638,7 @@ export class JobLifecycle {
 
   /**
    * A queued job's cancel flag and queue_position (0 = next to run in its model's queue), in one
-   * pipelined round trip whose cost does not grow with the queue's depth. Unprioritized waiting
+   * round trip whose cost does not grow with the queue's depth. Unprioritized waiting
    * jobs go first, then the priority set in score order (BullMQ scores a priority and then the
    * order of arrival): a prioritized job's place is ZRANK (O(log n)) after the wait list's length
    * (O(1)). The API gives every job a priority, so the wait list stays empty but for jobs another
@@ -646,12 +647,14 @@ export class JobLifecycle {
    */
   private async queuedPlace(queue: GenerationQueue, jobId: string, state: string): Promise<{ cancelRequested: boolean; position: number | null }> {
     const waitKey = queue.toKey('wait');
-    const p = this.redis.pipeline().exists(this.keys.cancelFlag(jobId)).llen(waitKey);
-    if (state === 'waiting') p.lpos(waitKey, jobId, 'RANK', -1);
-    else if (state === 'prioritized') p.zrank(queue.toKey('prioritized'), jobId);
+    const r = this.redis;
     const ahead = state === 'waiting' || state === 'prioritized';
-    if (ahead) p.lrange(queue.toKey('active'), 0, -1);
-    const [flag, len, at, active] = execPipeline(await p.exec()) as [number, number, number | null | undefined, string[] | undefined];
+    const [flag, len, at, active] = await Promise.all([
+      r.exists(this.keys.cancelFlag(jobId)),
+      r.llen(waitKey),
+      state === 'waiting' ? r.lpos(waitKey, jobId, 'RANK', -1) : state === 'prioritized' ? r.zrank(queue.toKey('prioritized'), jobId) : undefined,
+      ahead ? r.lrange(queue.toKey('active'), 0, -1) : undefined,
+    ]);
     const cancelRequested = flag === 1;
     if (!ahead || at === null || at === undefined) return { cancelRequested, position: null };
     const held = await this.heldCount(queue, active ?? []);
@@ -661,16 +664,14 @@ export class JobLifecycle {
   /**
    * Jobs of this model taken by a worker whose prompt has not started (held in ComfyUI's queue by
    * pipelined dispatch): they run before any waiting job. Bounded by the GPUs, not the queue depth.
-   * `active` is the active list, read in the caller's pipeline.
+   * `active` is the active list, read in the caller's round trip.
    */
   private async heldCount(queue: GenerationQueue, active: string[]): Promise<number> {
     if (!active.length) return 0;
-    const pipe = this.redis.pipeline();
-    for (const id of active) pipe.hget(queue.toKey(id), 'progress');
-    const answers = (await pipe.exec()) ?? [];
+    const answers = await Promise.all(active.map((id) => this.redis.hget(queue.toKey(id), 'progress').catch(() => null)));
     let held = 0;
-    for (const [err, raw] of answers) {
-      if (err || typeof raw !== 'string') continue;
+    for (const raw of answers) {
+      if (typeof raw !== 'string') continue;
       try {
         if (!hasStarted(JSON.parse(raw))) held++;
       } catch {
@@ -679,13 +680,4 @@ export class JobLifecycle {
     }
     return held;
   }
-}
-
-/** The replies of a pipeline, or its first error thrown (a pipeline resolves even when a command failed). */
-function execPipeline(results: Array<[Error | null, unknown]> | null): unknown[] {
-  if (!results) throw new Error('Redis pipeline aborted');
-  return results.map(([err, value]) => {
-    if (err) throw err;
-    return value;
-  });
 }
