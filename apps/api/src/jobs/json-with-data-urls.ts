@@ -25,8 +25,8 @@ export class Base64 {
  * every Base64 as its base64 string) —
  * the very bytes a plain stringify of those strings would give — built without running JSON over
  * the megabytes of base64 (which needs no escaping) and without a second whole-text copy: the small
- * rest is stringified with a placeholder per URL, and each URL's bytes are made once however often
- * it appears (the sync answer carries the first image twice).
+ * rest is stringified with a placeholder per URL, and each URL's base64 is encoded once however often
+ * it appears (the sync answer carries the first image twice: the repeat is a copy of the bytes).
  */
 export function jsonWithDataUrls(value: unknown): Buffer {
   const nonce = randomUUID();
@@ -46,12 +46,18 @@ export function jsonWithDataUrls(value: unknown): Buffer {
   const size = pieces.reduce((a, p) => a + (typeof p === 'string' ? Buffer.byteLength(p, 'utf8') : Buffer.byteLength(p.head, 'utf8') + p.base64Length), 0);
   // One allocation, each piece written straight into it: no intermediate buffers of the megabytes.
   const out = Buffer.allocUnsafe(size);
+  // Where each URL's base64 was first written: a repeat is a copy of those bytes, not a second encoding.
+  const written = new Map<(typeof encoded)[number], number>();
   let at = 0;
   for (const p of pieces) {
     if (typeof p === 'string') at += out.write(p, at, 'utf8');
     else {
       at += out.write(p.head, at, 'utf8');
-      at = writeBase64(p.bytes, out, at);
+      const first = written.get(p);
+      if (first === undefined) {
+        written.set(p, at);
+        at = writeBase64(p.bytes, out, at);
+      } else at += out.copy(out, at, first, first + p.base64Length);
     }
   }
   if (at !== size) throw new Error(`jsonWithDataUrls wrote ${at} of ${size} bytes`);
