@@ -80,7 +80,17 @@ const RedisProcess = {
 /** Minimal HTTP JSON client over a keep-alive agent, loopback only. */
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
-function request(method, url, { body, headers = {}, timeoutMs = 10_000, raw = false } = {}) {
+function request(method, url, opts = {}) {
+  return requestOnce(method, url, opts).catch((err) => {
+    // A pooled keep-alive socket the server closed just as this request went out on it: the server
+    // never read the request, so sending it again on a fresh socket is safe (Node's own advice for
+    // `req.reusedSocket`). Anything else is the caller's to see.
+    if (err.reusedSocket && err.code === 'ECONNRESET') return requestOnce(method, url, opts);
+    throw err;
+  });
+}
+
+function requestOnce(method, url, { body, headers = {}, timeoutMs = 10_000, raw = false } = {}) {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
     if (u.hostname !== HOST) return reject(new Error(`refusing non-loopback URL ${url}`));
@@ -115,7 +125,12 @@ function request(method, url, { body, headers = {}, timeoutMs = 10_000, raw = fa
       },
     );
     req.setTimeout(timeoutMs, () => req.destroy(new Error(`timeout after ${timeoutMs} ms: ${method} ${url}`)));
-    req.on('error', reject);
+    req.on('error', (err) => {
+      err.reusedSocket = req.reusedSocket;
+      // Which request failed, for the bench's one-line failure report.
+      if (!String(err.message).includes(url)) err.message = `${err.message} (${method} ${url})`;
+      reject(err);
+    });
     if (payload) req.write(payload);
     req.end();
   });
