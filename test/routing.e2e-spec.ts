@@ -13,6 +13,7 @@ import { parseModelFiles } from '../apps/comfyui-sim/src/main';
 import { GenerationWorkerPool } from '../apps/worker/src/generation/generation-worker.pool';
 import { WorkerMetrics } from '../apps/worker/src/metrics/worker-metrics.service';
 import { WorkerModule } from '../apps/worker/src/worker.module';
+import { TestKeys } from './support/security';
 import { Stack, waitFor } from './support/stack';
 
 const QWEN = 'qwen-image-lightning-4step';
@@ -137,8 +138,9 @@ describe('model-aware routing: each model runs only where its files are', () => 
 });
 
 // Without pipelining a slot has one seat: the models alternate job by job. Pipelined, it has two
-// (one running, one waiting in ComfyUI's queue) handed out first come first served: each model's
-// worker holds up to two jobs, so the turns come in pairs — still neither model starves.
+// (one running, one waiting in ComfyUI's queue) handed out, at equal priority, first come first
+// served: each model's worker holds up to two jobs, so the turns come in pairs — still neither
+// model starves.
 describe.each([
   { pipeline: false, order: ['a1', 'b1', 'a2', 'b2', 'a3', 'b3'], submittedWhileFrozen: 1 },
   { pipeline: true, order: ['a1', 'a2', 'b1', 'b2', 'a3', 'b3'], submittedWhileFrozen: 2 },
@@ -192,6 +194,63 @@ describe.each([
     const order = sim.stats().executedPromptIds.map((p) => names.get(promptOf.get(p) ?? ''));
     expect(order).toEqual(expected);
     expect(sim.stats().maxConcurrent).toBe(1);
+  });
+});
+
+// Across the models of one GPU, the seats go by the jobs' priority first: an urgent job of one model
+// waiting for a seat goes ahead of a less urgent one of another model that has waited longer.
+describe('one GPU serving two models: a seat goes to the more urgent job first (pipelined)', () => {
+  let stack: Stack;
+  let keys: TestKeys;
+
+  beforeAll(async () => {
+    stack = await Stack.start({ comfyui: 1, env: { WORKER_HEARTBEAT_INTERVAL_MS: '300', WORKER_PIPELINE: 'true' } });
+    keys = TestKeys.of(stack);
+  });
+  afterAll(async () => {
+    await keys?.close();
+    await stack?.close();
+  });
+
+  it('with both seats taken, the high-priority job of one model runs before the waiting low-priority job of the other', async () => {
+    const sim = stack.sims[0];
+    const lifecycle = stack.api.get(JobLifecycle);
+    const queues = stack.api.get(GenerationQueues);
+    const low = await keys.create('batch', { priority: 500 });
+    const high = await keys.create('interactive', { priority: 5 });
+    const names = new Map<string, string>();
+    const ids: string[] = [];
+    const add = async (model: string, name: string, auth: Record<string, string>) => {
+      const r = await request(stack.url).post('/api/v1/images/jobs').set(auth).send({ prompt: `seats (${name})`, model, width: 256, height: 256 }).expect(202);
+      const id = r.body.id as string;
+      ids.push(id);
+      names.set(id, name);
+      return id;
+    };
+    const atTheGate = (id: string, model: string) =>
+      waitFor(async () => {
+        const r = await lifecycle.read(id);
+        const state = await queues.forModel(model).getJobState(id);
+        return r.found && r.view.status === 'queued' && r.view.started_at === null && state === 'active' ? true : undefined;
+      }, 5_000, `${names.get(id)} taken and waiting for a seat`);
+    sim.faults.set({ hang: true });
+    await add('smoke-test', 'b0', low.auth);
+    await waitFor(async () => (sim.stats().submitted === 1 ? true : undefined), 5_000, 'b0 on the frozen GPU');
+    await add(QWEN, 'a1', low.auth);
+    await waitFor(async () => (sim.stats().submitted === 2 ? true : undefined), 5_000, 'a1 held in ComfyUI\'s queue');
+    // Both seats are taken: a2 (low) waits at the gate first, then b1 (high).
+    await atTheGate(await add(QWEN, 'a2', low.auth), QWEN);
+    await atTheGate(await add('smoke-test', 'b1', high.auth), 'smoke-test');
+    expect(sim.stats().submitted).toBe(2);
+    sim.faults.set({ hang: false });
+    const promptOf = new Map<string, string>();
+    for (const id of ids) {
+      await untilEnded(stack, id);
+      const r = await lifecycle.read(id);
+      if (r.found && r.view.result) promptOf.set(r.view.result.prompt_id, id);
+    }
+    const order = sim.stats().executedPromptIds.map((p) => names.get(promptOf.get(p) ?? '')).filter(Boolean);
+    expect(order).toEqual(['b0', 'a1', 'b1', 'a2']);
   });
 });
 

@@ -49,7 +49,8 @@ const LEFTOVER_POLL_MS = 200;
  * completed job's moveToFinished hands over the next job by priority in the same round trip. With
  * concurrency 2 a single-model slot never holds a job it has no seat for (its second job is taken
  * only once the first is recorded, by which time that one's seat is free); a slot serving several
- * models may hold up to two per model waiting for a seat, so their turns come in pairs.
+ * models may hold up to two per model waiting for a seat, so at equal priority their turns come in
+ * pairs (the gate serves the more urgent job first).
  */
 @Injectable()
 export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -156,7 +157,7 @@ export class GenerationWorkerPool implements OnApplicationBootstrap, OnApplicati
     }
     const entry = { worker, started: false };
     slot.inHand.set(jobId, entry);
-    const held = await slot.gate.acquire(signal);
+    const held = await slot.gate.acquire(signal, job.opts.priority ?? 0);
     let seated = held;
     const giveSeatBack = () => {
       if (!seated) return;

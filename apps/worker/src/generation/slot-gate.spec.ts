@@ -34,6 +34,22 @@ describe('SlotGate', () => {
   });
 });
 
+describe('SlotGate priorities', () => {
+  it('serves waiters by priority (lower first), then in arrival order', async () => {
+    const gate = new SlotGate();
+    await gate.acquire(new AbortController().signal);
+    const order: string[] = [];
+    const wait = (name: string, priority: number) => gate.acquire(new AbortController().signal, priority).then(() => order.push(name));
+    const all = [wait('low-1', 500), wait('high-1', 5), wait('low-2', 500), wait('high-2', 5), wait('none', 0)];
+    for (let i = 0; i < all.length; i++) {
+      gate.release();
+      await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all(all);
+    expect(order).toEqual(['none', 'high-1', 'high-2', 'low-1', 'low-2']);
+  });
+});
+
 describe('SlotGate with two seats (pipelined dispatch)', () => {
   it('lets two holders in, queues the third until a seat is given back', async () => {
     const gate = new SlotGate(2);

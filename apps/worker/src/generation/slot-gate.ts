@@ -3,13 +3,15 @@
  * (one per model queue). A job holds a seat from just before its prompt is submitted until the
  * prompt has ended in ComfyUI. One seat: a GPU runs one prompt at a time and nothing waits in
  * ComfyUI's queue. Two seats (pipelined dispatch): one prompt runs and at most one waits behind it,
- * so the GPU starts the next the instant the previous ends. Waiters are served in arrival order, so
- * models a slot serves take turns. A waiter whose signal aborts (cancel, shutdown) leaves the line
- * at once without a seat: its job then ends without touching ComfyUI.
+ * so the GPU starts the next the instant the previous ends. Waiters are served by priority (BullMQ's
+ * numbers: lower first), then in arrival order, so the models a slot serves take turns and a more
+ * urgent job of one model goes ahead of a less urgent one of another. A waiter whose signal aborts
+ * (cancel, shutdown) leaves the line at once without a seat: its job then ends without touching ComfyUI.
  */
 export class SlotGate {
   private held = 0;
-  private readonly waiters: Array<() => void> = [];
+  private arrivals = 0;
+  private readonly waiters: Array<{ grant: () => void; priority: number; arrival: number }> = [];
 
   constructor(readonly seats = 1) {
     if (!Number.isInteger(seats) || seats < 1) throw new RangeError(`seats must be a positive integer, got ${seats}`);
@@ -24,24 +26,34 @@ export class SlotGate {
     return this.held;
   }
 
-  /** Resolves true holding a seat (call release() once), or false when `signal` aborted first. */
-  acquire(signal: AbortSignal): Promise<boolean> {
+  /**
+   * Resolves true holding a seat (call release() once), or false when `signal` aborted first.
+   * `priority`: the job's BullMQ priority (lower goes first; 0, BullMQ's "none", before any).
+   */
+  acquire(signal: AbortSignal, priority = 0): Promise<boolean> {
     if (this.held < this.seats) {
       this.held++;
       return Promise.resolve(true);
     }
     if (signal.aborted) return Promise.resolve(false);
     return new Promise<boolean>((resolve) => {
-      const grant = () => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(true);
+      const waiter = {
+        priority,
+        arrival: this.arrivals++,
+        grant: () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(true);
+        },
       };
       const onAbort = () => {
-        const i = this.waiters.indexOf(grant);
+        const i = this.waiters.indexOf(waiter);
         if (i >= 0) this.waiters.splice(i, 1);
         resolve(false);
       };
-      this.waiters.push(grant);
+      // Kept in serving order: by priority, then arrival (a handful of waiters at most).
+      let at = this.waiters.length;
+      while (at > 0 && this.waiters[at - 1].priority > priority) at--;
+      this.waiters.splice(at, 0, waiter);
       signal.addEventListener('abort', onAbort, { once: true });
     });
   }
@@ -59,7 +71,7 @@ export class SlotGate {
   /** Gives a seat back: the first waiter takes it over. */
   release(): void {
     const next = this.waiters.shift();
-    if (next) next();
+    if (next) next.grant();
     else this.held = Math.max(0, this.held - 1);
   }
 }
