@@ -48,6 +48,18 @@ async function submit(url: string, model: string): Promise<request.Response> {
   return request(url).post('/api/v1/images/jobs').send({ prompt: `a lighthouse (${model})`, model, width: 256, height: 256 });
 }
 
+/** Once every job has ended: their names in the order the simulator executed their prompts. */
+async function executionOrder(stack: Stack, sim: SimulatorHandle, ids: string[], names: Map<string, string>): Promise<Array<string | undefined>> {
+  const lifecycle = stack.api.get(JobLifecycle);
+  const promptOf = new Map<string, string>();
+  for (const id of ids) {
+    await untilEnded(stack, id);
+    const r = await lifecycle.read(id);
+    if (r.found && r.view.result) promptOf.set(r.view.result.prompt_id, id);
+  }
+  return sim.stats().executedPromptIds.map((p) => names.get(promptOf.get(p) ?? ''));
+}
+
 async function untilEnded(stack: Stack, id: string, timeoutMs = 20_000): Promise<{ status: string; comfyui?: string }> {
   const lifecycle = stack.api.get(JobLifecycle);
   return waitFor(async () => {
@@ -185,14 +197,7 @@ describe.each([
     await waitFor(async () => (sim.stats().submitted === submittedWhileFrozen ? true : undefined), 5_000, 'the prompts ComfyUI holds while frozen');
     expect(sim.stats().submitted).toBe(submittedWhileFrozen);
     sim.faults.set({ hang: false });
-    const promptOf = new Map<string, string>();
-    for (const id of ids) {
-      await untilEnded(stack, id);
-      const r = await lifecycle.read(id);
-      if (r.found && r.view.result) promptOf.set(r.view.result.prompt_id, id);
-    }
-    const order = sim.stats().executedPromptIds.map((p) => names.get(promptOf.get(p) ?? ''));
-    expect(order).toEqual(expected);
+    expect(await executionOrder(stack, sim, ids, names)).toEqual(expected);
     expect(sim.stats().maxConcurrent).toBe(1);
   });
 });
@@ -243,14 +248,7 @@ describe('one GPU serving two models: a seat goes to the more urgent job first (
     await atTheGate(await add('smoke-test', 'b1', high.auth), 'smoke-test');
     expect(sim.stats().submitted).toBe(2);
     sim.faults.set({ hang: false });
-    const promptOf = new Map<string, string>();
-    for (const id of ids) {
-      await untilEnded(stack, id);
-      const r = await lifecycle.read(id);
-      if (r.found && r.view.result) promptOf.set(r.view.result.prompt_id, id);
-    }
-    const order = sim.stats().executedPromptIds.map((p) => names.get(promptOf.get(p) ?? '')).filter(Boolean);
-    expect(order).toEqual(['b0', 'a1', 'b1', 'a2']);
+    expect(await executionOrder(stack, sim, ids, names)).toEqual(['b0', 'a1', 'b1', 'a2']);
   });
 });
 
