@@ -15,6 +15,8 @@ export interface FailoverReport {
   acknowledged: number;
   /** Acknowledged, then unknown (404) or never terminal after the drain. */
   lost: string[];
+  /** Acknowledged by an idempotent replay (a retry after a 5xx answered the job of the first try). */
+  replayed: string[];
   succeeded: number;
   failed: number;
   /** 503 replication_unconfirmed answers (each retried with the same Idempotency-Key). */
@@ -34,7 +36,7 @@ export interface FailoverReport {
   submitP95: number;
 }
 
-type Answer = { status: number; body: { id?: string; status?: string; error?: { code?: string } } };
+type Answer = { status: number; replayed?: boolean; body: { id?: string; status?: string; error?: { code?: string } } };
 
 /** One request on a fresh connection (no keep-alive: an API instance never holds a socket of ours across an outage). */
 function call(method: string, url: string, body?: unknown, headers: Record<string, string> = {}): Promise<Answer> {
@@ -50,7 +52,7 @@ function call(method: string, url: string, body?: unknown, headers: Record<strin
         } catch {
           // not JSON: status is enough
         }
-        resolve({ status: res.statusCode ?? 0, body: parsed });
+        resolve({ status: res.statusCode ?? 0, replayed: res.headers['idempotent-replayed'] === 'true', body: parsed });
       });
       res.on('error', () => resolve({ status: 0, body: {} }));
     });
@@ -94,7 +96,7 @@ export async function runFailoverSoak(opts: { minReplicasAck: number; kills: num
     });
     const url = stack.url;
     const report: FailoverReport = {
-      minReplicasAck: opts.minReplicasAck, kills: opts.kills, replicaLagMs: opts.replicaLagMs ?? 0, attempted: 0, acknowledged: 0, lost: [], succeeded: 0, failed: 0,
+      minReplicasAck: opts.minReplicasAck, kills: opts.kills, replicaLagMs: opts.replicaLagMs ?? 0, attempted: 0, acknowledged: 0, lost: [], replayed: [], succeeded: 0, failed: 0,
       unconfirmed: 0, abandoned: 0, unavailable: 0, failoverMs: [], recoveryMs: [], readinessDipped: [], submitP50: NaN, submitP95: NaN,
     };
     const acked = new Map<string, number>(); // job id → when the request that got its 202 was sent
@@ -117,6 +119,7 @@ export async function runFailoverSoak(opts: { minReplicasAck: number; kills: num
             // When the attempt that got the 202 was sent: an answer that was merely slow (its write
             // done before a kill) must not count as the service being back after the kill.
             if (!acked.has(r.body.id)) acked.set(r.body.id, started);
+            if (r.replayed) report.replayed.push(r.body.id);
             break;
           }
           if (r.status === 404) {
@@ -207,7 +210,7 @@ export function printReport(r: FailoverReport): void {
   const ms = (xs: number[]) => `p50 ${percentile(xs, 50)} ms, max ${Math.max(...xs)} ms`;
   process.stdout.write(
     `failover soak (REDIS_MIN_REPLICAS_ACK=${r.minReplicasAck}): ${r.kills} primary SIGKILLs (replica ${r.replicaLagMs} ms behind at each); attempted ${r.attempted}, acknowledged ${r.acknowledged}, ` +
-      `lost ${r.lost.length}, succeeded ${r.succeeded}, failed ${r.failed}; retried answers: ${r.unconfirmed} replication_unconfirmed, ${r.unavailable} other 5xx/refused; ${r.abandoned} abandoned (retry answered 404); ` +
+      `lost ${r.lost.length} (${r.lost.filter((id) => r.replayed.includes(id)).length} of them acknowledged by a replay, of ${r.replayed.length} replays), succeeded ${r.succeeded}, failed ${r.failed}; retried answers: ${r.unconfirmed} replication_unconfirmed, ${r.unavailable} other 5xx/refused; ${r.abandoned} abandoned (retry answered 404); ` +
       `failover ${ms(r.failoverMs)}; first 202 to a request sent after the kill ${ms(r.recoveryMs)}; readiness dipped and recovered ${r.readinessDipped.filter(Boolean).length}/${r.kills}; ` +
       `healthy submit latency p50 ${r.submitP50} ms, p95 ${r.submitP95} ms\n`,
   );

@@ -129,6 +129,34 @@ export class JobLifecycle {
     if (client) await this.replicated(client, 1, jobId, mark);
   }
 
+  /**
+   * With REDIS_MIN_REPLICAS_ACK, for an answer about a job this request did not write (an
+   * idempotent replay acknowledges the job of an earlier try, whose own WAIT may have failed): a
+   * mark on the queue's connection before the job is read, then confirmReplay once it was found.
+   */
+  async markReplay(): Promise<WriteMark | undefined> {
+    if (!(this.env.replicasToAck > 0)) return undefined;
+    return markWrites(await this.queueClient(), this.keys.prefix);
+  }
+
+  /**
+   * A small write on the connection the job was just read on, then its WAIT: replication is one
+   * ordered stream, so replicas that hold the write hold everything the primary had before it, the
+   * job included. replication_unconfirmed (the retry with the same Idempotency-Key comes back here)
+   * when they do not, or when the connection changed since the mark.
+   */
+  async confirmReplay(jobId: string, mark: WriteMark | undefined): Promise<void> {
+    if (!mark) return;
+    const client = await this.queueClient();
+    await (client as unknown as Redis).incr(this.keys.replicationProbe);
+    await this.replicated(client, 1, jobId, mark);
+  }
+
+  /** The connection every generation queue adds on (they share it). */
+  private async queueClient(): Promise<Pick<Redis, 'wait'>> {
+    return (await this.queues.all()[0].getBackend().client) as unknown as Pick<Redis, 'wait'>;
+  }
+
   async read(jobId: string): Promise<ReadResult> {
     const fresh = await this.freshView(jobId);
     if (fresh) return { found: true, view: fresh };

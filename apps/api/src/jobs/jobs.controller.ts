@@ -107,8 +107,8 @@ export class JobsController {
     if (idempotencyKey !== undefined) {
       const claim = await this.idempotency.claim(caller.owner, idempotencyKey, dto, jobId, undefined, (id) => this.jobs.claimedJobExists(id, caller, base));
       if (claim.kind === 'replay') {
+        const resource = await this.jobs.getReplayed(claim.jobId, caller, base);
         res.setHeader('Idempotent-Replayed', 'true');
-        const resource = await this.jobs.getWhenVisible(claim.jobId, caller, base);
         res.setHeader('Location', resource.links.self);
         return resource;
       }

@@ -235,6 +235,18 @@ export class JobsService {
   }
 
   /** For an idempotent replay: the first request may still be adding the job; wait for it briefly. */
+  /**
+   * An idempotent replay's answer (202 `Idempotent-Replayed`): the job of the first try, once it is
+   * visible, and (REDIS_MIN_REPLICAS_ACK) on the replicas like any acknowledged job — the first try's
+   * own WAIT may be what failed.
+   */
+  async getReplayed(jobId: string, caller: Caller, base: string): Promise<JobResource> {
+    const mark = await this.lifecycle.markReplay();
+    const resource = await this.getWhenVisible(jobId, caller, base);
+    await this.lifecycle.confirmReplay(jobId, mark);
+    return resource;
+  }
+
   async getWhenVisible(jobId: string, caller: Caller, base: string, timeoutMs = 3_000): Promise<JobResource> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
