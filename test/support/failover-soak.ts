@@ -142,7 +142,10 @@ export async function runFailoverSoak(opts: { minReplicasAck: number; kills: num
     const readiness: { at: number; status: number }[] = [];
     loops.push((async () => {
       while (!stop) {
-        readiness.push({ at: Date.now(), status: (await call('GET', `${url}/health/ready`)).status });
+        // Stamped when the answer arrives: a probe sent just before a kill that answers 503 during
+        // the outage is a dip after the kill (stamped at sending, it could hide the only 503).
+        const { status } = await call('GET', `${url}/health/ready`);
+        readiness.push({ at: Date.now(), status });
         await sleep(100);
       }
     })());
