@@ -1,9 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { once } from 'node:events';
-import { Queue } from 'bullmq';
 import Redis from 'ioredis';
 import request from 'supertest';
-import { confirmReplicated, markWrites, QueueName, ReplicationUnconfirmedError } from '@app/queue';
+import { QueueName } from '@app/queue';
 import { SentinelGroup } from './support/redis-server';
 import { Stack } from './support/stack';
 
@@ -66,43 +64,6 @@ describe('acknowledged means replicated (REDIS_MIN_REPLICAS_ACK)', () => {
     expect(retried.headers['idempotent-replayed']).toBe('true');
     // One job, not two: the refused submission was never duplicated.
     expect((await request(acked.url).get(`/api/v1/images/jobs/${jobId}`).expect(200)).body.status).toBe('queued');
-  });
-
-  it('a WAIT on a connection re-established since the write vouches for nothing: unconfirmed, though the new connection counts the replica', async () => {
-    const primary = await group.primary();
-    const client = new Redis(primary.url, { maxRetriesPerRequest: 1 });
-    const admin = new Redis(primary.url, { maxRetriesPerRequest: 1 });
-    try {
-      // One connection throughout: the replica confirms the write.
-      let mark = await markWrites(client, '{reconnect}');
-      await client.set(`reconnect:${randomUUID()}`, '1');
-      await confirmReplicated(client, 1, 5_000, '{reconnect}', mark);
-      // Also through the wrapper BullMQ puts around a queue's client (an Idempotency-Key's claim is
-      // marked on the client itself, the job's add is confirmed through its queue).
-      const queue = new Queue(`reconnect-${randomUUID()}`, { connection: client });
-      try {
-        const wrapped = await queue.getBackend().client;
-        expect(wrapped).not.toBe(client);
-        await confirmReplicated(wrapped as unknown as Redis, 1, 5_000, '{reconnect}', mark);
-      } finally {
-        await queue.close();
-      }
-
-      mark = await markWrites(client, '{reconnect}');
-      await client.set(`reconnect:${randomUUID()}`, '1');
-      // The connection drops after the write (as in a failover) and the client reconnects.
-      const id = await client.client('ID');
-      const ready = once(client, 'ready');
-      await admin.client('KILL', 'ID', String(id));
-      await ready;
-      expect(await client.wait(1, 5_000)).toBe(1);
-      const err = await confirmReplicated(client, 1, 5_000, '{reconnect}', mark).catch((e: Error) => e);
-      expect(err).toBeInstanceOf(ReplicationUnconfirmedError);
-      expect(err).toMatchObject({ reconnected: true });
-    } finally {
-      client.disconnect();
-      admin.disconnect();
-    }
   });
 
   it('prints the submit latency with and without the WAIT (same group, same moment)', async () => {

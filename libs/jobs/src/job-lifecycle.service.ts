@@ -4,7 +4,7 @@ import type Redis from 'ioredis';
 import { Env } from '@app/config';
 import {
   type GenerationJob, type GenerationJobData, generationJobOptions, type GenerationProgress, type GenerationResult, type JobError,
-  type JobEvent, JobName, type JobResource, logQueueErrors, RedisKeys, type WebhookEvent, decodeFailure, confirmReplicated, markWrites, ReplicationUnconfirmedError, type WriteMark,
+  type JobEvent, JobName, type JobResource, logQueueErrors, RedisKeys, type WebhookEvent, decodeFailure, confirmReplicated, ReplicationUnconfirmedError,
 } from '@app/queue';
 import { DomainError, ErrorCode } from '@app/common';
 import { REDIS_CLIENT, ResultStore, retryWhileStorageFull } from '@app/storage';
@@ -65,8 +65,6 @@ export class JobLifecycle {
   private readonly modelOf = new Map<string, string>();
   /** Jobs this process has just added, for the submission's own answer (see freshView). */
   private readonly fresh = new Map<string, { job: GenerationJob; at: number }>();
-  /** Per attempt (the job object its worker holds): where the attempt's writes went before it stored any. */
-  private readonly attemptMarks = new WeakMap<GenerationJob, WriteMark>();
 
   constructor(
     private readonly env: Env,
@@ -111,13 +109,8 @@ export class JobLifecycle {
    * replication_unconfirmed when they do not in time. The job exists then and will run; a retry with
    * the same Idempotency-Key answers it.
    */
-  async enqueue(jobId: string, data: GenerationJobData, priority?: number, writesSince?: WriteMark): Promise<void> {
+  async enqueue(jobId: string, data: GenerationJobData, priority?: number): Promise<void> {
     const queue = this.queues.forModel(data.params.model);
-    // WAIT covers the writes of the connection it runs on: the queue's own client, which makes the
-    // add (and, in the API, made the Idempotency-Key claim of `writesSince` before it).
-    const client = this.env.replicasToAck > 0 ? ((await queue.getBackend().client) as unknown as Pick<Redis, 'wait'>) : undefined;
-    const own = client ? await markWrites(client, this.keys.prefix) : undefined;
-    const mark = own && writesSince?.connection === own.connection ? writesSince : own;
     const job = await queue.add(
       JobName.Generate,
       data,
@@ -126,35 +119,8 @@ export class JobLifecycle {
     this.remember(jobId, data.params.model);
     if (job) this.rememberFresh(job);
     this.emit({ kind: 'queued', jobId, model: data.params.model, at: data.submitted_at });
-    if (client) await this.replicated(client, 1, jobId, mark);
-  }
-
-  /**
-   * With REDIS_MIN_REPLICAS_ACK, for an answer about a job this request did not write (an
-   * idempotent replay acknowledges the job of an earlier try, whose own WAIT may have failed): a
-   * mark on the queue's connection before the job is read, then confirmReplay once it was found.
-   */
-  async markReplay(): Promise<WriteMark | undefined> {
-    if (!(this.env.replicasToAck > 0)) return undefined;
-    return markWrites(await this.queueClient(), this.keys.prefix);
-  }
-
-  /**
-   * A small write on the connection the job was just read on, then its WAIT: replication is one
-   * ordered stream, so replicas that hold the write hold everything the primary had before it, the
-   * job included. replication_unconfirmed (the retry with the same Idempotency-Key comes back here)
-   * when they do not, or when the connection changed since the mark.
-   */
-  async confirmReplay(jobId: string, mark: WriteMark | undefined): Promise<void> {
-    if (!mark) return;
-    const client = await this.queueClient();
-    await (client as unknown as Redis).incr(this.keys.replicationProbe);
-    await this.replicated(client, 1, jobId, mark);
-  }
-
-  /** The connection every generation queue adds on (they share it). */
-  private async queueClient(): Promise<Pick<Redis, 'wait'>> {
-    return (await this.queues.all()[0].getBackend().client) as unknown as Pick<Redis, 'wait'>;
+    // WAIT covers the writes of the connection it runs on: the queue's own client, which made the add.
+    if (this.env.replicasToAck > 0) await this.replicated((await queue.getBackend().client) as unknown as Pick<Redis, 'wait'>, 1, jobId);
   }
 
   async read(jobId: string): Promise<ReadResult> {
@@ -387,8 +353,6 @@ export class JobLifecycle {
     const fresh: GenerationProgress = o.running
       ? { ...p, prompt_id: promptId, comfyui, held: undefined }
       : { step: 0, total_steps: job.data.params.num_inference_steps, fraction: 0, prompt_id: promptId, comfyui, held: o.held ? true : undefined };
-    // Before the attempt stores anything: the WAIT after its record must cover its images too.
-    if (this.env.replicasToAck > 0) this.attemptMarks.set(job, await markWrites(this.redis, this.keys.prefix));
     await job.updateProgress(fresh);
   }
 
@@ -428,7 +392,7 @@ export class JobLifecycle {
   async succeeded(job: GenerationJob, comfyui: string, result: GenerationResult): Promise<void> {
     const steps = job.data.params.num_inference_steps;
     const record = this.terminal(job, 'succeeded', { result, progress: { step: steps, total_steps: steps } });
-    await this.end(record, comfyui, undefined, WORKER_ACK_TRIES, this.attemptMarks.get(job));
+    await this.end(record, comfyui);
     if (job.data.cache_key) await this.indexResult(job.data.cache_key, record);
   }
 
@@ -519,14 +483,13 @@ export class JobLifecycle {
    * Record first (readers trust it), then the event and the webhook, side by side: both only
    * follow the record, and waiting for one before sending the other is a Redis round trip per job.
    */
-  private async end(record: TerminalRecord, comfyui: string | undefined, requestId?: string, ackTries = WORKER_ACK_TRIES, since?: WriteMark): Promise<void> {
+  private async end(record: TerminalRecord, comfyui: string | undefined, requestId?: string, ackTries = WORKER_ACK_TRIES): Promise<void> {
     const jobId = record.id;
-    const mark = since ?? (this.env.replicasToAck > 0 ? await markWrites(this.redis, this.keys.prefix) : undefined);
     // A Redis at maxmemory may get room back within moments (another job's images released): a few quick tries.
     await retryWhileStorageFull(() => this.store.putRecord(jobId, record as unknown as Record<string, unknown>));
     // The record (and the images stored before it, on the same connection) on the replicas before
     // anyone is told the job ended: a failover right after must not forget a reported result.
-    await this.replicated(this.redis, ackTries, jobId, mark);
+    await this.replicated(this.redis, ackTries, jobId);
     const published = this.bus.publish({ type: 'status', job_id: jobId, status: record.status, at: record.finished_at });
     this.emit({
       kind: 'ended', jobId, model: record.data.params.model, at: record.finished_at, status: record.status, comfyui, code: record.error?.code,
@@ -545,17 +508,16 @@ export class JobLifecycle {
   }
 
   /** WAIT for REDIS_MIN_REPLICAS_ACK replicas, `tries` times at most; replication_unconfirmed when they never confirm. */
-  private async replicated(client: Pick<Redis, 'wait'>, tries: number, jobId: string, since?: WriteMark): Promise<void> {
+  private async replicated(client: Pick<Redis, 'wait'>, tries: number, jobId: string): Promise<void> {
     const wanted = this.env.replicasToAck;
     if (!(wanted > 0)) return; // also an Env built by hand (tests) without the getter
     for (let i = 1; ; i++) {
       try {
-        await confirmReplicated(client, wanted, this.env.REDIS_REPLICA_ACK_TIMEOUT_MS, this.keys.prefix, since);
+        await confirmReplicated(client, wanted, this.env.REDIS_REPLICA_ACK_TIMEOUT_MS, this.keys.prefix);
         return;
       } catch (e) {
         if (!(e instanceof ReplicationUnconfirmedError)) throw e;
-        // Another connection since the writes: no later WAIT can vouch for them either.
-        if (i >= tries || e.reconnected) throw new DomainError(ErrorCode.ReplicationUnconfirmed, 'The job store could not confirm the write on its replicas in time; retry shortly with the same Idempotency-Key', { job_id: jobId, replicas_wanted: e.wanted, replicas_confirmed: e.confirmed });
+        if (i >= tries) throw new DomainError(ErrorCode.ReplicationUnconfirmed, 'The job store could not confirm the write on its replicas in time; retry shortly with the same Idempotency-Key', { job_id: jobId, replicas_wanted: e.wanted, replicas_confirmed: e.confirmed });
       }
     }
   }

@@ -194,56 +194,19 @@ export function bullConnectionFor(env: RedisEnv, role: 'worker' | 'producer'): B
 
 // ------------------------------------------------------------------------ acknowledged means replicated
 
-/** WAIT could not confirm the writes on enough replicas in time (or on the connection that made them). */
+/** WAIT could not confirm the writes on enough replicas in time. */
 export class ReplicationUnconfirmedError extends Error {
   constructor(
     readonly wanted: number,
     readonly confirmed: number,
-    /** The connection closed between the writes and the WAIT: what the WAIT counted says nothing of them. */
-    readonly reconnected = false,
   ) {
-    super(
-      reconnected
-        ? `the Redis connection was re-established between the write and its WAIT: ${wanted} replica(s) could not be confirmed to hold it`
-        : `only ${confirmed} of ${wanted} Redis replica(s) confirmed the write in time`,
-    );
+    super(`only ${confirmed} of ${wanted} Redis replica(s) confirmed the write in time`);
     this.name = 'ReplicationUnconfirmedError';
   }
 }
 
 /** `WAIT` on one connection: resolves the number of replicas that have every write it made so far. */
-type Waiter = Pick<Redis, 'wait'> & Partial<Pick<Redis, 'on'>>;
-
-/**
- * Where a client's writes go at one moment, taken before them (see confirmReplicated): WAIT counts
- * the replicas of whatever server its connection reaches when it runs, so after a reconnect (a
- * Sentinel failover moving the client to the new primary, a Cluster slot changing hands) it would
- * confirm writes the old primary may never have passed on.
- */
-export interface WriteMark {
-  readonly connection: object | undefined;
-  readonly closes: number;
-}
-
-/**
- * One connection, however it is reached: BullMQ hands its queues' ioredis client back wrapped in a
- * Proxy, which forwards `options` (and `on`) to the client itself, so both share this identity.
- */
-const identityOf = (c: Waiter): object => (c as { options?: object }).options ?? c;
-
-/** Times each connection has closed, counted from the first mark taken on it. */
-const closeCounts = new WeakMap<object, { n: number }>();
-
-function closesOf(c: Waiter): { n: number } {
-  const id = identityOf(c);
-  let count = closeCounts.get(id);
-  if (!count) {
-    const fresh = { n: 0 };
-    closeCounts.set(id, (count = fresh));
-    c.on?.('close', () => fresh.n++);
-  }
-  return count;
-}
+type Waiter = Pick<Redis, 'wait'>;
 
 const slotCache = new WeakMap<Cluster, Map<string, number>>();
 
@@ -260,29 +223,15 @@ async function clusterOwner(cluster: Cluster, key: string): Promise<Redis | unde
   return cluster.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === owner);
 }
 
-async function waiterFor(client: Redis | Cluster | Waiter, slotKey: string): Promise<Waiter | undefined> {
-  return isRedisCluster(client as Redis | Cluster) ? await clusterOwner(client as Cluster, slotKey) : (client as Waiter);
-}
-
-/** A mark to take before the writes that confirmReplicated will then cover (same client and slot key). */
-export async function markWrites(client: Redis | Cluster | Waiter, slotKey: string): Promise<WriteMark> {
-  const connection = await waiterFor(client, slotKey);
-  return { connection: connection && identityOf(connection), closes: connection ? closesOf(connection).n : 0 };
-}
-
 /**
  * Makes a write durable beyond one Redis: `WAIT replicas timeoutMs` on the connection that made it
  * (WAIT only covers the calling connection's writes). On a Cluster, the connection is the master of
  * `slotKey`'s slot (the queue prefix: every key of the service lives there). Throws
- * ReplicationUnconfirmedError when fewer replicas answered in time, or when `since` (a mark taken
- * before the writes) shows the connection closed or changed in between; does nothing for 0 replicas.
+ * ReplicationUnconfirmedError when fewer replicas answered in time; does nothing for 0 replicas.
  */
-export async function confirmReplicated(client: Redis | Cluster | Waiter, replicas: number, timeoutMs: number, slotKey: string, since?: WriteMark): Promise<void> {
+export async function confirmReplicated(client: Redis | Cluster | Waiter, replicas: number, timeoutMs: number, slotKey: string): Promise<void> {
   if (replicas <= 0) return;
-  const target = await waiterFor(client, slotKey);
+  const target: Waiter | undefined = isRedisCluster(client as Redis | Cluster) ? await clusterOwner(client as Cluster, slotKey) : (client as Waiter);
   const confirmed = target ? await target.wait(replicas, timeoutMs) : 0;
-  if (since && (since.connection !== (target && identityOf(target)) || (target && closesOf(target).n !== since.closes))) {
-    throw new ReplicationUnconfirmedError(replicas, confirmed, true);
-  }
   if (confirmed < replicas) throw new ReplicationUnconfirmedError(replicas, confirmed);
 }

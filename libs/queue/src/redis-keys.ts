@@ -11,10 +11,6 @@ export class RedisKeys {
   get cancelChannel(): string {
     return `${this.prefix}:cancel`;
   }
-  /** Written before a WAIT that must vouch for what an answer only read (an idempotent replay's job). */
-  get replicationProbe(): string {
-    return `${this.prefix}:replication-probe`;
-  }
   /** Marks a job as canceled by the user (read by the worker that holds it, and on recovery). */
   cancelFlag(jobId: string): string {
     return `${this.prefix}:canceled:${jobId}`;

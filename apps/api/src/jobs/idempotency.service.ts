@@ -3,17 +3,14 @@ import { Inject, Injectable } from '@nestjs/common';
 import type Redis from 'ioredis';
 import { ErrorCode } from '@app/common';
 import { Env } from '@app/config';
-import { markWrites, RedisKeys, type WriteMark } from '@app/queue';
+import { RedisKeys } from '@app/queue';
 import { REDIS_CLIENT } from '@app/storage';
 import { ApiError } from '../common/api-error';
 
 const TTL_SECONDS = 24 * 60 * 60;
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 
-export type IdempotencyClaim =
-  /** `writesSince` (REDIS_MIN_REPLICAS_ACK): taken before the claim, so the job's WAIT vouches for the claim too. */
-  | { kind: 'new'; jobId: string; release: () => Promise<void>; writesSince?: WriteMark }
-  | { kind: 'replay'; jobId: string };
+export type IdempotencyClaim = { kind: 'new'; jobId: string; release: () => Promise<void> } | { kind: 'replay'; jobId: string };
 
 /** Whether a claimed job exists (after giving its first request a moment to add it). */
 export type JobExists = (jobId: string) => Promise<boolean>;
@@ -40,7 +37,6 @@ export function canonical(value: unknown): string {
 @Injectable()
 export class IdempotencyService {
   constructor(
-    private readonly env: Env,
     private readonly keys: RedisKeys,
     @Inject(REDIS_CLIENT) private readonly redis: Redis,
   ) {}
@@ -56,10 +52,9 @@ export class IdempotencyService {
     const redisKey = this.keys.idempotency(owner ?? '-', createHash('sha256').update(key).digest('hex'));
     const fingerprint = createHash('sha256').update(canonical(body)).digest('hex');
     const mine = JSON.stringify({ fp: fingerprint, job_id: newJobId });
-    const writesSince = this.env.replicasToAck > 0 ? await markWrites(this.redis, this.keys.prefix) : undefined;
     const set = await this.redis.set(redisKey, mine, 'EX', ttlSeconds, 'NX');
     if (set === 'OK') {
-      return this.fresh(redisKey, mine, newJobId, writesSince);
+      return this.fresh(redisKey, mine, newJobId);
     }
     const existing = await this.redis.get(redisKey);
     if (!existing) return this.claim(owner, key, body, newJobId, ttlSeconds, exists); // expired between SET and GET
@@ -69,13 +64,13 @@ export class IdempotencyService {
     }
     if (exists && !(await exists(prior.job_id))) {
       const taken = await this.redis.eval(TAKE_OVER, 1, redisKey, existing, mine, String(ttlSeconds));
-      if (taken === 1) return this.fresh(redisKey, mine, newJobId, writesSince);
+      if (taken === 1) return this.fresh(redisKey, mine, newJobId);
       return this.claim(owner, key, body, newJobId, ttlSeconds, exists); // another retry took it over first
     }
     return { kind: 'replay', jobId: prior.job_id };
   }
 
-  private fresh(redisKey: string, mine: string, jobId: string, writesSince?: WriteMark): IdempotencyClaim {
-    return { kind: 'new', jobId, writesSince, release: async () => void (await this.redis.eval(RELEASE, 1, redisKey, mine).catch(() => undefined)) };
+  private fresh(redisKey: string, mine: string, jobId: string): IdempotencyClaim {
+    return { kind: 'new', jobId, release: async () => void (await this.redis.eval(RELEASE, 1, redisKey, mine).catch(() => undefined)) };
   }
 }

@@ -107,13 +107,13 @@ export class JobsController {
     if (idempotencyKey !== undefined) {
       const claim = await this.idempotency.claim(caller.owner, idempotencyKey, dto, jobId, undefined, (id) => this.jobs.claimedJobExists(id, caller, base));
       if (claim.kind === 'replay') {
-        const resource = await this.jobs.getReplayed(claim.jobId, caller, base);
         res.setHeader('Idempotent-Replayed', 'true');
+        const resource = await this.jobs.getWhenVisible(claim.jobId, caller, base);
         res.setHeader('Location', resource.links.self);
         return resource;
       }
       try {
-        jobId = await this.jobs.submit(dto, caller, { webhookUrl, jobId, requestBase: base, writesSince: claim.writesSince });
+        jobId = await this.jobs.submit(dto, caller, { webhookUrl, jobId, requestBase: base });
       } catch (e) {
         // Bad input or Redis trouble: the key stays free, nothing changed. Unconfirmed replication: the
         // job exists, so the key keeps pointing at it and the client's retry answers that job.

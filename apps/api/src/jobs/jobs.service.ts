@@ -4,7 +4,7 @@ import { DomainError, ErrorCode } from '@app/common';
 import { Env } from '@app/config';
 import { FleetMonitor } from '@app/health';
 import { isTerminal, JobLifecycle, type JobView, renderJobResource, resultCacheKey } from '@app/jobs';
-import { DEFAULT_WEBHOOK_EVENTS, type GenerationJobData, type GenerationParams, type JobResource, type StoredImageRef, type WriteMark } from '@app/queue';
+import { DEFAULT_WEBHOOK_EVENTS, type GenerationJobData, type GenerationParams, type JobResource, type StoredImageRef } from '@app/queue';
 import { type ImageStream, ResultStore } from '@app/storage';
 import { WorkflowRegistry } from '@app/workflows';
 import { ApiError, STATUS_BY_CODE, STORAGE_FULL_RETRY_AFTER_S } from '../common/api-error';
@@ -59,8 +59,7 @@ export class JobsService {
    * `requireCapacity` (the synchronous route): refuse with 503 no_capacity when no live worker can
    * run the model now, after validation, the policy and the cache (a cached answer needs no GPU).
    */
-  /** `writesSince`: the Idempotency-Key claim's mark (see IdempotencyClaim), for the job's WAIT to cover the claim. */
-  async submit(dto: CreateJobDto, caller: Caller, opts: { webhookUrl?: string; jobId?: string; requestBase: string; requireCapacity?: boolean; writesSince?: WriteMark }): Promise<string> {
+  async submit(dto: CreateJobDto, caller: Caller, opts: { webhookUrl?: string; jobId?: string; requestBase: string; requireCapacity?: boolean }): Promise<string> {
     // An edit's image and mask are checked (decoded, sized, URL judged) before anything is written.
     const edit = await this.inputImages.resolve(dto, caller.owner);
     const params = this.workflows.resolve(edit ? { ...dto, mode: edit.mode, input_size: edit.inputSize } : dto);
@@ -92,7 +91,7 @@ export class JobsService {
     // A slot of the key's quota first (429 quota_exceeded), given back if the job never gets queued.
     await this.quota?.reserve(caller, jobId);
     try {
-      await this.lifecycle.enqueue(jobId, data, caller.priority, opts.writesSince);
+      await this.lifecycle.enqueue(jobId, data, caller.priority);
     } catch (e) {
       // replication_unconfirmed: the job is queued (only its copy on the replicas is in doubt), so it keeps its slot.
       if (isReplicationUnconfirmed(e)) await this.quota?.confirm(caller, jobId);
@@ -235,18 +234,6 @@ export class JobsService {
   }
 
   /** For an idempotent replay: the first request may still be adding the job; wait for it briefly. */
-  /**
-   * An idempotent replay's answer (202 `Idempotent-Replayed`): the job of the first try, once it is
-   * visible, and (REDIS_MIN_REPLICAS_ACK) on the replicas like any acknowledged job — the first try's
-   * own WAIT may be what failed.
-   */
-  async getReplayed(jobId: string, caller: Caller, base: string): Promise<JobResource> {
-    const mark = await this.lifecycle.markReplay();
-    const resource = await this.getWhenVisible(jobId, caller, base);
-    await this.lifecycle.confirmReplay(jobId, mark);
-    return resource;
-  }
-
   async getWhenVisible(jobId: string, caller: Caller, base: string, timeoutMs = 3_000): Promise<JobResource> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {

@@ -121,7 +121,7 @@ export class OpenAiImagesService {
       return claim.jobId;
     }
     try {
-      await this.jobs.submit(native, caller, { jobId: newJobId, requestBase: base, requireCapacity: true, writesSince: claim?.writesSince });
+      await this.jobs.submit(native, caller, { jobId: newJobId, requestBase: base, requireCapacity: true });
     } catch (e) {
       await claim?.release();
       throw e;

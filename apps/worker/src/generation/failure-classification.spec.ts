@@ -72,14 +72,7 @@ describe('classifyFailure', () => {
     expect(classifyFailure(err, ctx({ attemptsMade: 2 }))).toEqual({ ...expected, final: true, keepPrompt: false });
   });
 
-  it('replicas that could not confirm the record: retried, re-attaching to the finished prompt (nothing rendered twice)', () => {
-    const err = new DomainError(ErrorCode.ReplicationUnconfirmed, 'not on the replicas');
-    const expected = { kind: 'failed', retry: true, unexpected: false, interruptPrompt: false, freeMemory: false, releaseStored: false, error: { code: ErrorCode.ReplicationUnconfirmed, message: 'not on the replicas' } };
-    expect(classifyFailure(err, ctx({ attemptsMade: 0 }))).toEqual({ ...expected, final: false, keepPrompt: true });
-    expect(classifyFailure(err, ctx({ attemptsMade: 2 }))).toEqual({ ...expected, final: true, keepPrompt: false });
-  });
-
-  it('only storage and replication failures release what was stored or keep the prompt', () => {
+  it('only storage failures release what was stored or keep the prompt', () => {
     for (const err of [new PromptLostError('p1'), new ComfyHttpError(503, 'busy'), new Error('boom'), new DomainError(ErrorCode.StorageUnavailable, 'down')]) {
       expect(classifyFailure(err, ctx())).toMatchObject({ kind: 'failed', releaseStored: false, keepPrompt: false });
     }

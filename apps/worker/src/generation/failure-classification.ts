@@ -81,15 +81,6 @@ export function classifyFailure(err: unknown, ctx: FailureContext): FailureDecis
       interruptPrompt: false, freeMemory: false, unexpected: false, releaseStored: full, keepPrompt: full && !lastAttempt,
     };
   }
-  if (err instanceof DomainError && err.code === ErrorCode.ReplicationUnconfirmed) {
-    // The outputs are stored and recorded, but the Redis replicas could not be shown to hold them
-    // (or the connection moved to another primary meanwhile): the retry re-attaches to the finished
-    // prompt and writes them again.
-    return {
-      kind: 'failed', error: { code: err.code, message: err.message }, retry: true, final: lastAttempt,
-      interruptPrompt: false, freeMemory: false, unexpected: false, releaseStored: false, keepPrompt: !lastAttempt,
-    };
-  }
   const message = err instanceof Error ? err.message : String(err);
   return {
     kind: 'failed',
