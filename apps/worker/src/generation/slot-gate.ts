@@ -10,8 +10,8 @@
  */
 export class SlotGate {
   private held = 0;
-  private arrivals = 0;
-  private readonly waiters: Array<{ grant: () => void; priority: number; arrival: number }> = [];
+  /** In serving order: by priority, and behind the waiters of the same priority that came first. */
+  private readonly waiters: Array<{ grant: () => void; priority: number }> = [];
 
   constructor(readonly seats = 1) {
     if (!Number.isInteger(seats) || seats < 1) throw new RangeError(`seats must be a positive integer, got ${seats}`);
@@ -39,7 +39,6 @@ export class SlotGate {
     return new Promise<boolean>((resolve) => {
       const waiter = {
         priority,
-        arrival: this.arrivals++,
         grant: () => {
           signal.removeEventListener('abort', onAbort);
           resolve(true);
@@ -50,7 +49,7 @@ export class SlotGate {
         if (i >= 0) this.waiters.splice(i, 1);
         resolve(false);
       };
-      // Kept in serving order: by priority, then arrival (a handful of waiters at most).
+      // Behind every waiter of the same or a more urgent priority (a handful of waiters at most).
       let at = this.waiters.length;
       while (at > 0 && this.waiters[at - 1].priority > priority) at--;
       this.waiters.splice(at, 0, waiter);
