@@ -74,6 +74,28 @@ describe('request limits', () => {
     expect(await jobCount(stack)).toBe(before);
   });
 
+  // The message says what was refused, on the native routes and in OpenAI's shape on /v1.
+  const told: Array<[string, string, string, string]> = [
+    ['malformed JSON', '{"prompt": "p",', 'invalid_json', 'The body is not valid JSON'],
+    ['null', 'null', 'invalid_json', 'The body must be a JSON object'],
+    ['a JSON string', '  "a lighthouse"', 'invalid_json', 'The body must be a JSON object'],
+    ['a JSON number', '42', 'invalid_json', 'The body must be a JSON object'],
+    ['a JSON array', '[{"prompt":"p"}]', 'validation_failed', 'The body must be a JSON object'],
+    ['an empty JSON array', '[]', 'validation_failed', 'The body must be a JSON object'],
+    ['a __proto__ key', '{"prompt":"p","__proto__":{"admin":true}}', 'invalid_json', 'The key "__proto__" is not allowed in a body'],
+    ['a nested constructor key', '{"prompt":"p","metadata":{"constructor":"x"}}', 'invalid_json', 'The key "constructor" is not allowed in a body'],
+  ];
+  it.each(told)('tells %s as what it is, creating no job', async (_name, body, code, message) => {
+    const before = await jobCount(stack);
+    for (const path of ['/api/v1/images/jobs', '/api/v1/images/generate']) {
+      const res = await request(stack.url).post(path).set('Content-Type', 'application/json').send(body);
+      expect({ path, status: res.status, code: res.body?.error?.code, message: res.body?.error?.message }).toEqual({ path, status: 400, code, message });
+    }
+    const openai = await request(stack.url).post('/v1/images/generations').set('Content-Type', 'application/json').send(body);
+    expect({ status: openai.status, code: openai.body?.error?.code, message: openai.body?.error?.message }).toEqual({ status: 400, code, message });
+    expect(await jobCount(stack)).toBe(before);
+  });
+
   it('a body over BODY_LIMIT_BYTES is 413 before anything is parsed', async () => {
     const res = await request(stack.url)
       .post('/api/v1/images/jobs')

@@ -5,11 +5,35 @@ import { DomainError, ErrorCode } from '@app/common';
 import { redisDependency } from '@app/queue';
 import { isRedisOutOfMemory } from '@app/storage';
 import { ApiError, isRedisUnavailable, STATUS_BY_CODE, STORAGE_FULL_RETRY_AFTER_S } from './api-error';
+import { PrototypeKeyError } from '../security/http-hardening';
 import { handledByRoute, type RouteMethods } from './route-methods';
 
-interface BodyParserError extends Error {
+export interface BodyParserError extends Error {
   type?: string;
   status?: number;
+  /** The text the JSON parser refused (set by body-parser on entity.parse.failed). */
+  body?: unknown;
+}
+
+/**
+ * The message of 400 invalid_json, saying what the parser refused: a key no body may use, JSON
+ * that is not an object (`null`, `"text"`, `42`: body-parser's strict mode), or text that is not JSON.
+ */
+export function jsonParseFailure(err: BodyParserError): string {
+  if (err instanceof PrototypeKeyError) return err.message;
+  if (typeof err.body === 'string' && isJsonScalar(err.body)) return 'The body must be a JSON object';
+  return 'The body is not valid JSON';
+}
+
+function isJsonScalar(text: string): boolean {
+  const first = text.trimStart()[0];
+  if (first === undefined || first === '{' || first === '[') return false;
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -27,7 +51,7 @@ export function sendError(res: Response, req: Request & { id?: string }, status:
  * generic 400, losing whether the JSON was malformed or the body too large.
  */
 export function bodyParserErrorHandler(err: BodyParserError, req: Request & { id?: string }, res: Response, next: (e?: unknown) => void): void {
-  if (err?.type === 'entity.parse.failed') return sendError(res, req, 400, ErrorCode.InvalidJson, 'The body is not valid JSON');
+  if (err?.type === 'entity.parse.failed') return sendError(res, req, 400, ErrorCode.InvalidJson, jsonParseFailure(err));
   if (err?.type === 'entity.too.large') return sendError(res, req, 413, ErrorCode.PayloadTooLarge, 'The body is too large');
   if (err?.status === 415) return sendError(res, req, 415, ErrorCode.UnsupportedMediaType, 'The body must be JSON in UTF-8 (Content-Type: application/json)');
   // Any other client error of the parser, typed or not (a gzip body that does not inflate has no type).

@@ -1,4 +1,4 @@
-import { ValidationError, ValidationPipe } from '@nestjs/common';
+import { type ArgumentMetadata, ValidationError, ValidationPipe } from '@nestjs/common';
 import { DomainError, ErrorCode } from '@app/common';
 
 /** One entry of validation_failed details: the field (dotted for nested ones) and one message. */
@@ -34,8 +34,21 @@ export function summarize(problems: FieldProblem[]): string {
   return problems.length > 3 ? `${shown}; and ${problems.length - 3} more` : shown;
 }
 
+/**
+ * A JSON array where a request's body object is due would be checked as an object with the keys
+ * 0, 1, … ("0 is not a known field"): it is told as what it is.
+ */
+class ApiValidationPipe extends ValidationPipe {
+  override transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
+    if (metadata.type === 'body' && Array.isArray(value) && metadata.metatype && metadata.metatype !== Array) {
+      throw new DomainError(ErrorCode.ValidationFailed, 'The body must be a JSON object', []);
+    }
+    return super.transform(value, metadata);
+  }
+}
+
 export function apiValidationPipe(): ValidationPipe {
-  return new ValidationPipe({
+  return new ApiValidationPipe({
     whitelist: true,
     forbidNonWhitelisted: true,
     transform: true,

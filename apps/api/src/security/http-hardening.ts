@@ -120,9 +120,12 @@ const PROTOTYPE_KEYS = new Set(['__proto__', 'constructor']);
  * JSON.parse reviver for request bodies: refuses keys that name an object's prototype. They are
  * never fields of this API, and class-transformer silently drops them instead of letting the
  * ValidationPipe report them as unknown, so they would slip past "unknown fields are rejected".
- * The body parser turns the throw into 400 invalid_json.
+ * The body parser turns the throw into 400 invalid_json, whose message names the key.
  */
 export function rejectPrototypeKeys(key: string, value: unknown): unknown {
-  if (PROTOTYPE_KEYS.has(key)) throw new SyntaxError(`The key "${key}" is not allowed`);
+  if (PROTOTYPE_KEYS.has(key)) throw new PrototypeKeyError(`The key "${key}" is not allowed in a body`);
   return value;
 }
+
+/** What rejectPrototypeKeys throws; the body parser hands on this very object. */
+export class PrototypeKeyError extends SyntaxError {}
