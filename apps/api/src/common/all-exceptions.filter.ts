@@ -4,8 +4,8 @@ import type { Request, Response } from 'express';
 import { DomainError, ErrorCode } from '@app/common';
 import { redisDependency } from '@app/queue';
 import { isRedisOutOfMemory } from '@app/storage';
-import { ApiError, isRedisUnavailable, STATUS_BY_CODE, STORAGE_FULL_RETRY_AFTER_S } from './api-error';
 import { PrototypeKeyError } from '../security/http-hardening';
+import { ApiError, isRedisUnavailable, STATUS_BY_CODE, STORAGE_FULL_RETRY_AFTER_S } from './api-error';
 import { handledByRoute, type RouteMethods } from './route-methods';
 
 export interface BodyParserError extends Error {
@@ -26,7 +26,7 @@ export function jsonParseFailure(err: BodyParserError): string {
 }
 
 function isJsonScalar(text: string): boolean {
-  const first = text.trimStart()[0];
+  const first = /\S/.exec(text)?.[0];
   if (first === undefined || first === '{' || first === '[') return false;
   try {
     JSON.parse(text);
