@@ -135,6 +135,26 @@ function gpuSide(spans) {
   return { busyPct: span > 0 ? (100 * busy) / span : NaN, gaps, span };
 }
 
+/** The four legs of a job's overhead, in the order they happen (see hopSplit). */
+const HOPS = ['intake', 'dispatch', 'drain', 'answer'];
+
+/**
+ * A job's overhead cut at the API's and the simulator's clock marks (ms, one machine's clock):
+ * intake = first request → job created (HTTP, guards, validation, admission checks); dispatch =
+ * created → GPU start (queue, worker pickup, cancel check, prompt id on record, POST /prompt);
+ * drain = GPU end → job finished (the worker sees the end, /history, /view, store, record);
+ * answer = finished → last byte (the API is woken, reads the job and image, the client receives).
+ * created_at / finished_at as the job resource gives them (ISO strings or ms); NaN where one is missing.
+ */
+function hopSplit({ at, e2e, createdAt, finishedAt, gpuStart, gpuEnd }) {
+  const t = (x) => (typeof x === 'number' ? x : typeof x === 'string' ? Date.parse(x) : NaN);
+  const created = t(createdAt);
+  const finished = t(finishedAt);
+  const start = t(gpuStart);
+  const end = t(gpuEnd);
+  return { intake: created - at, dispatch: start - created, drain: finished - end, answer: at + e2e - finished };
+}
+
 /** The job id a prompt was made for: the API's SaveImage prefix carries it. */
 const JOB_ID_IN_GRAPH = /fictures\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/;
 
@@ -361,6 +381,14 @@ async function row(sim, graphs, mode, size, concurrency, n) {
     r.before = h && h.start ? h.start - r.at : NaN;
     r.after = h && h.end ? r.at + r.e2e - h.end : NaN;
   }
+  // Each side split once more at the job's own clock marks: created (the API accepted it) and finished (the worker recorded it).
+  if (mode !== 'direct' && concurrency === 1) {
+    for (const r of results) {
+      const job = r.jobId ? await H.request('GET', `${apiUrl}/api/v1/images/jobs/${r.jobId}`, { timeoutMs: 30_000 }) : undefined;
+      const h = byJob.get(r.jobId);
+      Object.assign(r, hopSplit({ at: r.at, e2e: r.e2e, createdAt: job?.body?.created_at, finishedAt: job?.body?.finished_at, gpuStart: h?.start, gpuEnd: h?.end }));
+    }
+  }
   const side = gpuSide([...hist.values()]);
   return {
     mode, size, concurrency, wall, n: results.length,
@@ -369,6 +397,7 @@ async function row(sim, graphs, mode, size, concurrency, n) {
     overhead: stats(results.map((r) => r.overhead)),
     before: stats(results.map((r) => r.before)),
     after: stats(results.map((r) => r.after)),
+    hops: Object.fromEntries(HOPS.map((k) => [k, stats(results.map((r) => r[k] ?? NaN))])),
     busyPct: side.busyPct,
     gap: stats(side.gaps),
     jobsPerS: results.length / (wall / 1000),
@@ -406,6 +435,13 @@ function latencyTable(rows) {
     const ones = rows.filter((r) => r.size === size && r.concurrency === 1);
     if (!ones.length) continue;
     lines.push(`${size}² ovh p50 split, request → GPU start + GPU end → last byte: ${ones.map((r) => `${r.mode} ${f(r.before.p50, 0)} + ${f(r.after.p50, 0)}`).join(', ')} ms`);
+  }
+  // Each side cut again at the job's own marks (see hopSplit): intake + dispatch before the GPU, drain + answer after it.
+  for (const size of [...new Set(rows.map((r) => r.size))]) {
+    const ones = rows.filter((r) => r.size === size && r.concurrency === 1 && r.hops && Number.isFinite(r.hops.intake.p50));
+    if (!ones.length) continue;
+    const legs = (r) => `${r.mode} ${HOPS.map((k) => f(r.hops[k].p50, 0, 1)).join(' + ')}`;
+    lines.push(`${size}² ovh p50 by leg, intake + dispatch (request → created → GPU start) + drain + answer (GPU end → finished → last byte): ${ones.map(legs).join(', ')} ms`);
   }
   return lines;
 }
@@ -673,7 +709,7 @@ async function main() {
 /** The default model's queue (libs/queue QueueName.Generation). */
 const QUEUE_NAME = 'generation';
 
-module.exports = { gpuSide, benchLine, stats, simHistory, clearHistory, DirectClient };
+module.exports = { gpuSide, benchLine, stats, simHistory, clearHistory, DirectClient, hopSplit };
 
 if (require.main === module) {
   H.installExitHandlers();

@@ -7,6 +7,7 @@ interface Bench {
   benchLine(f: Record<string, number | undefined>): string;
   simHistory(sim: { url: string }): Promise<Map<string, Span & { graph?: Record<string, unknown>; image?: { filename: string } }>>;
   clearHistory(sim: { url: string }): Promise<unknown>;
+  hopSplit(m: { at: number; e2e: number; createdAt?: string | number; finishedAt?: string | number; gpuStart?: number; gpuEnd?: number }): Record<'intake' | 'dispatch' | 'drain' | 'answer', number>;
   DirectClient: new (sim: { url: string }, graph: Record<string, unknown>) => {
     open(): Promise<{ run(): Promise<{ e2e: number; promptId: string; bytes: number }>; close(): void }>;
   };
@@ -23,6 +24,18 @@ describe('npm run bench: the parts that make its figures', () => {
     expect(side.gaps).toEqual([10, 0]);
     expect(side.busyPct).toBeCloseTo((290 / 300) * 100, 6);
     expect(Number.isNaN(bench.gpuSide([]).busyPct)).toBe(true);
+  });
+
+  it('a job\'s overhead is cut at its created and finished marks into four legs that add up to it', () => {
+    const at = Date.parse('2026-12-04T10:00:00.000Z');
+    const legs = bench.hopSplit({ at, e2e: 250, createdAt: '2026-12-04T10:00:00.004Z', gpuStart: at + 12, gpuEnd: at + 222, finishedAt: '2026-12-04T10:00:00.231Z' });
+    expect(legs).toEqual({ intake: 4, dispatch: 8, drain: 9, answer: 19 });
+    // Together with the GPU's own run they make up the client's whole time.
+    expect(legs.intake + legs.dispatch + 210 + legs.drain + legs.answer).toBe(250);
+    expect(bench.hopSplit({ at, e2e: 250, createdAt: at + 4, gpuStart: at + 12, gpuEnd: at + 222, finishedAt: at + 231 })).toEqual(legs);
+    // A job whose resource or history could not be read gives NaN, which the table leaves out.
+    const missing = bench.hopSplit({ at, e2e: 250, gpuStart: at + 12, gpuEnd: at + 222 });
+    expect([missing.intake, missing.dispatch, missing.drain, missing.answer].every(Number.isNaN)).toBe(true);
   });
 
   it('the BENCH line always carries the six figures, n/a where a row did not run', () => {
