@@ -142,8 +142,9 @@ const HOPS = ['intake', 'dispatch', 'drain', 'answer'];
  * A job's overhead cut at the API's and the simulator's clock marks (ms, one machine's clock):
  * intake = first request → job created (HTTP, guards, validation, admission checks); dispatch =
  * created → GPU start (queue, worker pickup, cancel check, prompt id on record, POST /prompt);
- * drain = GPU end → job finished (the worker sees the end, /history, /view, store, record);
- * answer = finished → last byte (the API is woken, reads the job and image, the client receives).
+ * drain = GPU end → job finished (the worker sees the end, /history, /view, store; finished_at is
+ * stamped as the terminal record is made); answer = finished → last byte (the record is written,
+ * the API is woken, reads the job and image, the client receives).
  * created_at / finished_at as the job resource gives them (ISO strings or ms); NaN where one is missing.
  */
 function hopSplit({ at, e2e, createdAt, finishedAt, gpuStart, gpuEnd }) {
@@ -381,7 +382,7 @@ async function row(sim, graphs, mode, size, concurrency, n) {
     r.before = h && h.start ? h.start - r.at : NaN;
     r.after = h && h.end ? r.at + r.e2e - h.end : NaN;
   }
-  // Each side split once more at the job's own clock marks: created (the API accepted it) and finished (the worker recorded it).
+  // Each side split once more at the job's own clock marks: created (the API accepted it) and finished (the worker made its record).
   if (mode !== 'direct' && concurrency === 1) {
     for (const r of results) {
       const job = r.jobId ? await H.request('GET', `${apiUrl}/api/v1/images/jobs/${r.jobId}`, { timeoutMs: 30_000 }) : undefined;
