@@ -66,6 +66,28 @@ describe('acknowledged means replicated (REDIS_MIN_REPLICAS_ACK)', () => {
     expect((await request(acked.url).get(`/api/v1/images/jobs/${jobId}`).expect(200)).body.status).toBe('queued');
   });
 
+  it('a replay is confirmed on the replica too: while it still cannot confirm, the retry is 503 as well, then 202 with the same job', async () => {
+    const key = randomUUID();
+    process.kill(replicaPid, 'SIGSTOP');
+    let first: request.Response;
+    let replayed: request.Response;
+    try {
+      first = await request(acked.url).post('/api/v1/images/jobs').set('Idempotency-Key', key).send(body);
+      // The job exists on the primary, but nothing says the replica has it: no 202 for it yet.
+      replayed = await request(acked.url).post('/api/v1/images/jobs').set('Idempotency-Key', key).send(body);
+    } finally {
+      process.kill(replicaPid, 'SIGCONT');
+    }
+    expect(first.status).toBe(503);
+    const jobId = first.body.error.details.job_id as string;
+    expect({ status: replayed.status, code: replayed.body.error?.code, job_id: replayed.body.error?.details?.job_id, retryAfter: replayed.headers['retry-after'] })
+      .toEqual({ status: 503, code: 'replication_unconfirmed', job_id: jobId, retryAfter: '1' });
+    const later = await request(acked.url).post('/api/v1/images/jobs').set('Idempotency-Key', key).send(body).expect(202);
+    expect(later.body.id).toBe(jobId);
+    expect(later.headers['idempotent-replayed']).toBe('true');
+    expect(await replica.exists(`${acked.env.QUEUE_PREFIX}:${QueueName.Generation}:${jobId}`)).toBe(1);
+  });
+
   it('prints the submit latency with and without the WAIT (same group, same moment)', async () => {
     const lat: Record<'ack1' | 'ack0', number[]> = { ack1: [], ack0: [] };
     for (let i = 0; i < 100; i++) {

@@ -123,6 +123,22 @@ export class JobLifecycle {
     if (this.env.replicasToAck > 0) await this.replicated((await queue.getBackend().client) as unknown as Pick<Redis, 'wait'>, 1, jobId);
   }
 
+  /**
+   * With REDIS_MIN_REPLICAS_ACK, for an answer about a job this request did not write: an idempotent
+   * replay acknowledges the job of an earlier try, and that try's own WAIT may be what failed. A
+   * small write on the queue's connection, then its WAIT: replication is one ordered stream, so
+   * replicas that hold the write hold everything the primary had before it, the job read just
+   * before included. False (nothing done) when no replica acknowledgement is asked for; throws
+   * replication_unconfirmed when the replicas do not confirm.
+   */
+  async confirmReplayed(jobId: string): Promise<boolean> {
+    if (!(this.env.replicasToAck > 0)) return false;
+    const client = (await this.queues.all()[0].getBackend().client) as unknown as Pick<Redis, 'incr' | 'wait'>;
+    await client.incr(this.keys.replicationProbe);
+    await this.replicated(client, 1, jobId);
+    return true;
+  }
+
   async read(jobId: string): Promise<ReadResult> {
     const fresh = await this.freshView(jobId);
     if (fresh) return { found: true, view: fresh };

@@ -8,6 +8,10 @@ export class RedisKeys {
   constructor(readonly prefix: string) {}
 
   /** Pub/sub channel the API publishes cancel requests on; workers subscribe. */
+  /** Written before a WAIT that must vouch for what an answer only read (an idempotent replay's job). */
+  get replicationProbe(): string {
+    return `${this.prefix}:replication-probe`;
+  }
   get cancelChannel(): string {
     return `${this.prefix}:cancel`;
   }

@@ -108,7 +108,7 @@ export class JobsController {
       const claim = await this.idempotency.claim(caller.owner, idempotencyKey, dto, jobId, undefined, (id) => this.jobs.claimedJobExists(id, caller, base));
       if (claim.kind === 'replay') {
         res.setHeader('Idempotent-Replayed', 'true');
-        const resource = await this.jobs.getWhenVisible(claim.jobId, caller, base);
+        const resource = await this.jobs.getReplayed(claim.jobId, caller, base);
         res.setHeader('Location', resource.links.self);
         return resource;
       }

@@ -233,6 +233,24 @@ export class JobsService {
     }
   }
 
+  /**
+   * An idempotent replay's answer: the first try's job once it is visible and, with
+   * REDIS_MIN_REPLICAS_ACK, confirmed on the replicas like any acknowledged job (the first try's own
+   * WAIT may be what failed). It is read again after the WAIT: a failover between the first read and
+   * the probe write would have sent the probe to a primary that may not hold the job, and then it is
+   * not found there — replication_unconfirmed, so the client's retry claims the key afresh.
+   */
+  async getReplayed(jobId: string, caller: Caller, base: string): Promise<JobResource> {
+    const seen = await this.getWhenVisible(jobId, caller, base);
+    if (!(await this.lifecycle.confirmReplayed(jobId))) return seen;
+    try {
+      return await this.get(jobId, caller, base);
+    } catch (e) {
+      if (!(e instanceof ApiError && e.code === ErrorCode.JobNotFound)) throw e;
+      throw new DomainError(ErrorCode.ReplicationUnconfirmed, 'The job store could not confirm the job on its replicas; retry shortly with the same Idempotency-Key', { job_id: jobId });
+    }
+  }
+
   /** For an idempotent replay: the first request may still be adding the job; wait for it briefly. */
   async getWhenVisible(jobId: string, caller: Caller, base: string, timeoutMs = 3_000): Promise<JobResource> {
     const deadline = Date.now() + timeoutMs;

@@ -116,7 +116,7 @@ export class OpenAiImagesService {
       : undefined;
     const user = native.metadata?.openai_user;
     if (claim?.kind === 'replay') {
-      await this.jobs.getWhenVisible(claim.jobId, caller, base);
+      await this.jobs.getReplayed(claim.jobId, caller, base);
       this.logger.log({ request_id: caller.requestId, job_id: claim.jobId, msg: `openai ${route}: a repeated request attaches to its job`, ...(user ? { openai_user: user } : {}) });
       return claim.jobId;
     }
