@@ -133,8 +133,9 @@ export class JobLifecycle {
    */
   async confirmReplayed(jobId: string): Promise<boolean> {
     if (!(this.env.replicasToAck > 0)) return false;
-    const client = (await this.queues.all()[0].getBackend().client) as unknown as Pick<Redis, 'incr' | 'wait'>;
-    await client.incr(this.keys.replicationProbe);
+    const client = (await this.queues.all()[0].getBackend().client) as unknown as Pick<Redis, 'set' | 'wait'>;
+    // Any write does; this one keeps a single key that expires.
+    await client.set(this.keys.replicationProbe, String(Date.now()), 'EX', 3600);
     await this.replicated(client, 1, jobId);
     return true;
   }

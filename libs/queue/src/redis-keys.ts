@@ -7,11 +7,11 @@ import { Env } from '@app/config';
 export class RedisKeys {
   constructor(readonly prefix: string) {}
 
-  /** Pub/sub channel the API publishes cancel requests on; workers subscribe. */
   /** Written before a WAIT that must vouch for what an answer only read (an idempotent replay's job). */
   get replicationProbe(): string {
     return `${this.prefix}:replication-probe`;
   }
+  /** Pub/sub channel the API publishes cancel requests on; workers subscribe. */
   get cancelChannel(): string {
     return `${this.prefix}:cancel`;
   }
